@@ -1,0 +1,230 @@
+//! Length-checked decoding of ring-buffer records (userspace only).
+
+use core::mem::size_of;
+
+use crate::{
+    AllocEvent, CgroupEvent, EventHeader, EventKind, ExecEvent, ExitEvent, OomEvent, SignalEvent,
+};
+
+/// A decoded ring-buffer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawEvent {
+    Exec(ExecEvent),
+    Exit(ExitEvent),
+    Alloc(AllocEvent),
+    Oom(OomEvent),
+    Signal(SignalEvent),
+    CgroupMkdir(CgroupEvent),
+    CgroupRmdir(CgroupEvent),
+    CgroupAttach(CgroupEvent),
+}
+
+impl RawEvent {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Self::Exec(e) => &e.hdr,
+            Self::Exit(e) => &e.hdr,
+            Self::Alloc(e) => &e.hdr,
+            Self::Oom(e) => &e.hdr,
+            Self::Signal(e) => &e.hdr,
+            Self::CgroupMkdir(e) | Self::CgroupRmdir(e) | Self::CgroupAttach(e) => &e.hdr,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte {what}")]
+    Truncated {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("record has unknown event kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Types that may be read from raw bytes: `#[repr(C)]` ABI structs made
+/// only of integers and byte arrays, for which every bit pattern is valid.
+trait Plain: Copy {
+    const NAME: &'static str;
+}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$(impl Plain for $t { const NAME: &'static str = stringify!($t); })*};
+}
+plain!(
+    EventHeader,
+    ExecEvent,
+    ExitEvent,
+    AllocEvent,
+    OomEvent,
+    SignalEvent,
+    CgroupEvent
+);
+
+fn read<T: Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Truncated {
+            what: T::NAME,
+            len: bytes.len(),
+            need: size_of::<T>(),
+        });
+    }
+    // SAFETY: the length was checked above; `T: Plain` is valid for any bit
+    // pattern; `read_unaligned` has no alignment requirement.
+    Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one record. Never panics: short or unknown records are errors.
+pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
+    let hdr: EventHeader = read(bytes)?;
+    let kind = EventKind::try_from(hdr.kind).map_err(DecodeError::UnknownKind)?;
+    Ok(match kind {
+        EventKind::Exec => RawEvent::Exec(read(bytes)?),
+        EventKind::Exit => RawEvent::Exit(read(bytes)?),
+        EventKind::Alloc => RawEvent::Alloc(read(bytes)?),
+        EventKind::Oom => RawEvent::Oom(read(bytes)?),
+        EventKind::Signal => RawEvent::Signal(read(bytes)?),
+        EventKind::CgroupMkdir => RawEvent::CgroupMkdir(read(bytes)?),
+        EventKind::CgroupRmdir => RawEvent::CgroupRmdir(read(bytes)?),
+        EventKind::CgroupAttach => RawEvent::CgroupAttach(read(bytes)?),
+    })
+}
+
+/// Bytes of a NUL-padded C string field, up to the first NUL.
+pub fn c_bytes(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// The raw bytes of an ABI struct, as the kernel would write them (tests, fuzzing).
+pub fn as_bytes<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: reading the initialised bytes of a `Copy` value; the ABI
+    // structs have explicit padding so every byte is initialised.
+    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OOM_MEMCG_FOUND, TaskInfo};
+
+    fn task(pid: u32, comm: &[u8]) -> TaskInfo {
+        let mut t = TaskInfo {
+            pid,
+            tgid: pid,
+            memcg_id: 77,
+            ..Default::default()
+        };
+        t.comm[..comm.len()].copy_from_slice(comm);
+        t
+    }
+
+    #[test]
+    fn oom_round_trip() {
+        let ev = OomEvent {
+            hdr: EventHeader {
+                kind: EventKind::Oom as u32,
+                cpu: 1,
+                boot_ns: 123,
+            },
+            victim: task(10, b"stress"),
+            trigger: task(10, b"stress"),
+            oom_memcg_id: 77,
+            usage_bytes: 52428800,
+            limit_bytes: 52428800,
+            failcnt: 9,
+            flags: OOM_MEMCG_FOUND,
+            ..Default::default()
+        };
+        let got = decode(&as_bytes(&ev)).unwrap();
+        assert_eq!(got, RawEvent::Oom(ev));
+        assert_eq!(got.header().boot_ns, 123);
+        let RawEvent::Oom(o) = got else { panic!() };
+        assert_eq!(c_bytes(&o.victim.comm), b"stress");
+    }
+
+    #[test]
+    fn every_kind_decodes_to_its_variant() {
+        let mut c = CgroupEvent::default();
+        for (kind, len) in [
+            (EventKind::Exec, size_of::<ExecEvent>()),
+            (EventKind::Exit, size_of::<ExitEvent>()),
+            (EventKind::Alloc, size_of::<AllocEvent>()),
+            (EventKind::Signal, size_of::<SignalEvent>()),
+            (EventKind::CgroupMkdir, size_of::<CgroupEvent>()),
+            (EventKind::CgroupRmdir, size_of::<CgroupEvent>()),
+            (EventKind::CgroupAttach, size_of::<CgroupEvent>()),
+        ] {
+            c.hdr.kind = kind as u32;
+            let mut bytes = as_bytes(&c);
+            bytes.resize(len.max(bytes.len()), 0);
+            let ev = decode(&bytes[..len]).unwrap();
+            assert_eq!(ev.header().kind, kind as u32);
+            // One byte short is an error naming the struct, never a panic.
+            let err = decode(&bytes[..len - 1]).unwrap_err();
+            assert!(matches!(err, DecodeError::Truncated { need, .. } if need == len));
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_are_errors() {
+        assert!(matches!(
+            decode(&[]),
+            Err(DecodeError::Truncated { need: 16, .. })
+        ));
+        assert!(matches!(
+            decode(&[1, 0, 0]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut junk = [0xffu8; 200];
+        assert_eq!(decode(&junk), Err(DecodeError::UnknownKind(u32::MAX)));
+        junk[..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(decode(&junk), Err(DecodeError::UnknownKind(0)));
+        // A valid kind with a header only.
+        let hdr = EventHeader {
+            kind: EventKind::Oom as u32,
+            ..Default::default()
+        };
+        let err = decode(&as_bytes(&hdr)).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::Truncated {
+                what: "OomEvent",
+                len: 16,
+                need: 160
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "record of 16 bytes is shorter than the 160-byte OomEvent"
+        );
+    }
+
+    #[test]
+    fn pseudo_random_bytes_never_panic() {
+        // A cheap deterministic fuzz over lengths and kinds.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for len in 0..400 {
+            let mut buf = vec![0u8; len];
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if len >= 4 {
+                buf[..4].copy_from_slice(&((x % 10) as u32).to_ne_bytes());
+            }
+            let _ = decode(&buf);
+        }
+    }
+
+    #[test]
+    fn c_bytes_stops_at_nul_or_end() {
+        assert_eq!(c_bytes(b"ab\0cd"), b"ab");
+        assert_eq!(c_bytes(b"abcd"), b"abcd");
+        assert_eq!(c_bytes(b"\0"), b"");
+    }
+}

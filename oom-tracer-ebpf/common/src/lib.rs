@@ -1,0 +1,384 @@
+//! The event ABI shared by the eBPF programs and the userspace agent.
+//!
+//! Every record the kernel side writes into the ring buffer starts with an
+//! [`EventHeader`]; its `kind` says which of the structs below follows.
+//! All structs are `#[repr(C)]`, hold only fixed-width integers and byte
+//! arrays, make their padding explicit, and have their sizes pinned by
+//! compile-time asserts, so that a change on one side cannot silently
+//! disagree with the other.
+//!
+//! With the `user` feature this crate also provides the length-checked
+//! decoder used by userspace ([`decode`]).
+#![cfg_attr(not(feature = "user"), no_std)]
+
+#[cfg(feature = "user")]
+pub mod decode;
+
+/// Length of `task_struct::comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of a cgroup path carried by cgroup lifecycle events (truncated, NUL padded).
+pub const CGROUP_PATH_LEN: usize = 128;
+/// Marks a field offset that the running kernel does not have.
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+/// How many memcg ancestors the programs walk (watch filter, `oom_lock` search).
+pub const MAX_CGROUP_DEPTH: u32 = 12;
+/// `si_code` of a signal sent by the kernel itself (the OOM killer's SIGKILL).
+pub const SI_KERNEL: i32 = 0x80;
+
+/// Which record follows the header.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Exit = 2,
+    Alloc = 3,
+    Oom = 4,
+    Signal = 5,
+    CgroupMkdir = 6,
+    CgroupRmdir = 7,
+    CgroupAttach = 8,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Ok(match v {
+            1 => Self::Exec,
+            2 => Self::Exit,
+            3 => Self::Alloc,
+            4 => Self::Oom,
+            5 => Self::Signal,
+            6 => Self::CgroupMkdir,
+            7 => Self::CgroupRmdir,
+            8 => Self::CgroupAttach,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Starts every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] discriminant.
+    pub kind: u32,
+    /// CPU the event was recorded on.
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME) at the event.
+    pub boot_ns: u64,
+}
+
+/// A task as the programs see it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Thread id (the kernel's `pid`).
+    pub pid: u32,
+    /// Process id (the kernel's `tgid`).
+    pub tgid: u32,
+    /// Id of the task's memory cgroup (the kernfs id, equal to the
+    /// directory's inode number); 0 if unknown.
+    pub memcg_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `sched/sched_process_exec` in a watched cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+}
+
+/// `sched/sched_process_exit` of a thread-group leader in a watched cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+    /// Raw `task->exit_code`: `(status << 8) | signal`.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// `kmem/rss_stat`: anonymous memory of a watched process grew by a step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+    /// Anonymous resident memory of the process, bytes.
+    pub anon_bytes: u64,
+}
+
+/// `OomEvent::flags`: the victim's memcg id is known.
+pub const OOM_VICTIM_MEMCG: u32 = 1 << 0;
+/// `OomEvent::flags`: the RSS fields and `total_vm_bytes` are valid.
+pub const OOM_RSS: u32 = 1 << 1;
+/// `OomEvent::flags`: `oom_score_adj` is valid.
+pub const OOM_SCORE_ADJ: u32 = 1 << 2;
+/// `OomEvent::flags`: `uid` is valid.
+pub const OOM_UID: u32 = 1 << 3;
+/// `OomEvent::flags`: a memcg holding `oom_lock` was found: this is a memcg
+/// OOM and `oom_memcg_id`/usage/limit/failcnt describe the memcg that hit
+/// its limit. Unset: a global (system-wide) OOM, or the walk was impossible.
+pub const OOM_MEMCG_FOUND: u32 = 1 << 4;
+/// `OomEvent::flags`: the kernel has no `mem_cgroup.oom_lock`; the limit
+/// search could not run.
+pub const OOM_NO_LOCK_FIELD: u32 = 1 << 5;
+
+/// `OomEvent::source`: from `tp_btf/mark_victim` (task pointer).
+pub const OOM_SOURCE_TP_BTF: u32 = 1;
+/// `OomEvent::source`: from `tracepoint/oom/mark_victim` (fields).
+pub const OOM_SOURCE_TRACEPOINT: u32 = 2;
+
+/// `oom/mark_victim`: the kernel chose a victim.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OomEvent {
+    pub hdr: EventHeader,
+    pub victim: TaskInfo,
+    /// `current` when the victim was marked: the task whose allocation
+    /// triggered the OOM.
+    pub trigger: TaskInfo,
+    /// The memcg that hit its limit (see [`OOM_MEMCG_FOUND`]).
+    pub oom_memcg_id: u64,
+    pub usage_bytes: u64,
+    pub limit_bytes: u64,
+    pub failcnt: u64,
+    pub total_vm_bytes: u64,
+    pub anon_rss_bytes: u64,
+    pub file_rss_bytes: u64,
+    pub shmem_rss_bytes: u64,
+    pub uid: u32,
+    pub oom_score_adj: i32,
+    /// `OOM_*` flag bits.
+    pub flags: u32,
+    /// `OOM_SOURCE_*`.
+    pub source: u32,
+}
+
+/// `signal/signal_generate`: SIGKILL generated for a watched task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalEvent {
+    pub hdr: EventHeader,
+    pub target: TaskInfo,
+    /// `current`: who sent it (for an OOM kill, the trigger).
+    pub sender: TaskInfo,
+    pub sig: u32,
+    /// `si_code`; [`SI_KERNEL`] for the OOM killer.
+    pub code: i32,
+    /// `TRACE_SIGNAL_*` result (0 = delivered).
+    pub result: i32,
+    pub _pad: u32,
+}
+
+/// `cgroup/cgroup_mkdir`, `cgroup_rmdir`, `cgroup_attach_task` on the memory hierarchy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupEvent {
+    pub hdr: EventHeader,
+    /// The cgroup's id (for attach: the destination's).
+    pub id: u64,
+    /// Attach only: the moved task; 0 otherwise.
+    pub pid: u32,
+    pub level: u32,
+    /// Attach only: the moved task's comm.
+    pub comm: [u8; COMM_LEN],
+    /// Path below the hierarchy root, NUL terminated/padded, possibly truncated.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+impl Default for CgroupEvent {
+    fn default() -> Self {
+        Self {
+            hdr: EventHeader::default(),
+            id: 0,
+            pid: 0,
+            level: 0,
+            comm: [0; COMM_LEN],
+            path: [0; CGROUP_PATH_LEN],
+        }
+    }
+}
+
+/// Byte offsets into kernel structs, read from the running kernel's BTF at
+/// load time and handed to the programs as a read-only global (`KOFFS`).
+/// [`OFFSET_ABSENT`] marks a field the kernel does not have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_exit_code: u32,
+    pub task_mm: u32,
+    pub task_signal: u32,
+    pub task_cgroups: u32,
+    /// `css_set.subsys[memory_cgrp_id]`, already indexed.
+    pub css_set_memory: u32,
+    pub css_cgroup: u32,
+    pub css_parent: u32,
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
+    pub signal_oom_score_adj: u32,
+    pub mm_total_vm: u32,
+    /// RSS counter `i` of an mm lives at `mm + mm_rss_base + i * mm_rss_stride`.
+    pub mm_rss_base: u32,
+    pub mm_rss_stride: u32,
+    /// Offset of the `memory` page_counter inside `mem_cgroup`.
+    pub memcg_memory: u32,
+    pub memcg_oom_lock: u32,
+    pub page_counter_usage: u32,
+    pub page_counter_max: u32,
+    pub page_counter_failcnt: u32,
+    /// `MM_ANONPAGES` etc. as the kernel numbers them.
+    pub mm_anonpages: u32,
+    pub mm_filepages: u32,
+    pub mm_shmempages: u32,
+}
+
+impl KernelOffsets {
+    pub const ABSENT: Self = Self {
+        task_pid: OFFSET_ABSENT,
+        task_tgid: OFFSET_ABSENT,
+        task_comm: OFFSET_ABSENT,
+        task_exit_code: OFFSET_ABSENT,
+        task_mm: OFFSET_ABSENT,
+        task_signal: OFFSET_ABSENT,
+        task_cgroups: OFFSET_ABSENT,
+        css_set_memory: OFFSET_ABSENT,
+        css_cgroup: OFFSET_ABSENT,
+        css_parent: OFFSET_ABSENT,
+        cgroup_kn: OFFSET_ABSENT,
+        kn_id: OFFSET_ABSENT,
+        signal_oom_score_adj: OFFSET_ABSENT,
+        mm_total_vm: OFFSET_ABSENT,
+        mm_rss_base: OFFSET_ABSENT,
+        mm_rss_stride: OFFSET_ABSENT,
+        memcg_memory: OFFSET_ABSENT,
+        memcg_oom_lock: OFFSET_ABSENT,
+        page_counter_usage: OFFSET_ABSENT,
+        page_counter_max: OFFSET_ABSENT,
+        page_counter_failcnt: OFFSET_ABSENT,
+        mm_anonpages: 1,
+        mm_filepages: 0,
+        mm_shmempages: 3,
+    };
+}
+
+/// Field offsets of the classic tracepoints, read from their `format` files
+/// at load time ([`OFFSET_ABSENT`] where a kernel lacks a field).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointLayout {
+    /// oom/mark_victim
+    pub mv_pid: u32,
+    pub mv_comm: u32,
+    pub mv_total_vm: u32,
+    pub mv_anon_rss: u32,
+    pub mv_file_rss: u32,
+    pub mv_shmem_rss: u32,
+    pub mv_uid: u32,
+    pub mv_oom_score_adj: u32,
+    /// kmem/rss_stat
+    pub rss_curr: u32,
+    pub rss_member: u32,
+    pub rss_size: u32,
+    /// cgroup/cgroup_mkdir and cgroup_rmdir
+    pub cg_root: u32,
+    pub cg_level: u32,
+    pub cg_id: u32,
+    pub cg_path: u32,
+    /// cgroup/cgroup_attach_task
+    pub at_root: u32,
+    pub at_level: u32,
+    pub at_id: u32,
+    pub at_pid: u32,
+    pub at_path: u32,
+    pub at_comm: u32,
+}
+
+impl TracepointLayout {
+    pub const ABSENT: Self = Self {
+        mv_pid: OFFSET_ABSENT,
+        mv_comm: OFFSET_ABSENT,
+        mv_total_vm: OFFSET_ABSENT,
+        mv_anon_rss: OFFSET_ABSENT,
+        mv_file_rss: OFFSET_ABSENT,
+        mv_shmem_rss: OFFSET_ABSENT,
+        mv_uid: OFFSET_ABSENT,
+        mv_oom_score_adj: OFFSET_ABSENT,
+        rss_curr: OFFSET_ABSENT,
+        rss_member: OFFSET_ABSENT,
+        rss_size: OFFSET_ABSENT,
+        cg_root: OFFSET_ABSENT,
+        cg_level: OFFSET_ABSENT,
+        cg_id: OFFSET_ABSENT,
+        cg_path: OFFSET_ABSENT,
+        at_root: OFFSET_ABSENT,
+        at_level: OFFSET_ABSENT,
+        at_id: OFFSET_ABSENT,
+        at_pid: OFFSET_ABSENT,
+        at_path: OFFSET_ABSENT,
+        at_comm: OFFSET_ABSENT,
+    };
+}
+
+/// Run-time settings for the programs (read-only global `SETTINGS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// log2 of the page size.
+    pub page_shift: u64,
+    /// Emit an `alloc` record each time a process's anonymous RSS grew by this much.
+    pub alloc_step_bytes: u64,
+    /// cgroup v1 hierarchy id of the memory controller; 0 on cgroup v2.
+    pub memory_hierarchy: u32,
+    /// 1: every memcg is watched (no `WATCHED` lookup).
+    pub watch_all: u32,
+}
+
+impl Settings {
+    pub const DEFAULT: Self = Self {
+        page_shift: 12,
+        alloc_step_bytes: 4 << 20,
+        memory_hierarchy: 0,
+        watch_all: 0,
+    };
+}
+
+/// Index into the `COUNTERS` per-CPU array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A record could not be reserved in the ring buffer (it was full).
+    RingbufFull = 0,
+    /// A kernel read (bpf_probe_read_kernel) failed while building a record.
+    ReadError = 1,
+}
+
+/// Number of entries of `COUNTERS`.
+pub const COUNTERS_LEN: u32 = 2;
+
+// The ABI, pinned. A change here must change both sides and these numbers.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+const _: () = assert!(core::mem::size_of::<TaskInfo>() == 32);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 56);
+const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
+const _: () = assert!(core::mem::size_of::<OomEvent>() == 160);
+const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 176);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
+const _: () = assert!(core::mem::size_of::<Settings>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` structs of integers with explicit padding.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::TracepointLayout {}
+    unsafe impl aya::Pod for super::Settings {}
+}

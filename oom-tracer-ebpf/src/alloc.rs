@@ -1,0 +1,68 @@
+//! The allocation ramp: `kmem/rss_stat`, filtered in the kernel.
+//!
+//! This is the hottest hook (tens of calls per fork/exec anywhere on the
+//! box), so the cheap checks run first: the counter belongs to the current
+//! task's mm, it is MM_ANONPAGES, and the per-process size grew by a step
+//! since the last record. The memcg walk runs once per process.
+use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
+use oom_tracer_common::{AllocEvent, EventKind};
+
+use crate::{
+    emit::{NO_WAKE, header, output},
+    kernel::{ReadResult, current_info, current_task, is_watched, koff, read, setting, task_memcg, tpl},
+    maps::ALLOC_LAST,
+};
+
+/// `ALLOC_LAST` value of a process outside the watched cgroups.
+const UNWATCHED: u64 = u64::MAX;
+
+#[tracepoint(category = "kmem", name = "rss_stat")]
+pub fn rss_stat(ctx: TracePointContext) -> u32 {
+    match try_rss_stat(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
+    let base = ctx.as_ptr() as u64;
+    if read::<u32>(base, tpl!(rss_curr))? != 1 {
+        return Ok(());
+    }
+    if read::<i32>(base, tpl!(rss_member))? as u32 != koff!(mm_anonpages) {
+        return Ok(());
+    }
+    let size = read::<i64>(base, tpl!(rss_size))?;
+    let size = if size < 0 { 0 } else { size as u64 };
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let step = setting!(alloc_step_bytes);
+    let last = match ALLOC_LAST.get_ptr(tgid) {
+        // SAFETY: value pointer from a successful lookup.
+        Some(p) => unsafe { *p },
+        None => {
+            // First sighting of this process: the memcg walk, once.
+            let css = task_memcg(current_task())?;
+            let v = if is_watched(css) { 0 } else { UNWATCHED };
+            let _ = ALLOC_LAST.insert(tgid, v, 0);
+            v
+        }
+    };
+    if last == UNWATCHED {
+        return Ok(());
+    }
+    if size < last.saturating_add(step) {
+        if size.saturating_add(step) <= last {
+            // Shrunk by a step: follow it down so regrowth is reported.
+            let _ = ALLOC_LAST.insert(tgid, size, 0);
+        }
+        return Ok(());
+    }
+    let _ = ALLOC_LAST.insert(tgid, size, 0);
+    let css = task_memcg(current_task())?;
+    let ev = AllocEvent {
+        hdr: header(EventKind::Alloc),
+        task: current_info(css),
+        anon_bytes: size,
+    };
+    output(&ev, NO_WAKE);
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! oom-tracer's eBPF programs. Each program is named after its attach point
+//! and lives in the module named after its subsystem:
+//!
+//! | program              | attach point                     | module      |
+//! |----------------------|----------------------------------|-------------|
+//! | `mark_victim`        | tp_btf/mark_victim               | `oom`       |
+//! | `oom_mark_victim`    | tracepoint/oom/mark_victim       | `oom`       |
+//! | `signal_generate`    | tp_btf/signal_generate           | `signal`    |
+//! | `sched_process_exec` | tp_btf/sched_process_exec        | `sched`     |
+//! | `sched_process_exit` | tp_btf/sched_process_exit        | `sched`     |
+//! | `rss_stat`           | tracepoint/kmem/rss_stat         | `alloc`     |
+//! | `cgroup_mkdir` ...   | tracepoint/cgroup/cgroup_*       | `cgroup`    |
+#![no_std]
+#![no_main]
+
+mod alloc;
+mod cgroup;
+mod emit;
+mod kernel;
+mod maps;
+mod oom;
+mod sched;
+mod signal;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path; none is reachable.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

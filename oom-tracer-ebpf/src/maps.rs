@@ -1,0 +1,25 @@
+//! Maps shared by the programs and userspace. Names are part of the
+//! contract with `oom-tracer/src/bpf/loader.rs`.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use oom_tracer_common::COUNTERS_LEN;
+
+/// All records, kernel → userspace. Userspace may resize it at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Memory cgroup ids (kernfs ids) whose tasks, and those of their
+/// descendants, are traced. Filled by userspace.
+#[map]
+pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Per process (tgid): anonymous RSS at the last `alloc` record, or
+/// `u64::MAX` for a process known to be outside the watched cgroups.
+#[map]
+pub static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Drop and error counters, indexed by `oom_tracer_common::Counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);

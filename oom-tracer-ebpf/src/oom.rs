@@ -1,0 +1,186 @@
+//! The OOM kill itself: `oom/mark_victim`.
+//!
+//! Two programs, one attached: `mark_victim` (tp_btf, gets the victim's
+//! `task_struct`) where the kernel's tracepoint passes a task pointer, and
+//! `oom_mark_victim` (the classic tracepoint, fields read with the layout of
+//! its `format` file) elsewhere.
+use aya_ebpf::{
+    EbpfContext as _,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use aya_log_ebpf::warn;
+use oom_tracer_common::{
+    EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS,
+    OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OomEvent,
+};
+
+use crate::{
+    emit::{WAKE, header, output},
+    kernel::{
+        ReadResult, css_id, css_parent, current_info, current_task, is_watched, koff, pages_to_bytes,
+        read, read_data_loc, task_info, task_memcg, tpl,
+    },
+};
+
+/// tp_btf/mark_victim(struct task_struct *task, uid_t uid)
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
+    match try_mark_victim(&ctx) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
+    let victim: u64 = ctx.arg(0);
+    let victim_css = task_memcg(victim)?;
+    if !is_watched(victim_css) {
+        return Ok(());
+    }
+    let trigger_css = task_memcg(current_task()).unwrap_or(0);
+    let mut ev = OomEvent {
+        hdr: header(EventKind::Oom),
+        victim: task_info(victim, victim_css),
+        trigger: current_info(trigger_css),
+        uid: ctx.arg(1),
+        flags: OOM_VICTIM_MEMCG | OOM_UID,
+        source: OOM_SOURCE_TP_BTF,
+        ..Default::default()
+    };
+    read_victim_mm(victim, &mut ev);
+    if let Ok(signal) = read::<u64>(victim, koff!(task_signal))
+        && let Ok(adj) = read::<i16>(signal, koff!(signal_oom_score_adj))
+    {
+        ev.oom_score_adj = adj as i32;
+        ev.flags |= OOM_SCORE_ADJ;
+    }
+    find_oom_memcg(victim_css, &mut ev);
+    if !output(&ev, WAKE) {
+        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid);
+    }
+    Ok(())
+}
+
+/// total_vm and the RSS counters of the victim's mm, in bytes.
+#[inline(always)]
+fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
+    let Ok(mm) = read::<u64>(victim, koff!(task_mm)) else {
+        return;
+    };
+    if mm == 0 {
+        return;
+    }
+    let base = koff!(mm_rss_base);
+    let stride = koff!(mm_rss_stride);
+    if base == OFFSET_ABSENT || stride == OFFSET_ABSENT {
+        return;
+    }
+    let counter = |i: u32| -> u64 {
+        // percpu_counter.count (or atomic_long_t): an approximate s64, like
+        // the tracepoint's own get_mm_counter().
+        let v = read::<i64>(mm, base + i * stride).unwrap_or(0);
+        if v < 0 { 0 } else { pages_to_bytes(v as u64) }
+    };
+    ev.anon_rss_bytes = counter(koff!(mm_anonpages));
+    ev.file_rss_bytes = counter(koff!(mm_filepages));
+    ev.shmem_rss_bytes = counter(koff!(mm_shmempages));
+    ev.total_vm_bytes = pages_to_bytes(read::<u64>(mm, koff!(mm_total_vm)).unwrap_or(0));
+    ev.flags |= OOM_RSS;
+}
+
+/// Finds the memcg that hit its limit: while `mem_cgroup_out_of_memory()`
+/// runs, `oom_lock` is held on the OOMing memcg's whole subtree, so the
+/// topmost ancestor of the victim's memcg with `oom_lock` set is the one
+/// whose limit was hit. None set: a global OOM.
+#[inline(always)]
+fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
+    let lock_off = koff!(memcg_oom_lock);
+    if lock_off == OFFSET_ABSENT {
+        ev.flags |= OOM_NO_LOCK_FIELD;
+        return;
+    }
+    let mut css = start;
+    let mut found = 0u64;
+    for _ in 0..MAX_CGROUP_DEPTH {
+        if css == 0 {
+            break;
+        }
+        if read::<u8>(css, lock_off).unwrap_or(0) != 0 {
+            found = css;
+        }
+        css = css_parent(css);
+    }
+    if found == 0 {
+        return;
+    }
+    let counter = koff!(memcg_memory);
+    if counter == OFFSET_ABSENT {
+        return;
+    }
+    let pc = |f: u32| -> u64 {
+        if f == OFFSET_ABSENT {
+            return 0;
+        }
+        read::<u64>(found, counter + f).unwrap_or(0)
+    };
+    ev.oom_memcg_id = css_id(found).unwrap_or(0);
+    ev.usage_bytes = pages_to_bytes(pc(koff!(page_counter_usage)));
+    ev.limit_bytes = pages_to_bytes(pc(koff!(page_counter_max)));
+    ev.failcnt = pc(koff!(page_counter_failcnt));
+    ev.flags |= OOM_MEMCG_FOUND;
+}
+
+/// tracepoint/oom/mark_victim: fields per the kernel's format file. Older
+/// kernels have only `pid`; the victim's task is not at hand, so the limit
+/// search starts from the trigger's memcg (the trigger charged the memcg
+/// that is out of memory).
+#[tracepoint(category = "oom", name = "mark_victim")]
+pub fn oom_mark_victim(ctx: TracePointContext) -> u32 {
+    match try_oom_mark_victim(&ctx) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
+    let trigger_css = task_memcg(current_task()).unwrap_or(0);
+    if !is_watched(trigger_css) {
+        return Ok(());
+    }
+    let base = ctx.as_ptr() as u64;
+    let mut ev = OomEvent {
+        hdr: header(EventKind::Oom),
+        trigger: current_info(trigger_css),
+        source: OOM_SOURCE_TRACEPOINT,
+        ..Default::default()
+    };
+    ev.victim.pid = read::<i32>(base, tpl!(mv_pid))? as u32;
+    ev.victim.tgid = ev.victim.pid;
+    let _ = read_data_loc(base, tpl!(mv_comm), &mut ev.victim.comm);
+    let kb = |off: u32| read::<u64>(base, off).map(|v| if v > u64::MAX >> 10 { u64::MAX } else { v << 10 });
+    if let (Ok(a), Ok(f), Ok(s)) = (
+        kb(tpl!(mv_anon_rss)),
+        kb(tpl!(mv_file_rss)),
+        kb(tpl!(mv_shmem_rss)),
+    ) {
+        ev.anon_rss_bytes = a;
+        ev.file_rss_bytes = f;
+        ev.shmem_rss_bytes = s;
+        ev.total_vm_bytes = kb(tpl!(mv_total_vm)).unwrap_or(0);
+        ev.flags |= OOM_RSS;
+    }
+    if let Ok(uid) = read::<u32>(base, tpl!(mv_uid)) {
+        ev.uid = uid;
+        ev.flags |= OOM_UID;
+    }
+    if let Ok(adj) = read::<i16>(base, tpl!(mv_oom_score_adj)) {
+        ev.oom_score_adj = adj as i32;
+        ev.flags |= OOM_SCORE_ADJ;
+    }
+    find_oom_memcg(trigger_css, &mut ev);
+    if !output(&ev, WAKE) {
+        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid);
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! SIGKILLs generated for watched tasks: the OOM killer's, and anyone else's.
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use oom_tracer_common::{EventKind, SI_KERNEL, SignalEvent};
+
+use crate::{
+    emit::{NO_WAKE, header, output},
+    kernel::{ReadResult, current_info, current_task, is_watched, read, task_info, task_memcg},
+};
+
+const SIGKILL: i32 = 9;
+/// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV`: pseudo-pointers, not siginfo.
+const SEND_SIG_NOINFO: u64 = 0;
+const SEND_SIG_PRIV: u64 = 1;
+const SI_USER: i32 = 0;
+
+/// tp_btf/signal_generate(int sig, struct kernel_siginfo *info,
+/// struct task_struct *task, int group, int result)
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
+    match try_signal_generate(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
+    let sig: i32 = ctx.arg(0);
+    if sig != SIGKILL {
+        return Ok(());
+    }
+    let task: u64 = ctx.arg(2);
+    let css = task_memcg(task)?;
+    if !is_watched(css) {
+        return Ok(());
+    }
+    let info: u64 = ctx.arg(1);
+    let code = match info {
+        SEND_SIG_NOINFO => SI_USER,
+        SEND_SIG_PRIV => SI_KERNEL,
+        // kernel_siginfo starts with si_signo, si_errno, si_code.
+        p => read::<i32>(p, 8).unwrap_or(SI_USER),
+    };
+    let sender_css = task_memcg(current_task()).unwrap_or(0);
+    let ev = SignalEvent {
+        hdr: header(EventKind::Signal),
+        target: task_info(task, css),
+        sender: current_info(sender_css),
+        sig: sig as u32,
+        code,
+        result: ctx.arg(4),
+        _pad: 0,
+    };
+    output(&ev, NO_WAKE);
+    Ok(())
+}

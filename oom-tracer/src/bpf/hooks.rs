@@ -1,0 +1,197 @@
+//! Attaching the programs: each attach is a capability probe. What could not
+//! attach is recorded with the reason, and startup logs one line listing
+//! both. Only a missing OOM source is fatal.
+use aya::{
+    Btf, Ebpf,
+    programs::{BtfTracePoint, TracePoint},
+};
+
+use crate::record::{HookStatus, MissingHook};
+
+/// How a program attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    /// tp_btf on the named tracepoint.
+    TpBtf(&'static str),
+    /// A classic tracepoint, category and name.
+    Tracepoint(&'static str, &'static str),
+}
+
+/// A program and its attach point. `program` is the function name in
+/// oom-tracer-ebpf, which is named after the attach point.
+#[derive(Clone, Copy, Debug)]
+pub struct Hook {
+    pub program: &'static str,
+    pub attach: Attach,
+}
+
+impl Hook {
+    /// The name people see: `tp_btf/mark_victim`, `tracepoint/kmem/rss_stat`.
+    pub fn label(&self) -> String {
+        match self.attach {
+            Attach::TpBtf(f) => format!("tp_btf/{f}"),
+            Attach::Tracepoint(c, n) => format!("tracepoint/{c}/{n}"),
+        }
+    }
+}
+
+pub const MARK_VICTIM_BTF: Hook = Hook {
+    program: "mark_victim",
+    attach: Attach::TpBtf("mark_victim"),
+};
+pub const MARK_VICTIM_TP: Hook = Hook {
+    program: "oom_mark_victim",
+    attach: Attach::Tracepoint("oom", "mark_victim"),
+};
+/// Everything but the OOM source, in attach order.
+pub const LIFECYCLE: [Hook; 7] = [
+    Hook {
+        program: "signal_generate",
+        attach: Attach::TpBtf("signal_generate"),
+    },
+    Hook {
+        program: "sched_process_exec",
+        attach: Attach::TpBtf("sched_process_exec"),
+    },
+    Hook {
+        program: "sched_process_exit",
+        attach: Attach::TpBtf("sched_process_exit"),
+    },
+    Hook {
+        program: "rss_stat",
+        attach: Attach::Tracepoint("kmem", "rss_stat"),
+    },
+    Hook {
+        program: "cgroup_mkdir",
+        attach: Attach::Tracepoint("cgroup", "cgroup_mkdir"),
+    },
+    Hook {
+        program: "cgroup_rmdir",
+        attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
+    },
+    Hook {
+        program: "cgroup_attach_task",
+        attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
+    },
+];
+
+/// Loads and attaches one program; the error text says why not.
+pub fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(hook.program)
+        .ok_or_else(|| format!("program {} missing from the object", hook.program))?;
+    match hook.attach {
+        Attach::TpBtf(func) => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load(func, btf).map_err(|e| error_chain(&e))?;
+            p.attach().map_err(|e| error_chain(&e))?;
+        }
+        Attach::Tracepoint(cat, name) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| error_chain(&e))?;
+            p.attach(cat, name).map_err(|e| error_chain(&e))?;
+        }
+    }
+    Ok(())
+}
+
+/// An error with its sources, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let t = src.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = src.source();
+    }
+    // Verifier logs are long: keep the first line or two.
+    if s.len() > 300 {
+        let mut end = 300;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// Collects what attached and what did not.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub status: HookStatus,
+}
+
+impl Report {
+    pub fn active(&mut self, hook: Hook) {
+        self.status.active.push(hook.label());
+    }
+
+    pub fn missing(&mut self, hook: Hook, reason: impl Into<String>) {
+        self.status.missing.push(MissingHook {
+            hook: hook.label(),
+            reason: reason.into(),
+        });
+    }
+
+    pub fn has_oom_source(&self) -> bool {
+        self.status
+            .active
+            .iter()
+            .any(|h| h == &MARK_VICTIM_BTF.label() || h == &MARK_VICTIM_TP.label())
+    }
+
+    /// The one startup line.
+    pub fn summary(&self) -> String {
+        let mut s = format!("hooks active: {}", self.status.active.join(", "));
+        if self.status.missing.is_empty() {
+            s.push_str("; missing: none");
+        } else {
+            s.push_str("; missing: ");
+            let parts: Vec<String> = self
+                .status
+                .missing
+                .iter()
+                .map(|m| format!("{} ({})", m.hook, m.reason))
+                .collect();
+            s.push_str(&parts.join(", "));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_summary() {
+        let mut r = Report::default();
+        assert!(!r.has_oom_source());
+        r.active(MARK_VICTIM_TP);
+        r.missing(MARK_VICTIM_BTF, "EPERM");
+        assert!(r.has_oom_source());
+        assert_eq!(
+            r.summary(),
+            "hooks active: tracepoint/oom/mark_victim; missing: tp_btf/mark_victim (EPERM)"
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_char_boundary() {
+        #[derive(Debug)]
+        struct E(String);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for E {}
+        let s = error_chain(&E("é".repeat(400)));
+        assert!(s.ends_with('…'));
+        assert!(s.len() <= 304);
+    }
+}

@@ -1,0 +1,276 @@
+//! Loading the embedded eBPF object with this kernel's offsets and layouts,
+//! attaching its programs, and reading the ring buffer.
+use std::path::Path;
+
+use aya::{
+    Btf, Ebpf, EbpfLoader, include_bytes_aligned,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+};
+use oom_tracer_common::{
+    COUNTERS_LEN, Counter, OFFSET_ABSENT, Settings,
+    decode::{DecodeError, RawEvent, decode},
+};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{
+    hooks::{self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, Report},
+    offsets::{KernelBtf, OffsetsError, VMLINUX},
+};
+use crate::{cli::OomSource, tracefs};
+
+/// The eBPF object built by build.rs (aya-build) from oom-tracer-ebpf.
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("parsing kernel BTF for aya")]
+    AyaBtf(#[source] aya::BtfError),
+    #[error("loading the eBPF object (needs root, or CAP_BPF + CAP_PERFMON)")]
+    Load(#[source] aya::EbpfError),
+    #[error("map {name} missing from the eBPF object")]
+    MissingMap { name: &'static str },
+    #[error("opening map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("registering the ring buffer with the async runtime")]
+    AsyncFd(#[source] std::io::Error),
+    #[error("no OOM source could attach, so no OOM kill can be seen: {report}")]
+    NoOomSource { report: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("adding cgroup id {id} to the watch list")]
+    Insert {
+        id: u64,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub memory_hierarchy: u32,
+    pub watch_all: bool,
+    pub alloc_step_bytes: u64,
+    pub ring_buffer_bytes: u32,
+    pub oom_source: OomSource,
+}
+
+/// Loaded and attached programs, and the maps userspace uses.
+pub struct Tracer {
+    ring: AsyncFd<RingBuf<MapData>>,
+    watched: HashMap<MapData, u64, u8>,
+    counters: PerCpuArray<MapData, u64>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub report: Report,
+    pub decode_errors: u64,
+    // Last: the programs stay attached while the Ebpf lives.
+    _ebpf: Ebpf,
+}
+
+fn page_shift() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { (p as u64).trailing_zeros() as u64 } else { 12 }
+}
+
+impl Tracer {
+    pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
+        let kbtf = KernelBtf::load(Path::new(VMLINUX))?;
+        let koffs = kbtf.kernel_offsets()?;
+        let mark_victim_has_task = kbtf.tp_arg_is_pointer("mark_victim", 0);
+        drop(kbtf);
+        let trace_root = tracefs::root()?;
+        let layout = tracefs::layout(&trace_root);
+        let settings = Settings {
+            page_shift: page_shift(),
+            alloc_step_bytes: opts.alloc_step_bytes.max(1),
+            memory_hierarchy: opts.memory_hierarchy,
+            watch_all: u32::from(opts.watch_all),
+        };
+        let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("KOFFS", &koffs, true)
+            .override_global("TPL", &layout, true)
+            .override_global("SETTINGS", &settings, true)
+            .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+            .load(OBJECT)
+            .map_err(LoadError::Load)?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::debug!("eBPF logs unavailable: {e}");
+                None
+            }
+        };
+
+        let mut report = Report::default();
+        // The OOM source: tp_btf where the tracepoint passes the victim's
+        // task, else the classic tracepoint.
+        let tp_reason = match mark_victim_has_task {
+            _ if opts.oom_source == OomSource::Tracepoint => {
+                report.missing(MARK_VICTIM_BTF, "not selected (--oom-source tracepoint)");
+                Some(())
+            }
+            Some(true) => match hooks::attach(&mut ebpf, &btf, MARK_VICTIM_BTF) {
+                Ok(()) => {
+                    report.active(MARK_VICTIM_BTF);
+                    None
+                }
+                Err(e) => {
+                    report.missing(MARK_VICTIM_BTF, e);
+                    Some(())
+                }
+            },
+            Some(false) => {
+                report.missing(
+                    MARK_VICTIM_BTF,
+                    "this kernel's mark_victim passes a pid, not the task (before 6.8)",
+                );
+                Some(())
+            }
+            None => {
+                report.missing(MARK_VICTIM_BTF, "no btf_trace_mark_victim in kernel BTF");
+                Some(())
+            }
+        };
+        if opts.oom_source == OomSource::TpBtf {
+            if tp_reason.is_some() {
+                report.missing(MARK_VICTIM_TP, "not selected (--oom-source tp-btf)");
+            }
+        } else if tp_reason.is_some() {
+            attach_checked(&mut ebpf, &btf, &trace_root, MARK_VICTIM_TP, layout.mv_pid, &mut report);
+        }
+        for hook in LIFECYCLE {
+            let needed = match hook.program {
+                "rss_stat" => layout.rss_size,
+                "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,
+                "cgroup_attach_task" => layout.at_id,
+                _ => 0,
+            };
+            attach_checked(&mut ebpf, &btf, &trace_root, hook, needed, &mut report);
+        }
+        if koffs.memcg_oom_lock == OFFSET_ABSENT {
+            tracing::warn!(
+                "kernel BTF has no mem_cgroup.oom_lock: oom_kill records cannot name the memcg that hit its limit"
+            );
+        }
+        tracing::info!("{}", report.summary());
+        if !report.has_oom_source() {
+            return Err(LoadError::NoOomSource {
+                report: report.summary(),
+            });
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(LoadError::MissingMap { name })
+        };
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)
+            .map_err(|source| LoadError::Map { name: "EVENTS", source })?;
+        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| LoadError::AsyncFd(e.into()))?;
+        let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?)
+            .map_err(|source| LoadError::Map { name: "WATCHED", source })?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)
+            .map_err(|source| LoadError::Map { name: "COUNTERS", source })?;
+        Ok(Self {
+            ring,
+            watched,
+            counters,
+            logger,
+            report,
+            decode_errors: 0,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Traces tasks in the cgroup `id` and its descendants.
+    pub fn watch(&mut self, id: u64) -> Result<(), WatchError> {
+        self.watched
+            .insert(id, 1, 0)
+            .map_err(|source| WatchError::Insert { id, source })
+    }
+
+    pub fn unwatch(&mut self, id: u64) {
+        let _ = self.watched.remove(&id);
+    }
+
+    /// Waits until the kernel wakes the reader (OOM records force a wakeup).
+    pub async fn readable(&mut self) {
+        if let Ok(mut guard) = self.ring.readable_mut().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Takes every record that is in the ring buffer now. Records that do
+    /// not decode are counted and logged, never fatal.
+    pub fn drain(&mut self, out: &mut Vec<RawEvent>) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => out.push(ev),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log_decode_error(&e, self.decode_errors);
+                }
+            }
+        }
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+
+    /// Kernel-side counters summed over CPUs: (ring buffer full, read errors).
+    pub fn counters(&self) -> (u64, u64) {
+        let sum = |c: Counter| -> u64 {
+            debug_assert!((c as u32) < COUNTERS_LEN);
+            self.counters
+                .get(&(c as u32), 0)
+                .map(|v| v.iter().copied().sum())
+                .unwrap_or(0)
+        };
+        (sum(Counter::RingbufFull), sum(Counter::ReadError))
+    }
+}
+
+fn log_decode_error(e: &DecodeError, n: u64) {
+    // Log the first few, then every thousandth: a bad stream must not flood stderr.
+    if n <= 5 || n % 1000 == 0 {
+        tracing::warn!("dropped a malformed ring-buffer record ({e}); {n} so far");
+    }
+}
+
+/// Attaches `hook` if its tracepoint exists and its layout was read.
+fn attach_checked(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    trace_root: &Path,
+    hook: Hook,
+    needed_offset: u32,
+    report: &mut Report,
+) {
+    if let hooks::Attach::Tracepoint(cat, name) = hook.attach {
+        if !tracefs::has_event(trace_root, cat, name) {
+            report.missing(hook, format!("tracepoint {cat}/{name} not in this kernel"));
+            return;
+        }
+        if needed_offset == OFFSET_ABSENT {
+            report.missing(hook, format!("tracepoint {cat}/{name} lacks a field oom-tracer reads"));
+            return;
+        }
+    }
+    match hooks::attach(ebpf, btf, hook) {
+        Ok(()) => report.active(hook),
+        Err(e) => report.missing(hook, e),
+    }
+}

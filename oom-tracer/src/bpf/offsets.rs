@@ -1,0 +1,279 @@
+//! Kernel struct offsets from the running kernel's BTF.
+//!
+//! aya-ebpf has no CO-RE relocations, so the programs read kernel structs
+//! through offsets computed here and passed as the read-only global `KOFFS`.
+//! Field names that moved between kernels are looked up under each name
+//! (`kernfs_node.__parent` on 6.15+, `parent` before).
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Type};
+use fallible_iterator::FallibleIterator as _;
+use oom_tracer_common::{KernelOffsets, OFFSET_ABSENT};
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf { path: PathBuf },
+    #[error("parsing kernel BTF at {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no {what}: cannot attribute tasks to memory cgroups on this kernel")]
+    Required { what: String },
+}
+
+/// The running kernel's BTF, with the lookups the programs need.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load(path: &Path) -> Result<Self, OffsetsError> {
+        if !path.exists() {
+            return Err(OffsetsError::NoBtf {
+                path: path.to_owned(),
+            });
+        }
+        let btf = Btf::from_file(path).map_err(|source| OffsetsError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self { btf })
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn underlying(&self, mut t: Type) -> Type {
+        for _ in 0..16 {
+            match &t {
+                Type::Typedef(_)
+                | Type::Const(_)
+                | Type::Volatile(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
+                    let Some(bt) = t.as_btf_type() else { return t };
+                    match self.btf.resolve_chained_type(bt) {
+                        Ok(next) => t = next,
+                        Err(_) => return t,
+                    }
+                }
+                _ => return t,
+            }
+        }
+        t
+    }
+
+    fn struct_named(&self, name: &str) -> Option<btf_rs::Struct> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        types.into_iter().find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Byte offset and type of `field` in `s`, looking into anonymous
+    /// struct/union members.
+    fn member(&self, s: &btf_rs::Struct, field: &str, depth: u32) -> Option<(u32, Type)> {
+        for m in &s.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            let off = m.bit_offset() / 8;
+            let ty = self.btf.resolve_chained_type(m).ok()?;
+            if name == field {
+                return Some((off, ty));
+            }
+            if name.is_empty() && depth < 4 {
+                let inner = match self.underlying(ty) {
+                    Type::Struct(i) | Type::Union(i) => i,
+                    _ => continue,
+                };
+                if let Some((o, t)) = self.member(&inner, field, depth + 1) {
+                    return Some((off + o, t));
+                }
+            }
+        }
+        None
+    }
+
+    /// Offset of `field` in `struct strct`, trying each name in `names`.
+    pub fn offset(&self, strct: &str, names: &[&str]) -> Option<u32> {
+        self.field(strct, names).map(|(o, _)| o)
+    }
+
+    fn field(&self, strct: &str, names: &[&str]) -> Option<(u32, Type)> {
+        let s = self.struct_named(strct)?;
+        names.iter().find_map(|n| self.member(&s, n, 0))
+    }
+
+    fn type_size(&self, t: Type) -> Option<u32> {
+        match self.underlying(t) {
+            Type::Struct(s) | Type::Union(s) => Some(s.size() as u32),
+            Type::Int(i) => Some(i.size() as u32),
+            Type::Ptr(_) => Some(8),
+            _ => None,
+        }
+    }
+
+    /// The value of enumerator `name` of any enum.
+    pub fn enum_value(&self, name: &str) -> Option<u32> {
+        for t in self.btf.resolve_types_by_name(name).ok()? {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).ok()?.as_str() == name {
+                        return Some(m.val());
+                    }
+                }
+            }
+        }
+        // Enumerators are not always indexed by name: scan the enums.
+        None
+    }
+
+    /// Whether parameter `n` (after the `void *__data` that every
+    /// `btf_trace_*` prototype starts with) of tracepoint `tp` is a pointer.
+    /// `mark_victim` passes a `task_struct *` since Linux 6.8 and only an
+    /// `int pid` before.
+    pub fn tp_arg_is_pointer(&self, tp: &str, n: usize) -> Option<bool> {
+        let name = format!("btf_trace_{tp}");
+        let t = self.btf.resolve_types_by_name(&name).ok()?.into_iter().next()?;
+        let Type::Ptr(p) = self.underlying(t) else {
+            return None;
+        };
+        let Type::FuncProto(proto) = self.underlying(self.btf.resolve_chained_type(&p).ok()?)
+        else {
+            return None;
+        };
+        let param = proto.parameters.get(n + 1)?;
+        let ty = self.btf.resolve_chained_type(param).ok()?;
+        Some(matches!(self.underlying(ty), Type::Ptr(_)))
+    }
+
+    /// All offsets the programs use. The task → memcg chain is required;
+    /// the rest degrade (absent offsets, reported by the caller).
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetsError> {
+        let req = |strct: &str, names: &[&str]| {
+            self.offset(strct, names).ok_or_else(|| OffsetsError::Required {
+                what: format!("struct {strct}.{}", names.join("|")),
+            })
+        };
+        let opt = |strct: &str, names: &[&str]| self.offset(strct, names).unwrap_or(OFFSET_ABSENT);
+
+        let memory_cgrp_id = self
+            .enum_value_scan("memory_cgrp_id")
+            .ok_or_else(|| OffsetsError::Required {
+                what: "enum cgroup_subsys_id.memory_cgrp_id (memory controller)".into(),
+            })?;
+        let subsys = req("css_set", &["subsys"])?;
+        let mut k = KernelOffsets::ABSENT;
+        k.task_pid = req("task_struct", &["pid"])?;
+        k.task_tgid = req("task_struct", &["tgid"])?;
+        k.task_comm = req("task_struct", &["comm"])?;
+        k.task_exit_code = opt("task_struct", &["exit_code"]);
+        k.task_mm = opt("task_struct", &["mm"]);
+        k.task_signal = opt("task_struct", &["signal"]);
+        k.task_cgroups = req("task_struct", &["cgroups"])?;
+        k.css_set_memory = subsys + memory_cgrp_id * 8;
+        k.css_cgroup = req("cgroup_subsys_state", &["cgroup"])?;
+        k.css_parent = req("cgroup_subsys_state", &["parent"])?;
+        k.cgroup_kn = req("cgroup", &["kn"])?;
+        k.kn_id = req("kernfs_node", &["id"])?;
+        k.signal_oom_score_adj = opt("signal_struct", &["oom_score_adj"]);
+        k.mm_total_vm = opt("mm_struct", &["total_vm"]);
+        (k.mm_rss_base, k.mm_rss_stride) = self.rss_layout();
+        k.memcg_memory = opt("mem_cgroup", &["memory"]);
+        k.memcg_oom_lock = opt("mem_cgroup", &["oom_lock"]);
+        k.page_counter_usage = opt("page_counter", &["usage"]);
+        k.page_counter_max = opt("page_counter", &["max"]);
+        k.page_counter_failcnt = opt("page_counter", &["failcnt"]);
+        if let Some(v) = self.enum_value_scan("MM_ANONPAGES") {
+            k.mm_anonpages = v;
+        }
+        if let Some(v) = self.enum_value_scan("MM_FILEPAGES") {
+            k.mm_filepages = v;
+        }
+        if let Some(v) = self.enum_value_scan("MM_SHMEMPAGES") {
+            k.mm_shmempages = v;
+        }
+        Ok(k)
+    }
+
+    /// `mm_struct.rss_stat`: an array of `percpu_counter` since 6.2 (read
+    /// `.count`), `struct mm_rss_stat { atomic_long_t count[]; }` before.
+    fn rss_layout(&self) -> (u32, u32) {
+        let Some((base, ty)) = self.field("mm_struct", &["rss_stat"]) else {
+            return (OFFSET_ABSENT, OFFSET_ABSENT);
+        };
+        match self.underlying(ty) {
+            Type::Array(a) => {
+                let Ok(elem) = self.btf.resolve_chained_type(&a) else {
+                    return (OFFSET_ABSENT, OFFSET_ABSENT);
+                };
+                let Some(stride) = self.type_size(elem.clone()) else {
+                    return (OFFSET_ABSENT, OFFSET_ABSENT);
+                };
+                let inner = match self.underlying(elem) {
+                    Type::Struct(s) => self.member(&s, "count", 0).map_or(0, |(o, _)| o),
+                    _ => 0,
+                };
+                (base + inner, stride)
+            }
+            Type::Struct(s) => match self.member(&s, "count", 0) {
+                Some((o, _)) => (base + o, 8),
+                None => (OFFSET_ABSENT, OFFSET_ABSENT),
+            },
+            _ => (OFFSET_ABSENT, OFFSET_ABSENT),
+        }
+    }
+
+    /// Finds an enumerator by scanning every enum (enumerator names are not
+    /// type names, so the name index does not hold them).
+    fn enum_value_scan(&self, name: &str) -> Option<u32> {
+        if let Some(v) = self.enum_value(name) {
+            return Some(v);
+        }
+        let mut types = self.btf.type_iter();
+        while let Ok(Some(t)) = types.next() {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).ok().as_deref() == Some(name) {
+                        return Some(m.val());
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against this machine's kernel BTF, which every supported host
+    /// has; the test fails (naming the file) where it is missing.
+    #[test]
+    fn offsets_from_running_kernel() {
+        let btf = KernelBtf::load(Path::new(VMLINUX)).expect("kernel BTF at /sys/kernel/btf/vmlinux");
+        let k = btf.kernel_offsets().unwrap();
+        assert_ne!(k.task_cgroups, OFFSET_ABSENT);
+        assert_ne!(k.kn_id, OFFSET_ABSENT);
+        // The css is the first member of mem_cgroup and the usage counter
+        // is the first member of page_counter on every kernel since 4.x.
+        assert_eq!(k.page_counter_usage, 0);
+        assert_eq!(k.mm_anonpages, 1);
+        assert_eq!(k.mm_filepages, 0);
+        assert!(k.mm_rss_stride == 8 || k.mm_rss_stride >= 32, "{k:?}");
+        assert_eq!(k.task_comm % 8, 0);
+        assert_eq!(btf.tp_arg_is_pointer("mark_victim", 0), Some(true));
+        assert_eq!(btf.tp_arg_is_pointer("signal_generate", 0), Some(false));
+        assert_eq!(btf.tp_arg_is_pointer("no_such_tracepoint", 0), None);
+    }
+
+    #[test]
+    fn missing_btf_is_a_clear_error() {
+        let err = KernelBtf::load(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Memory cgroups: which hierarchy holds the memory controller (v1 or v2),
+//! pod-like cgroup pairs for `run` (`pod.rs`), and cgroup id → path
+//! resolution (`index.rs`).
+use std::path::{Path, PathBuf};
+
+pub mod index;
+pub mod pod;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no memory cgroup controller is mounted (neither a cgroup v1 `memory` hierarchy nor cgroup2 with `memory` in cgroup.controllers)")]
+    NoMemoryController,
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {value:?} to {path}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating cgroup {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing cgroup {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid cgroup name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum CgroupVersion {
+    #[serde(rename = "v1")]
+    V1,
+    #[serde(rename = "v2")]
+    V2,
+}
+
+/// Where the memory controller lives on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryHierarchy {
+    pub version: CgroupVersion,
+    /// Mount point of the hierarchy (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup`).
+    pub mount: PathBuf,
+    /// Hierarchy id as the cgroup tracepoints report it (`root`): from
+    /// /proc/cgroups on v1, 0 on v2.
+    pub hierarchy_id: u32,
+}
+
+impl MemoryHierarchy {
+    /// Detects the memory controller from /proc/self/mountinfo and /proc/cgroups.
+    pub fn detect() -> Result<Self, CgroupError> {
+        let read = |p: &str| {
+            std::fs::read_to_string(p).map_err(|source| CgroupError::Read {
+                path: p.into(),
+                source,
+            })
+        };
+        let mountinfo = read("/proc/self/mountinfo")?;
+        let proc_cgroups = read("/proc/cgroups").unwrap_or_default();
+        Self::from_tables(&mountinfo, &proc_cgroups, |mount| {
+            std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default()
+        })
+    }
+
+    /// Detection from the text of mountinfo and /proc/cgroups; `controllers`
+    /// reads a cgroup2 mount's `cgroup.controllers`.
+    pub fn from_tables(
+        mountinfo: &str,
+        proc_cgroups: &str,
+        controllers: impl Fn(&Path) -> String,
+    ) -> Result<Self, CgroupError> {
+        let mut v2_mounts = Vec::new();
+        for line in mountinfo.lines() {
+            // id parent maj:min root mountpoint opts [optional...] - fstype source superopts
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut post = post.split_whitespace();
+            let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next())
+            else {
+                continue;
+            };
+            let Some(mountpoint) = pre.split_whitespace().nth(4) else {
+                continue;
+            };
+            let mountpoint = PathBuf::from(unescape_mountinfo(mountpoint));
+            match fstype {
+                "cgroup" if superopts.split(',').any(|o| o == "memory") => {
+                    let hierarchy_id = v1_hierarchy_id(proc_cgroups).unwrap_or(0);
+                    return Ok(Self {
+                        version: CgroupVersion::V1,
+                        mount: mountpoint,
+                        hierarchy_id,
+                    });
+                }
+                "cgroup2" => v2_mounts.push(mountpoint),
+                _ => {}
+            }
+        }
+        v2_mounts
+            .into_iter()
+            .find(|m| controllers(m).split_whitespace().any(|c| c == "memory"))
+            .map(|mount| Self {
+                version: CgroupVersion::V2,
+                mount,
+                hierarchy_id: 0,
+            })
+            .ok_or(CgroupError::NoMemoryController)
+    }
+
+    /// Absolute directory of a cgroup path such as `/oom-tracer/pod1`.
+    pub fn dir(&self, cgroup_path: &str) -> PathBuf {
+        self.mount.join(cgroup_path.trim_start_matches('/'))
+    }
+
+    /// The cgroup path (`/a/b`) of a directory below the mount.
+    pub fn path_of(&self, dir: &Path) -> Option<String> {
+        let rel = dir.strip_prefix(&self.mount).ok()?;
+        Some(format!("/{}", rel.to_string_lossy()))
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn v1_hierarchy_id(proc_cgroups: &str) -> Option<u32> {
+    proc_cgroups.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == "memory").then(|| f.next()?.parse().ok())?
+    })
+}
+
+/// The id of a cgroup directory: its inode number, which is the kernfs id
+/// that the eBPF programs and cgroup tracepoints report.
+pub fn cgroup_id(dir: &Path) -> Result<u64, CgroupError> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(dir)
+        .map(|m| m.ino())
+        .map_err(|source| CgroupError::Read {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const PROC_CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpuset\t3\t1\t1
+memory\t4\t18\t1
+";
+    const UNIFIED: &str = "25 30 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    #[test]
+    fn hybrid_v1_memory_wins() {
+        let h = MemoryHierarchy::from_tables(HYBRID, PROC_CGROUPS, |_| "hugetlb".into()).unwrap();
+        assert_eq!(h.version, CgroupVersion::V1);
+        assert_eq!(h.mount, Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(h.hierarchy_id, 4);
+        assert_eq!(h.dir("/oom-tracer/pod"), Path::new("/sys/fs/cgroup/memory/oom-tracer/pod"));
+        assert_eq!(
+            h.path_of(Path::new("/sys/fs/cgroup/memory/a/b")).as_deref(),
+            Some("/a/b")
+        );
+    }
+
+    #[test]
+    fn unified_v2() {
+        let h = MemoryHierarchy::from_tables(UNIFIED, "", |m| {
+            assert_eq!(m, Path::new("/sys/fs/cgroup"));
+            "cpuset cpu io memory hugetlb pids rdma misc".into()
+        })
+        .unwrap();
+        assert_eq!(h.version, CgroupVersion::V2);
+        assert_eq!(h.hierarchy_id, 0);
+        assert_eq!(h.path_of(Path::new("/sys/fs/cgroup")).as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn v2_without_memory_is_an_error() {
+        let err = MemoryHierarchy::from_tables(UNIFIED, "", |_| "cpu pids".into()).unwrap_err();
+        assert!(matches!(err, CgroupError::NoMemoryController));
+        assert!(MemoryHierarchy::from_tables("garbage\n\n - \n", "", |_| String::new()).is_err());
+    }
+
+    #[test]
+    fn escaped_mountpoints() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/trailing\\04"), "/trailing\\04");
+    }
+}

@@ -1,0 +1,479 @@
+//! `oom-tracer run`: the kubelet's part on one box. It creates a pod-like
+//! cgroup pair, runs the workload in the container cgroup under a memory
+//! limit, traces it, and restarts it with the kubelet's back-off until
+//! `--max-restarts`, Ctrl-C or SIGTERM. Its cgroups are removed on every
+//! way out.
+use std::{
+    os::{fd::AsRawFd as _, unix::process::ExitStatusExt as _},
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
+};
+
+use oom_tracer_common::decode::RawEvent;
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    time::MissedTickBehavior,
+};
+
+use crate::{
+    backoff::{Backoff, BackoffPolicy},
+    bpf::loader::{LoadError, LoadOptions, Tracer, WatchError},
+    cgroup::{
+        CgroupError, MemoryHierarchy,
+        index::CgroupIndex,
+        pod::{OwnedCgroup, PodCgroups},
+    },
+    cli::{RestartPolicy, RunArgs},
+    clock::{BootClock, rfc3339},
+    output::{Output, OutputError},
+    record::{Body, ContainerRef, PodRef, Record},
+    translate::{ContainerMeta, Translator},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("starting {command:?}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for the workload")]
+    Wait(#[source] std::io::Error),
+    #[error("installing the {what} handler")]
+    Signal {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no `stress` binary next to {exe}; build it with `cargo xtask build` or give a command after `--`"
+    )]
+    NoStress { exe: PathBuf },
+}
+
+/// Why the loop ended.
+enum Stop {
+    MaxRestarts,
+    Policy,
+    Signal(&'static str),
+}
+
+impl Stop {
+    fn reason(&self) -> String {
+        match self {
+            Stop::MaxRestarts => "max_restarts".into(),
+            Stop::Policy => "restart_policy".into(),
+            Stop::Signal(s) => format!("signal {s}"),
+        }
+    }
+}
+
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RunError> {
+        let mk = |kind, what| signal(kind).map_err(|source| RunError::Signal { what, source });
+        Ok(Self {
+            int: mk(SignalKind::interrupt(), "SIGINT")?,
+            term: mk(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+}
+
+/// A uuid-shaped pod uid and a 64-hex container id, unique enough for one box.
+fn ids(seed: u64) -> (String, String) {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ seed.rotate_left(32) ^ u64::from(std::process::id());
+    let mut next = || {
+        // splitmix64
+        x = x.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    };
+    let a = next();
+    let b = next();
+    let uid = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0xfff,
+        b & 0xffff_ffff_ffff
+    );
+    let cid = format!("{:016x}{:016x}{:016x}{:016x}", next(), next(), next(), next());
+    (uid, cid)
+}
+
+struct Runner<'a> {
+    tracer: Tracer,
+    tr: Translator,
+    out: &'a mut Output,
+    lost_seen: (u64, u64),
+}
+
+impl Runner<'_> {
+    /// Drains the ring buffer into records, and reports new losses.
+    fn pump(&mut self) -> Result<(), RunError> {
+        let mut evs: Vec<RawEvent> = Vec::new();
+        self.tracer.drain(&mut evs);
+        for ev in &evs {
+            if let Some(r) = self.tr.translate(ev) {
+                self.out.emit(&r)?;
+            }
+        }
+        let (full, errs) = self.tracer.counters();
+        if (full, errs) != self.lost_seen {
+            let r = Record::new(
+                self.tr.now(),
+                Body::Lost {
+                    ringbuf_full: full - self.lost_seen.0.min(full),
+                    read_errors: errs - self.lost_seen.1.min(errs),
+                },
+            );
+            tracing::warn!("ring buffer: {full} records lost so far");
+            self.lost_seen = (full, errs);
+            self.out.emit(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Emits a userspace record after the kernel's records so far, so the
+    /// output stays in time order.
+    fn emit(&mut self, body: Body) -> Result<(), RunError> {
+        self.pump()?;
+        let r = Record::new(self.tr.now(), body);
+        Ok(self.out.emit(&r)?)
+    }
+
+    /// Traces until `deadline` (or forever) or a signal; returns the signal.
+    async fn trace_for(
+        &mut self,
+        sigs: &mut Signals,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<&'static str>, RunError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| {
+            tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
+        }));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = sigs.int.recv() => return Ok(Some("SIGINT")),
+                _ = sigs.term.recv() => return Ok(Some("SIGTERM")),
+                () = &mut sleep => return Ok(None),
+                () = self.tracer.readable() => self.pump()?,
+                _ = tick.tick() => self.pump()?,
+            }
+        }
+    }
+}
+
+/// Resolves the workload: the command given, or the bundled stress.
+fn workload(args: &RunArgs) -> Result<Vec<String>, RunError> {
+    if !args.command.is_empty() {
+        return Ok(args.command.clone());
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stress = exe.with_file_name("stress");
+    if !stress.is_file() {
+        return Err(RunError::NoStress { exe });
+    }
+    Ok(vec![
+        stress.to_string_lossy().into_owned(),
+        "--step".into(),
+        "5Mi".into(),
+        "--interval".into(),
+        "50ms".into(),
+    ])
+}
+
+/// Starts `cmd` inside `cgroup`: the child writes itself into
+/// `cgroup.procs` between fork and exec, so it runs its first instruction
+/// under the limit.
+fn spawn(cmd: &[String], cgroup: &OwnedCgroup) -> Result<tokio::process::Child, RunError> {
+    let spawn_err = |source| RunError::Spawn {
+        command: cmd.join(" "),
+        source,
+    };
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.dir.join("cgroup.procs"))
+        .map_err(spawn_err)?;
+    // The workload's stdout goes to our stderr: stdout stays pure NDJSON.
+    let stderr = std::io::stderr();
+    let as_stdout = std::os::fd::AsFd::as_fd(&stderr)
+        .try_clone_to_owned()
+        .map_err(spawn_err)?;
+    let mut c = tokio::process::Command::new(&cmd[0]);
+    c.args(&cmd[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(as_stdout))
+        .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches oom-tracer,
+        // which then stops the workload itself, as a runtime would.
+        .process_group(0);
+    let fd = procs.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (write) between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            let rc = libc::write(fd, b"0".as_ptr().cast(), 1);
+            if rc == 1 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let child = c.spawn().map_err(spawn_err)?;
+    drop(procs);
+    Ok(child)
+}
+
+pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
+    let command = workload(&args)?;
+    let mut sigs = Signals::install()?;
+    let hierarchy = MemoryHierarchy::detect()?;
+    let tracer = Tracer::load(LoadOptions {
+        memory_hierarchy: hierarchy.hierarchy_id,
+        watch_all: false,
+        alloc_step_bytes: args.trace.alloc_step,
+        ring_buffer_bytes: args.trace.ring_buffer_size,
+        oom_source: args.trace.oom_source,
+    })?;
+    let clock = BootClock::measure();
+    let tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
+    let mut r = Runner {
+        tracer,
+        tr,
+        out,
+        lost_seen: (0, 0),
+    };
+    r.emit(Body::Start {
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: "run".into(),
+        kernel: kernel_release(),
+        cgroup_version: Some(format!("{:?}", hierarchy.version).to_lowercase()),
+        hooks: r.tracer.report.status.clone(),
+    })?;
+
+    let (pod_uid, _) = ids(0);
+    let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
+    let pods = PodCgroups::create(&hierarchy, &args.cgroup_parent, &format!("pod{pod_uid}"), pod_limit)?;
+    let result = cycle(&mut r, &mut sigs, &args, &command, &pods, &pod_uid).await;
+    // Cleanup on every way out, then the final records.
+    if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {
+        tracing::warn!("{e}");
+    }
+    remove_parent_if_empty(&hierarchy, &args.cgroup_parent);
+    let restarts = match &result {
+        Ok((_, n)) => *n,
+        Err(_) => 0,
+    };
+    let _ = r.pump();
+    let (lost, _) = r.tracer.counters();
+    let reason = match &result {
+        Ok((stop, _)) => stop.reason(),
+        Err(e) => format!("error: {e}"),
+    };
+    r.emit(Body::Stop {
+        reason,
+        restarts,
+        oom_kills: r.tr.oom_kills,
+        records: r.out.records + 1,
+        lost_events: lost,
+        decode_errors: r.tracer.decode_errors,
+        unresolved_cgroups: r.tr.index.unresolved,
+    })?;
+    result.map(|_| ())
+}
+
+fn remove_parent_if_empty(h: &MemoryHierarchy, parent: &str) {
+    let dir = h.dir(parent);
+    if dir != h.mount {
+        // Fails while other runs use it: that is fine.
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Start → exit → back-off → restart, until a stop condition.
+async fn cycle(
+    r: &mut Runner<'_>,
+    sigs: &mut Signals,
+    args: &RunArgs,
+    command: &[String],
+    pods: &PodCgroups,
+    pod_uid: &str,
+) -> Result<(Stop, u32), RunError> {
+    r.tracer.watch(pods.pod.id)?;
+    r.tr.index.insert(pods.pod.id, pods.pod.path.clone());
+    r.tr.watch_path(&pods.pod.path);
+    let pod = PodRef {
+        namespace: args.namespace.clone(),
+        name: args.pod_name.clone(),
+        uid: pod_uid.to_owned(),
+    };
+    let mut backoff = Backoff::new(BackoffPolicy {
+        initial: args.backoff_initial,
+        max: args.backoff_max,
+        reset_after: args.backoff_reset,
+    });
+    let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
+    let mut restart_count: u32 = 0;
+    let (_, mut cid) = ids(1);
+    loop {
+        let container = ContainerRef {
+            name: args.container_name.clone(),
+            id: cid.clone(),
+            restart_count,
+        };
+        let ctr = pods.create_container(&cid, args.memory_limit.0)?;
+        r.tracer.watch(ctr.id)?;
+        r.tr.add_container(
+            ctr.id,
+            &ctr.path,
+            ContainerMeta {
+                pod: pod.clone(),
+                container: container.clone(),
+                pod_cgroup_id: pods.pod.id,
+                limit_bytes: args.memory_limit.0,
+                pod_limit_bytes: pod_limit,
+            },
+        );
+        let started = Instant::now();
+        let mut child = match spawn(command, &ctr) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ctr.remove(Duration::from_secs(1));
+                return Err(e);
+            }
+        };
+        r.emit(Body::ContainerStart {
+            pod: pod.clone(),
+            container: container.clone(),
+            cgroup: ctr.path.clone(),
+            pid: child.id().unwrap_or(0),
+            command: command.to_vec(),
+            memory_limit_bytes: args.memory_limit.0,
+            pod_memory_limit_bytes: pod_limit,
+        })?;
+
+        // Trace until the workload exits or we are told to stop.
+        let mut stop_signal = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let status = loop {
+            tokio::select! {
+                st = child.wait() => break st.map_err(RunError::Wait)?,
+                _ = sigs.int.recv(), if stop_signal.is_none() => {
+                    stop_signal = Some("SIGINT");
+                    kill_all(&ctr);
+                }
+                _ = sigs.term.recv(), if stop_signal.is_none() => {
+                    stop_signal = Some("SIGTERM");
+                    kill_all(&ctr);
+                }
+                () = r.tracer.readable() => r.pump()?,
+                _ = tick.tick() => r.pump()?,
+            }
+        };
+        let ran = started.elapsed();
+        // Everything the kernel recorded up to the exit is in the ring now.
+        r.pump()?;
+        let signal = status.signal();
+        let exit_code = status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
+        let oom_killed = r.tr.oom_kills_by_cgroup.get(&ctr.id).copied().unwrap_or(0) > 0;
+        let reason = if oom_killed {
+            "OOMKilled"
+        } else if exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        r.emit(Body::ContainerExit {
+            pod: pod.clone(),
+            container: container.clone(),
+            exit_code,
+            signal,
+            reason: reason.into(),
+            ran_ms: ran.as_millis() as u64,
+        })?;
+        if let Err(e) = ctr.remove(Duration::from_secs(5)) {
+            tracing::warn!("{e}");
+        }
+        r.pump()?;
+        r.tracer.unwatch(ctr.id);
+        r.tr.container_removed(ctr.id);
+
+        if let Some(s) = stop_signal {
+            return Ok((Stop::Signal(s), restart_count));
+        }
+        let restart = match args.restart_policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            return Ok((Stop::Policy, restart_count));
+        }
+        if args.max_restarts.is_some_and(|m| restart_count >= m) {
+            return Ok((Stop::MaxRestarts, restart_count));
+        }
+        let delay = backoff.next_delay(ran);
+        let next_at = SystemTime::now() + delay;
+        r.emit(Body::Backoff {
+            pod: pod.clone(),
+            container: container.clone(),
+            state: "CrashLoopBackOff".into(),
+            backoff_ms: delay.as_millis() as u64,
+            next_restart_at: rfc3339(next_at),
+        })?;
+        let deadline = tokio::time::Instant::now() + delay;
+        if let Some(s) = r.trace_for(sigs, Some(deadline)).await? {
+            return Ok((Stop::Signal(s), restart_count));
+        }
+        restart_count += 1;
+        cid = ids(u64::from(restart_count) + 1).1;
+        r.emit(Body::Restart {
+            pod: pod.clone(),
+            container: ContainerRef {
+                restart_count,
+                id: cid.clone(),
+                ..container
+            },
+            restart_count,
+            backoff_ms: delay.as_millis() as u64,
+            last_reason: reason.into(),
+        })?;
+    }
+}
+
+/// SIGKILLs every process in the container, as a runtime stopping it would.
+fn kill_all(ctr: &OwnedCgroup) {
+    for pid in crate::cgroup::pod::procs(&ctr.dir) {
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
