@@ -9,7 +9,9 @@ use oom_tracer_common::{AllocEvent, EventKind};
 
 use crate::{
     emit::{NO_WAKE, header, output},
-    kernel::{ReadResult, current_info, current_task, is_watched, koff, read, setting, task_memcg, tpl},
+    kernel::{
+        ReadResult, current_info, current_task, is_watched, koff, read, setting, task_memcg, tpl,
+    },
     maps::ALLOC_LAST,
 };
 

@@ -3,10 +3,11 @@
 //! aya-ebpf has no CO-RE relocations, so every offset comes from the
 //! read-only global `KOFFS`, filled at load time from the running kernel's
 //! BTF. The verifier sees them as constants once the `.rodata` map is frozen.
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+};
 use oom_tracer_common::{
-    COMM_LEN, KernelOffsets, MAX_CGROUP_DEPTH, OFFSET_ABSENT, Settings, TaskInfo,
-    TracepointLayout,
+    COMM_LEN, KernelOffsets, MAX_CGROUP_DEPTH, OFFSET_ABSENT, Settings, TaskInfo, TracepointLayout,
 };
 
 use crate::maps::WATCHED;
@@ -153,4 +154,3 @@ pub fn read_data_loc(base: u64, off: u32, dst: &mut [u8]) -> ReadResult<()> {
     unsafe { bpf_probe_read_kernel_str_bytes(at as *const u8, dst) }.map_err(|e| e as i64)?;
     Ok(())
 }
-

@@ -18,8 +18,8 @@ use oom_tracer_common::{
 use crate::{
     emit::{WAKE, header, output},
     kernel::{
-        ReadResult, css_id, css_parent, current_info, current_task, is_watched, koff, pages_to_bytes,
-        read, read_data_loc, task_info, task_memcg, tpl,
+        ReadResult, css_id, css_parent, current_info, current_task, is_watched, koff,
+        pages_to_bytes, read, read_data_loc, task_info, task_memcg, tpl,
     },
 };
 
@@ -57,7 +57,10 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     }
     find_oom_memcg(victim_css, &mut ev);
     if !output(&ev, WAKE) {
-        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid);
+        warn!(
+            ctx,
+            "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid
+        );
     }
     Ok(())
 }
@@ -158,7 +161,15 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     ev.victim.pid = read::<i32>(base, tpl!(mv_pid))? as u32;
     ev.victim.tgid = ev.victim.pid;
     let _ = read_data_loc(base, tpl!(mv_comm), &mut ev.victim.comm);
-    let kb = |off: u32| read::<u64>(base, off).map(|v| if v > u64::MAX >> 10 { u64::MAX } else { v << 10 });
+    let kb = |off: u32| {
+        read::<u64>(base, off).map(|v| {
+            if v > u64::MAX >> 10 {
+                u64::MAX
+            } else {
+                v << 10
+            }
+        })
+    };
     if let (Ok(a), Ok(f), Ok(s)) = (
         kb(tpl!(mv_anon_rss)),
         kb(tpl!(mv_file_rss)),
@@ -180,7 +191,10 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     }
     find_oom_memcg(trigger_css, &mut ev);
     if !output(&ev, WAKE) {
-        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid);
+        warn!(
+            ctx,
+            "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid
+        );
     }
     Ok(())
 }

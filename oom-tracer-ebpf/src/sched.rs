@@ -4,7 +4,9 @@ use oom_tracer_common::{EventKind, ExecEvent, ExitEvent};
 
 use crate::{
     emit::{NO_WAKE, header, output},
-    kernel::{ReadResult, current_info, current_task, is_watched, koff, read, task_info, task_memcg},
+    kernel::{
+        ReadResult, current_info, current_task, is_watched, koff, read, task_info, task_memcg,
+    },
     maps::ALLOC_LAST,
 };
 

@@ -77,8 +77,14 @@ mod tests {
         b.next_delay(SHORT);
         b.next_delay(SHORT);
         assert_eq!(b.peek_next(), Duration::from_secs(40));
-        assert_eq!(b.next_delay(Duration::from_secs(600)), Duration::from_secs(10));
-        assert_eq!(b.next_delay(Duration::from_secs(599)), Duration::from_secs(20));
+        assert_eq!(
+            b.next_delay(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            b.next_delay(Duration::from_secs(599)),
+            Duration::from_secs(20)
+        );
     }
 
     #[test]

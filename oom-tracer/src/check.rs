@@ -135,7 +135,11 @@ pub fn print(report: &CheckReport, format: Format) {
             println!(
                 "privileges        euid {}, capabilities: {}",
                 report.euid,
-                if report.capabilities.is_empty() { "none".into() } else { report.capabilities.join(" ") }
+                if report.capabilities.is_empty() {
+                    "none".into()
+                } else {
+                    report.capabilities.join(" ")
+                }
             );
             if let Some(h) = &report.hooks {
                 for a in &h.active {
@@ -150,7 +154,11 @@ pub fn print(report: &CheckReport, format: Format) {
             }
             println!(
                 "verdict           {}",
-                if report.ok { "oom-tracer can trace OOM kills here" } else { "oom-tracer cannot trace OOM kills here" }
+                if report.ok {
+                    "oom-tracer can trace OOM kills here"
+                } else {
+                    "oom-tracer cannot trace OOM kills here"
+                }
             );
         }
     }

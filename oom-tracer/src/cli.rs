@@ -39,7 +39,8 @@ fn parse_quantity(s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration (e.g. 10s, 5m, 250ms): {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration (e.g. 10s, 5m, 250ms): {e}"))
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -76,7 +77,12 @@ pub struct TraceArgs {
     pub format: Format,
     /// Which OOM hook to use: tp_btf (rich, 6.8+), the classic tracepoint
     /// (any kernel), or auto (tp_btf, falling back to the tracepoint).
-    #[arg(long, env = "OOM_TRACER_OOM_SOURCE", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "OOM_TRACER_OOM_SOURCE",
+        value_enum,
+        default_value = "auto"
+    )]
     pub oom_source: OomSource,
 }
 
@@ -109,7 +115,12 @@ pub struct RunArgs {
     #[arg(long, env = "OOM_TRACER_MAX_RESTARTS")]
     pub max_restarts: Option<u32>,
     /// Kubernetes restartPolicy for the container.
-    #[arg(long, env = "OOM_TRACER_RESTART_POLICY", value_enum, default_value = "Always")]
+    #[arg(
+        long,
+        env = "OOM_TRACER_RESTART_POLICY",
+        value_enum,
+        default_value = "Always"
+    )]
     pub restart_policy: RestartPolicy,
     /// Parent of the pod cgroup, below the memory hierarchy's root.
     #[arg(long, env = "OOM_TRACER_CGROUP_PARENT", default_value = "/oom-tracer")]
@@ -136,7 +147,12 @@ pub struct CheckArgs {
     #[arg(long, env = "OOM_TRACER_FORMAT", value_enum, default_value = "pretty")]
     pub format: Format,
     /// Which OOM hook to probe (see `run --oom-source`).
-    #[arg(long, env = "OOM_TRACER_OOM_SOURCE", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "OOM_TRACER_OOM_SOURCE",
+        value_enum,
+        default_value = "auto"
+    )]
     pub oom_source: OomSource,
 }
 
@@ -157,7 +173,15 @@ mod tests {
 
     #[test]
     fn flags_parse_and_bad_values_are_usage_errors() {
-        let c = Cli::try_parse_from(["oom-tracer", "run", "--memory-limit", "64Mi", "--max-restarts", "3"]).unwrap();
+        let c = Cli::try_parse_from([
+            "oom-tracer",
+            "run",
+            "--memory-limit",
+            "64Mi",
+            "--max-restarts",
+            "3",
+        ])
+        .unwrap();
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.memory_limit, Limit(Some(64 << 20)));
         assert_eq!(r.max_restarts, Some(3));
@@ -167,15 +191,26 @@ mod tests {
         let e = Cli::try_parse_from(["oom-tracer", "run", "--memory-limit", "banana"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("banana"));
-        let e = Cli::try_parse_from(["oom-tracer", "run", "--backoff-initial", "soon"]).unwrap_err();
+        let e =
+            Cli::try_parse_from(["oom-tracer", "run", "--backoff-initial", "soon"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        let e = Cli::try_parse_from(["oom-tracer", "run", "--ring-buffer-size", "3000"]).unwrap_err();
+        let e =
+            Cli::try_parse_from(["oom-tracer", "run", "--ring-buffer-size", "3000"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
     }
 
     #[test]
     fn command_after_double_dash() {
-        let c = Cli::try_parse_from(["oom-tracer", "run", "--memory-limit", "none", "--", "sleep", "1"]).unwrap();
+        let c = Cli::try_parse_from([
+            "oom-tracer",
+            "run",
+            "--memory-limit",
+            "none",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .unwrap();
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.command, ["sleep", "1"]);
         assert_eq!(r.memory_limit, Limit(None));

@@ -27,7 +27,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!("oom-tracer: bad --log filter {:?} ({e}); using info", cli.log);
+        eprintln!(
+            "oom-tracer: bad --log filter {:?} ({e}); using info",
+            cli.log
+        );
         EnvFilter::new("info")
     });
     tracing_subscriber::fmt()
@@ -36,7 +39,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oom-tracer: starting the async runtime: {e}");
@@ -47,7 +53,11 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => {
             let report = rt.block_on(async { check::check(&args) });
             check::print(&report, args.format);
-            if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         cli::Command::Run(args) => {
             let mut out = output::Output::new(args.trace.format);

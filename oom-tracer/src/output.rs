@@ -133,7 +133,12 @@ pub fn pretty(r: &Record) -> String {
                 bytes(*l),
                 anon_rss_bytes.saturating_mul(100) / l
             ),
-            _ => format!("{}[{}] anon memory {}", proc.comm, proc.pid, bytes(*anon_rss_bytes)),
+            _ => format!(
+                "{}[{}] anon memory {}",
+                proc.comm,
+                proc.pid,
+                bytes(*anon_rss_bytes)
+            ),
         },
         Body::Signal {
             signal,
@@ -145,7 +150,11 @@ pub fn pretty(r: &Record) -> String {
             "signal {signal} to {}[{}] from {} {}[{}]",
             target.comm,
             target.pid,
-            if *from_kernel { "the kernel, in" } else { "user" },
+            if *from_kernel {
+                "the kernel, in"
+            } else {
+                "user"
+            },
             sender.comm,
             sender.pid
         ),
@@ -161,7 +170,13 @@ pub fn pretty(r: &Record) -> String {
                     "{} hit its {}limit: usage {} / limit {}, failcnt {}",
                     m.path.as_deref().unwrap_or("?"),
                     m.level
-                        .map(|l| format!("{} ", serde_json::to_value(l).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()))
+                        .map(|l| format!(
+                            "{} ",
+                            serde_json::to_value(l)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        ))
                         .unwrap_or_default(),
                     bytes(m.usage_bytes),
                     bytes(m.limit_bytes),
@@ -262,7 +277,10 @@ mod tests {
                 container: None,
             },
         );
-        assert_eq!(pretty(&r), "18:39:42.123  exit            stress[7] killed by SIGKILL");
+        assert_eq!(
+            pretty(&r),
+            "18:39:42.123  exit            stress[7] killed by SIGKILL"
+        );
         let id = "a".repeat(64);
         assert_eq!(short_ids(&format!("/pod/{id}/x")), "/pod/aaaaaaaaaaaa/x");
         assert_eq!(short_ids("beef 12"), "beef 12");

@@ -6,7 +6,9 @@
 pub enum QuantityError {
     #[error("{input:?} is not a Kubernetes quantity (e.g. 50Mi, 1Gi, 128974848, 129M)")]
     Syntax { input: String },
-    #[error("{input:?} has an unknown suffix {suffix:?} (use Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E)")]
+    #[error(
+        "{input:?} has an unknown suffix {suffix:?} (use Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E)"
+    )]
     Suffix { input: String, suffix: String },
     #[error("{input:?} is out of range for a memory size")]
     Range { input: String },
@@ -93,7 +95,12 @@ pub fn parse_memory(input: &str) -> Result<u64, QuantityError> {
 
 /// Formats bytes the way a person reads a limit: `50Mi`, `1.5Gi`, `4096`.
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
     for (suffix, unit) in UNITS {
         if bytes >= unit {
             let whole = bytes / unit;
@@ -137,14 +144,35 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert!(matches!(parse_memory("banana"), Err(QuantityError::Syntax { .. })));
-        assert!(matches!(parse_memory(""), Err(QuantityError::Syntax { .. })));
-        assert!(matches!(parse_memory("-5Mi"), Err(QuantityError::Syntax { .. })));
-        assert!(matches!(parse_memory("1.2.3Mi"), Err(QuantityError::Syntax { .. })));
-        assert!(matches!(parse_memory("5MB"), Err(QuantityError::Suffix { .. })));
+        assert!(matches!(
+            parse_memory("banana"),
+            Err(QuantityError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_memory(""),
+            Err(QuantityError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_memory("-5Mi"),
+            Err(QuantityError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_memory("1.2.3Mi"),
+            Err(QuantityError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_memory("5MB"),
+            Err(QuantityError::Suffix { .. })
+        ));
         assert!(matches!(parse_memory("0"), Err(QuantityError::Zero { .. })));
-        assert!(matches!(parse_memory("99999Ei"), Err(QuantityError::Range { .. })));
-        assert!(matches!(parse_memory("1e99"), Err(QuantityError::Range { .. })));
+        assert!(matches!(
+            parse_memory("99999Ei"),
+            Err(QuantityError::Range { .. })
+        ));
+        assert!(matches!(
+            parse_memory("1e99"),
+            Err(QuantityError::Range { .. })
+        ));
         let msg = parse_memory("banana").unwrap_err().to_string();
         assert!(msg.contains("banana") && msg.contains("50Mi"), "{msg}");
     }

@@ -216,10 +216,21 @@ pub enum Body {
         last_reason: String,
     },
     /// A memory cgroup was created or removed.
-    CgroupMkdir { id: u64, path: String, level: u32 },
-    CgroupRmdir { id: u64, path: String, level: u32 },
+    CgroupMkdir {
+        id: u64,
+        path: String,
+        level: u32,
+    },
+    CgroupRmdir {
+        id: u64,
+        path: String,
+        level: u32,
+    },
     /// Records the kernel could not hand over (ring buffer full).
-    Lost { ringbuf_full: u64, read_errors: u64 },
+    Lost {
+        ringbuf_full: u64,
+        read_errors: u64,
+    },
     /// The tracer stopped.
     Stop {
         reason: String,

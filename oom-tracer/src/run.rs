@@ -116,7 +116,13 @@ fn ids(seed: u64) -> (String, String) {
         (b >> 48) & 0xfff,
         b & 0xffff_ffff_ffff
     );
-    let cid = format!("{:016x}{:016x}{:016x}{:016x}", next(), next(), next(), next());
+    let cid = format!(
+        "{:016x}{:016x}{:016x}{:016x}",
+        next(),
+        next(),
+        next(),
+        next()
+    );
     (uid, cid)
 }
 
@@ -169,9 +175,10 @@ impl Runner<'_> {
     ) -> Result<Option<&'static str>, RunError> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| {
-            tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
-        }));
+        let sleep = tokio::time::sleep_until(
+            deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365)),
+        );
         tokio::pin!(sleep);
         loop {
             tokio::select! {
@@ -275,7 +282,12 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
 
     let (pod_uid, _) = ids(0);
     let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
-    let pods = PodCgroups::create(&hierarchy, &args.cgroup_parent, &format!("pod{pod_uid}"), pod_limit)?;
+    let pods = PodCgroups::create(
+        &hierarchy,
+        &args.cgroup_parent,
+        &format!("pod{pod_uid}"),
+        pod_limit,
+    )?;
     let result = cycle(&mut r, &mut sigs, &args, &command, &pods, &pod_uid).await;
     // Cleanup on every way out, then the final records.
     if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {

@@ -187,7 +187,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Format {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
         Format::parse(&std::fs::read_to_string(p).unwrap())
     }
 
@@ -233,7 +235,9 @@ mod tests {
 
     #[test]
     fn garbage_lines_are_skipped() {
-        let f = Format::parse("field:int;\nfield:\nfoo\n\tfield:char name[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:int x;\toffset:zz;\tsize:4;");
+        let f = Format::parse(
+            "field:int;\nfield:\nfoo\n\tfield:char name[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:int x;\toffset:zz;\tsize:4;",
+        );
         assert_eq!(f.offset("name"), 8);
         assert_eq!(f.fields.len(), 1);
     }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use oom_tracer_common::{
-    CgroupEvent, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_UID, OomEvent,
-    SI_KERNEL, TaskInfo,
+    CGROUP_PATH_LEN, CgroupEvent, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
+    OOM_UID, OomEvent, SI_KERNEL, TaskInfo,
     decode::{RawEvent, c_bytes},
 };
 
@@ -12,8 +12,7 @@ use crate::{
     cgroup::{CgroupVersion, index::CgroupIndex, index::is_under, pod::read_limit_hits},
     clock::{BootClock, rfc3339},
     record::{
-        Body, ContainerRef, LimitLevel, Memcg, PodRef, Proc, Record, Trigger, Victim,
-        lossless_text,
+        Body, ContainerRef, LimitLevel, Memcg, PodRef, Proc, Record, Trigger, Victim, lossless_text,
     },
 };
 
@@ -160,8 +159,7 @@ impl Translator {
             }
             RawEvent::Oom(e) => self.oom(e),
             RawEvent::CgroupMkdir(e) => {
-                let path = cgroup_path(e);
-                self.index.insert(e.id, path.clone());
+                let path = self.learn_path(e);
                 if !self.is_watched_path(&path) {
                     return None;
                 }
@@ -172,7 +170,7 @@ impl Translator {
                 }
             }
             RawEvent::CgroupRmdir(e) => {
-                let path = cgroup_path(e);
+                let path = self.learn_path(e);
                 self.index.remove(e.id);
                 if !self.is_watched_path(&path) {
                     return None;
@@ -185,7 +183,7 @@ impl Translator {
             }
             RawEvent::CgroupAttach(e) => {
                 // Only feeds the index: the exec that follows is the record.
-                self.index.insert(e.id, cgroup_path(e));
+                self.learn_path(e);
                 return None;
             }
         };
@@ -266,8 +264,20 @@ impl Translator {
     }
 }
 
-fn cgroup_path(e: &CgroupEvent) -> String {
-    lossless_text(c_bytes(&e.path))
+impl Translator {
+    /// The path of a cgroup event, recorded in the index unless the kernel
+    /// had to truncate it (then the index, or a scan, knows better).
+    fn learn_path(&mut self, e: &CgroupEvent) -> String {
+        let raw = c_bytes(&e.path);
+        let path = lossless_text(raw);
+        if raw.len() + 1 < CGROUP_PATH_LEN {
+            self.index.insert(e.id, path.clone());
+            return path;
+        }
+        self.index
+            .resolve(e.id)
+            .unwrap_or_else(|| format!("{path}…"))
+    }
 }
 
 #[cfg(test)]
@@ -377,10 +387,20 @@ mod tests {
         assert!(t.translate(&RawEvent::CgroupMkdir(c)).is_none());
         assert_eq!(t.index.resolve(555).as_deref(), Some("/elsewhere"));
         let p = b"/oom-tracer/pod-a/x";
-        c.path = [0; 128];
+        c.path = [0; CGROUP_PATH_LEN];
         c.path[..p.len()].copy_from_slice(p);
         c.id = 556;
         let r = t.translate(&RawEvent::CgroupMkdir(c)).unwrap();
         assert_eq!(r.event(), "cgroup_mkdir");
+        // A path the kernel truncated never replaces a known one.
+        c.path = [b'x'; CGROUP_PATH_LEN];
+        c.path[CGROUP_PATH_LEN - 1] = 0;
+        c.id = 101;
+        c.hdr.kind = EventKind::CgroupAttach as u32;
+        assert!(t.translate(&RawEvent::CgroupAttach(c)).is_none());
+        assert_eq!(
+            t.index.resolve(101).as_deref(),
+            Some("/oom-tracer/pod-a/stress-0")
+        );
     }
 }

@@ -17,7 +17,10 @@ use std::{
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Allocates and touches memory in steps until it is killed")]
+#[command(
+    version,
+    about = "Allocates and touches memory in steps until it is killed"
+)]
 struct Args {
     /// Bytes per step (Kubernetes-style suffixes: Ki, Mi, Gi, k, M, G).
     #[arg(long, default_value = "5Mi", value_parser = parse_bytes, env = "STRESS_STEP")]
@@ -36,9 +39,7 @@ struct Args {
 /// Parses `10Mi`, `5M`, `4096`.
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -51,7 +52,11 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "k" => 1_000,
         "M" => 1_000_000,
         "G" => 1_000_000_000,
-        other => return Err(format!("unknown size suffix {other:?} (use Ki, Mi, Gi, k, M, G)")),
+        other => {
+            return Err(format!(
+                "unknown size suffix {other:?} (use Ki, Mi, Gi, k, M, G)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .filter(|&b| b > 0)
@@ -61,9 +66,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 /// Parses `100ms`, `2s`, `1m`.
 fn humantime_like(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()

@@ -1,1 +1,278 @@
-fn main() {}
+//! `cargo xtask`: set-up and workflows that plain cargo cannot express.
+//!
+//! - `build-ebpf`: install what the eBPF build needs (nightly rust-src,
+//!   bpf-linker built against nightly's own libLLVM) and build the object;
+//! - `build`: release binaries `target/release/{oom-tracer,stress}`;
+//! - `demo`: build, then the local stress cycle under the tracer;
+//! - `test`: build, then every test (unit and privileged integration).
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install nightly rust-src and bpf-linker if missing, then build the eBPF object.
+    BuildEbpf,
+    /// Build release binaries: target/release/oom-tracer and target/release/stress.
+    Build,
+    /// Build, then run `oom-tracer run` on stress under a 50Mi limit for a few restarts (root).
+    Demo {
+        /// Restarts before the demo ends.
+        #[arg(long, default_value_t = 3)]
+        restarts: u32,
+    },
+    /// Build, then run all tests (the integration tests need root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+const NIGHTLY: &str = "nightly";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Where xtask keeps bpf-linker and the libLLVM links (same rule as
+/// oom-tracer/build.rs): $OOM_TRACER_TOOLS_DIR, else ~/.cache/oom-tracer.
+fn tools_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = env::var_os("OOM_TRACER_TOOLS_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let cache = env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither OOM_TRACER_TOOLS_DIR, XDG_CACHE_HOME nor HOME is set")?;
+    Ok(cache.join("oom-tracer"))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs nightly's rust-src and a bpf-linker linked against nightly's
+/// own libLLVM; returns the directory holding `bpf-linker`.
+fn setup() -> anyhow::Result<PathBuf> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .context("the nightly toolchain is needed to build eBPF (rustup toolchain install nightly)")?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+    }
+
+    let tools = tools_dir()?;
+    let bin = tools.join("bpf-linker").join("bin");
+    let linker = bin.join("bpf-linker");
+    let sysroot =
+        output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    // nightly ships libLLVM.so.<major>.<minor>-rust-<version>; bpf-linker's
+    // llvm-sys wants LLVM_PREFIX/lib/libLLVM.so.
+    let lib = sysroot.join("lib");
+    let llvm = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
+        .with_context(|| format!("no libLLVM.so.*-rust-* in {}", lib.display()))?;
+    let major = llvm
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let stamp = tools.join("bpf-linker").join("built-against");
+    let want = format!("{BPF_LINKER_VERSION} {llvm}");
+    if linker.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
+        return Ok(bin);
+    }
+    let prefix = tools.join(format!("llvm-{major}"));
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)?;
+    for name in ["libLLVM.so".to_owned(), llvm.clone()] {
+        let link = prefix_lib.join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib.join(&llvm), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {major} (once; about a minute)"
+    );
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+            "--root",
+        ])
+        .arg(tools.join("bpf-linker"))
+        .env("LLVM_PREFIX", &prefix)
+        // Find libLLVM at run time without LD_LIBRARY_PATH.
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-args=-Wl,-rpath,{}", prefix_lib.display()),
+        ))?;
+    std::fs::write(&stamp, want)?;
+    Ok(bin)
+}
+
+fn with_path(cmd: &mut Command, bin: &Path) {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin.to_owned()];
+    paths.extend(env::split_paths(&path));
+    cmd.env("PATH", env::join_paths(paths).expect("PATH joins"));
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn build_ebpf() -> anyhow::Result<()> {
+    let bin = setup()?;
+    let root = workspace_root();
+    let mut c = Command::new("rustup");
+    c.current_dir(root.join("oom-tracer-ebpf"))
+        .args(["run", NIGHTLY, "cargo", "build", "--release", "--bins"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            [
+                &format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+                "-Cdebuginfo=2",
+                "-Clink-arg=--btf",
+            ]
+            .join("\x1f"),
+        )
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    with_path(&mut c, &bin);
+    run(&mut c)?;
+    let obj = root.join("target/bpfel-unknown-none/release/oom-tracer");
+    let size = std::fs::metadata(&obj).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "xtask: eBPF object {} ({size} bytes); oom-tracer embeds its own copy, built by its build.rs",
+        obj.display()
+    );
+    Ok(())
+}
+
+fn build(profile_release: bool) -> anyhow::Result<()> {
+    let bin = setup()?;
+    let mut c = cargo();
+    c.args(["build", "--package", "oom-tracer", "--package", "stress"]);
+    if profile_release {
+        c.arg("--release");
+    }
+    with_path(&mut c, &bin);
+    run(&mut c)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::BuildEbpf => build_ebpf(),
+        Cmd::Build => {
+            build(true)?;
+            eprintln!("xtask: built target/release/oom-tracer and target/release/stress");
+            Ok(())
+        }
+        Cmd::Demo { restarts } => {
+            build(true)?;
+            if !is_root() {
+                bail!(
+                    "the demo loads eBPF programs and creates memory cgroups: run it as root (sudo -E cargo xtask demo)"
+                );
+            }
+            let tracer = workspace_root().join("target/release/oom-tracer");
+            run(Command::new(tracer).args([
+                "run",
+                "--memory-limit",
+                "50Mi",
+                "--backoff-initial",
+                "1s",
+                "--backoff-max",
+                "8s",
+                "--max-restarts",
+                &restarts.to_string(),
+                "--format",
+                "pretty",
+            ]))
+        }
+        Cmd::Test { args } => {
+            let bin = setup()?;
+            // The integration tests run the stress binary next to oom-tracer's.
+            let mut c = cargo();
+            c.args(["build", "--package", "stress"]);
+            with_path(&mut c, &bin);
+            run(&mut c)?;
+            if !is_root() {
+                eprintln!(
+                    "xtask: not root: the privileged integration tests will fail, naming what they need"
+                );
+            }
+            let mut c = cargo();
+            c.args(["test", "--workspace", "--exclude", "oom-tracer-ebpf"])
+                .args(["--", "--test-threads", "2"])
+                .args(&args);
+            with_path(&mut c, &bin);
+            run(&mut c)
+        }
+    }
+}

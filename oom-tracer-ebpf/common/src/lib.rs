@@ -17,7 +17,7 @@ pub mod decode;
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
 /// Bytes of a cgroup path carried by cgroup lifecycle events (truncated, NUL padded).
-pub const CGROUP_PATH_LEN: usize = 128;
+pub const CGROUP_PATH_LEN: usize = 256;
 /// Marks a field offset that the running kernel does not have.
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 /// How many memcg ancestors the programs walk (watch filter, `oom_lock` search).
@@ -370,7 +370,7 @@ const _: () = assert!(core::mem::size_of::<ExitEvent>() == 56);
 const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
 const _: () = assert!(core::mem::size_of::<OomEvent>() == 160);
 const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 176);
+const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 304);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
 const _: () = assert!(core::mem::size_of::<Settings>() == 24);

@@ -79,7 +79,11 @@ pub struct Tracer {
 fn page_shift() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { (p as u64).trailing_zeros() as u64 } else { 12 }
+    if p > 0 {
+        (p as u64).trailing_zeros() as u64
+    } else {
+        12
+    }
 }
 
 impl Tracer {
@@ -148,7 +152,14 @@ impl Tracer {
                 report.missing(MARK_VICTIM_TP, "not selected (--oom-source tp-btf)");
             }
         } else if tp_reason.is_some() {
-            attach_checked(&mut ebpf, &btf, &trace_root, MARK_VICTIM_TP, layout.mv_pid, &mut report);
+            attach_checked(
+                &mut ebpf,
+                &btf,
+                &trace_root,
+                MARK_VICTIM_TP,
+                layout.mv_pid,
+                &mut report,
+            );
         }
         for hook in LIFECYCLE {
             let needed = match hook.program {
@@ -174,15 +185,25 @@ impl Tracer {
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::MissingMap { name })
         };
-        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)
-            .map_err(|source| LoadError::Map { name: "EVENTS", source })?;
+        let ring =
+            RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|source| LoadError::Map {
+                name: "EVENTS",
+                source,
+            })?;
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| LoadError::AsyncFd(e.into()))?;
-        let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?)
-            .map_err(|source| LoadError::Map { name: "WATCHED", source })?;
-        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)
-            .map_err(|source| LoadError::Map { name: "COUNTERS", source })?;
+        let watched =
+            HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(|source| LoadError::Map {
+                name: "WATCHED",
+                source,
+            })?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|source| {
+            LoadError::Map {
+                name: "COUNTERS",
+                source,
+            }
+        })?;
         Ok(Self {
             ring,
             watched,
@@ -265,7 +286,10 @@ fn attach_checked(
             return;
         }
         if needed_offset == OFFSET_ABSENT {
-            report.missing(hook, format!("tracepoint {cat}/{name} lacks a field oom-tracer reads"));
+            report.missing(
+                hook,
+                format!("tracepoint {cat}/{name} lacks a field oom-tracer reads"),
+            );
             return;
         }
     }

@@ -14,7 +14,9 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
-    #[error("kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf { path: PathBuf },
     #[error("parsing kernel BTF at {path}")]
     Parse {
@@ -137,7 +139,12 @@ impl KernelBtf {
     /// `int pid` before.
     pub fn tp_arg_is_pointer(&self, tp: &str, n: usize) -> Option<bool> {
         let name = format!("btf_trace_{tp}");
-        let t = self.btf.resolve_types_by_name(&name).ok()?.into_iter().next()?;
+        let t = self
+            .btf
+            .resolve_types_by_name(&name)
+            .ok()?
+            .into_iter()
+            .next()?;
         let Type::Ptr(p) = self.underlying(t) else {
             return None;
         };
@@ -154,17 +161,18 @@ impl KernelBtf {
     /// the rest degrade (absent offsets, reported by the caller).
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetsError> {
         let req = |strct: &str, names: &[&str]| {
-            self.offset(strct, names).ok_or_else(|| OffsetsError::Required {
-                what: format!("struct {strct}.{}", names.join("|")),
-            })
+            self.offset(strct, names)
+                .ok_or_else(|| OffsetsError::Required {
+                    what: format!("struct {strct}.{}", names.join("|")),
+                })
         };
         let opt = |strct: &str, names: &[&str]| self.offset(strct, names).unwrap_or(OFFSET_ABSENT);
 
-        let memory_cgrp_id = self
-            .enum_value_scan("memory_cgrp_id")
-            .ok_or_else(|| OffsetsError::Required {
-                what: "enum cgroup_subsys_id.memory_cgrp_id (memory controller)".into(),
-            })?;
+        let memory_cgrp_id =
+            self.enum_value_scan("memory_cgrp_id")
+                .ok_or_else(|| OffsetsError::Required {
+                    what: "enum cgroup_subsys_id.memory_cgrp_id (memory controller)".into(),
+                })?;
         let subsys = req("css_set", &["subsys"])?;
         let mut k = KernelOffsets::ABSENT;
         k.task_pid = req("task_struct", &["pid"])?;
@@ -255,7 +263,8 @@ mod tests {
     /// has; the test fails (naming the file) where it is missing.
     #[test]
     fn offsets_from_running_kernel() {
-        let btf = KernelBtf::load(Path::new(VMLINUX)).expect("kernel BTF at /sys/kernel/btf/vmlinux");
+        let btf =
+            KernelBtf::load(Path::new(VMLINUX)).expect("kernel BTF at /sys/kernel/btf/vmlinux");
         let k = btf.kernel_offsets().unwrap();
         assert_ne!(k.task_cgroups, OFFSET_ABSENT);
         assert_ne!(k.kn_id, OFFSET_ABSENT);
@@ -273,7 +282,9 @@ mod tests {
 
     #[test]
     fn missing_btf_is_a_clear_error() {
-        let err = KernelBtf::load(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        let err = KernelBtf::load(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
     }
 }

@@ -120,7 +120,6 @@ pub fn is_under(path: &str, ancestor: &str) -> bool {
     path == a || (path.starts_with(a) && path.as_bytes().get(a.len()) == Some(&b'/'))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +130,11 @@ mod tests {
         ix.insert(5, "/a/b");
         assert_eq!(ix.resolve(5).as_deref(), Some("/a/b"));
         ix.remove(5);
-        assert_eq!(ix.resolve(5).as_deref(), Some("/a/b"), "removed cgroups still resolve");
+        assert_eq!(
+            ix.resolve(5).as_deref(),
+            Some("/a/b"),
+            "removed cgroups still resolve"
+        );
         for i in 0..(REMOVED_KEEP as u64 + 10) {
             ix.insert(1000 + i, format!("/x/{i}"));
             ix.remove(1000 + i);
@@ -151,7 +154,8 @@ mod tests {
             mount: root.clone(),
             hierarchy_id: 0,
         };
-        let id = super::super::cgroup_id(&root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
+        let id =
+            super::super::cgroup_id(&root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
         let mut ix = CgroupIndex::new(Some(h));
         assert_eq!(
             ix.resolve(id).as_deref(),

@@ -8,7 +8,9 @@ pub mod pod;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("no memory cgroup controller is mounted (neither a cgroup v1 `memory` hierarchy nor cgroup2 with `memory` in cgroup.controllers)")]
+    #[error(
+        "no memory cgroup controller is mounted (neither a cgroup v1 `memory` hierarchy nor cgroup2 with `memory` in cgroup.controllers)"
+    )]
     NoMemoryController,
     #[error("reading {path}")]
     Read {
@@ -88,8 +90,7 @@ impl MemoryHierarchy {
                 continue;
             };
             let mut post = post.split_whitespace();
-            let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next())
-            else {
+            let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next()) else {
                 continue;
             };
             let Some(mountpoint) = pre.split_whitespace().nth(4) else {
@@ -138,7 +139,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -191,7 +195,10 @@ memory\t4\t18\t1
         assert_eq!(h.version, CgroupVersion::V1);
         assert_eq!(h.mount, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(h.hierarchy_id, 4);
-        assert_eq!(h.dir("/oom-tracer/pod"), Path::new("/sys/fs/cgroup/memory/oom-tracer/pod"));
+        assert_eq!(
+            h.dir("/oom-tracer/pod"),
+            Path::new("/sys/fs/cgroup/memory/oom-tracer/pod")
+        );
         assert_eq!(
             h.path_of(Path::new("/sys/fs/cgroup/memory/a/b")).as_deref(),
             Some("/a/b")

@@ -173,7 +173,10 @@ pub fn read_limit_hits(h: &MemoryHierarchy, dir: &Path) -> Option<u64> {
             .trim()
             .parse()
             .ok(),
-        CgroupVersion::V2 => parse_memory_events(&std::fs::read_to_string(dir.join("memory.events")).ok()?, "max"),
+        CgroupVersion::V2 => parse_memory_events(
+            &std::fs::read_to_string(dir.join("memory.events")).ok()?,
+            "max",
+        ),
     }
 }
 
@@ -218,7 +221,11 @@ impl PodCgroups {
     }
 
     /// Creates a container cgroup inside the pod with its limit.
-    pub fn create_container(&self, name: &str, limit: Option<u64>) -> Result<OwnedCgroup, CgroupError> {
+    pub fn create_container(
+        &self,
+        name: &str,
+        limit: Option<u64>,
+    ) -> Result<OwnedCgroup, CgroupError> {
         check_name(name)?;
         let c = make_dir(&self.hierarchy, &self.pod.dir.join(name))?;
         if let Err(e) = set_limit(&self.hierarchy, &c.dir, limit) {
@@ -239,7 +246,10 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "memory.max", "cgroup.procs", "a\nb"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(parent_components("/oom-tracer//x/").unwrap(), ["oom-tracer", "x"]);
+        assert_eq!(
+            parent_components("/oom-tracer//x/").unwrap(),
+            ["oom-tracer", "x"]
+        );
         assert!(parent_components("/a/../b").is_err());
         assert!(parent_components("/").unwrap().is_empty());
     }
@@ -258,7 +268,8 @@ mod tests {
     /// memory.swap.max = 0.
     #[test]
     fn v2_layout_on_a_fixture_tree() {
-        let root = std::env::temp_dir().join(format!("oom-tracer-v2-fixture-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("oom-tracer-v2-fixture-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
@@ -280,7 +291,10 @@ mod tests {
             id: cgroup_id(&root.join("parent/pod-a")).unwrap(),
         };
         set_limit(&h, &pod.dir, Some(50 << 20)).unwrap();
-        assert_eq!(std::fs::read_to_string(pod.dir.join("memory.max")).unwrap(), "52428800");
+        assert_eq!(
+            std::fs::read_to_string(pod.dir.join("memory.max")).unwrap(),
+            "52428800"
+        );
         // Container dir made through make_dir enables memory on the way.
         let ctr_dir = root.join("parent/pod-a/ctr");
         let err = make_dir(&h, &ctr_dir);
@@ -298,10 +312,19 @@ mod tests {
         std::fs::write(ctr_dir.join("memory.max"), "").unwrap();
         std::fs::write(ctr_dir.join("memory.swap.max"), "").unwrap();
         set_limit(&h, &ctr_dir, Some(1 << 20)).unwrap();
-        assert_eq!(std::fs::read_to_string(ctr_dir.join("memory.max")).unwrap(), "1048576");
-        assert_eq!(std::fs::read_to_string(ctr_dir.join("memory.swap.max")).unwrap(), "0");
+        assert_eq!(
+            std::fs::read_to_string(ctr_dir.join("memory.max")).unwrap(),
+            "1048576"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ctr_dir.join("memory.swap.max")).unwrap(),
+            "0"
+        );
         set_limit(&h, &ctr_dir, None).unwrap();
-        assert_eq!(std::fs::read_to_string(ctr_dir.join("memory.max")).unwrap(), "max");
+        assert_eq!(
+            std::fs::read_to_string(ctr_dir.join("memory.max")).unwrap(),
+            "max"
+        );
         std::fs::write(ctr_dir.join("memory.events"), "max 7\noom_kill 1\n").unwrap();
         assert_eq!(ctr.limit_hits(&h), Some(7));
         std::fs::remove_dir_all(&root).unwrap();

@@ -1,0 +1,235 @@
+//! The whole cycle, for real: allocation ramp → memcg limit → OOM kill →
+//! SIGKILL/137 → kubelet-style restart with back-off.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The container-level limit: records come in order, the kill names the
+/// container cgroup and its 50Mi limit, and the back-off doubles.
+#[test]
+fn container_limit_oom_cycle() {
+    let parent = parent("container");
+    let (recs, stderr, out) = run(&[
+        "--memory-limit",
+        "50Mi",
+        "--backoff-initial",
+        "200ms",
+        "--backoff-max",
+        "10s",
+        "--max-restarts",
+        "3",
+        "--cgroup-parent",
+        &parent,
+    ]);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    check_envelope(&recs);
+    assert!(
+        stderr.contains("hooks active: tp_btf/mark_victim"),
+        "startup line names the hooks:\n{stderr}"
+    );
+
+    let starts = events(&recs, "container_start");
+    assert_eq!(starts.len(), 4, "first run + 3 restarts");
+    // Walk the records in order for each attempt.
+    let mut at = 0;
+    for (attempt, start) in starts.iter().enumerate() {
+        let cgroup = start["cgroup"].as_str().unwrap();
+        assert_eq!(start["container"]["restart_count"], attempt as u64);
+        assert_eq!(start["memory_limit_bytes"], 52428800);
+        let in_ctr = |r: &Value| r["cgroup"] == cgroup;
+        let exec = find_from(&recs, at, |r| r["event"] == "exec" && in_ctr(r))
+            .unwrap_or_else(|| panic!("attempt {attempt}: no exec in {cgroup}"));
+        assert_eq!(recs[exec]["comm"], "stress");
+        let pid = recs[exec]["pid"].clone();
+        let allocs: Vec<_> = recs
+            .iter()
+            .skip(exec)
+            .take_while(|r| r["event"] != "oom_kill")
+            .filter(|r| r["event"] == "alloc" && r["pid"] == pid)
+            .collect();
+        assert!(
+            allocs.len() >= 3,
+            "attempt {attempt}: allocation ramp has {} steps",
+            allocs.len()
+        );
+        let sizes: Vec<u64> = allocs
+            .iter()
+            .map(|r| r["anon_rss_bytes"].as_u64().unwrap())
+            .collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] < w[1]),
+            "ramp grows: {sizes:?}"
+        );
+        let oom = find_from(&recs, exec, |r| r["event"] == "oom_kill")
+            .unwrap_or_else(|| panic!("attempt {attempt}: no oom_kill"));
+        let o = &recs[oom];
+        assert_eq!(o["kind"], "memcg");
+        assert_eq!(o["victim"]["comm"], "stress");
+        assert_eq!(o["victim"]["pid"], pid);
+        assert!(
+            o["victim"]["anon_rss_bytes"].as_u64().unwrap() > 40 << 20,
+            "{o}"
+        );
+        assert!(o["victim"]["oom_score_adj"].is_i64(), "{o}");
+        assert_eq!(o["trigger"]["comm"], "stress");
+        assert_eq!(o["memcg"]["path"], cgroup);
+        assert_eq!(o["memcg"]["level"], "container");
+        assert_eq!(o["memcg"]["limit_bytes"], 52428800);
+        let usage = o["memcg"]["usage_bytes"].as_u64().unwrap();
+        assert!(
+            usage > 50 * (1 << 20) - (1 << 20) && usage <= 52428800,
+            "usage {usage}"
+        );
+        assert!(o["memcg"]["failcnt"].as_u64().is_some_and(|f| f > 0), "{o}");
+        assert_eq!(o["victim_cgroup"], cgroup);
+        assert_eq!(o["container"]["restart_count"], attempt as u64);
+        assert_eq!(o["pod"]["name"], "stress");
+        // The kernel's own SIGKILL, just before the kill record.
+        let sig = find_from(&recs, exec, |r| {
+            r["event"] == "signal" && r["target"]["pid"] == pid
+        })
+        .expect("signal record");
+        assert!(sig < oom + 2);
+        assert_eq!(recs[sig]["from_kernel"], true);
+        let exit = find_from(&recs, oom, |r| r["event"] == "exit" && r["pid"] == pid)
+            .unwrap_or_else(|| panic!("attempt {attempt}: no exit after the kill"));
+        assert_eq!(recs[exit]["signal"], 9);
+        assert!(recs[exit]["exit_code"].is_null());
+        let cexit = find_from(&recs, exit, |r| r["event"] == "container_exit").unwrap();
+        assert_eq!(recs[cexit]["exit_code"], 137);
+        assert_eq!(recs[cexit]["reason"], "OOMKilled");
+        at = cexit;
+        if attempt < 3 {
+            let restart = find_from(&recs, at, |r| r["event"] == "restart").expect("restart");
+            assert_eq!(recs[restart]["restart_count"], attempt as u64 + 1);
+            at = restart;
+        }
+    }
+    let backoffs: Vec<u64> = events(&recs, "restart")
+        .iter()
+        .map(|r| r["backoff_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(backoffs, [200, 400, 800], "kubelet back-off doubles");
+    let waits: Vec<&str> = events(&recs, "backoff")
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(waits, ["CrashLoopBackOff"; 3]);
+    let stop = recs.last().unwrap();
+    assert_eq!(stop["reason"], "max_restarts");
+    assert_eq!(stop["oom_kills"], 4);
+    assert_eq!(stop["restarts"], 3);
+    assert_eq!(stop["lost_events"], 0);
+    assert_eq!(stop["decode_errors"], 0);
+    // Cleaned up: no cgroup left behind.
+    for s in &starts {
+        assert!(!cgroup_exists(s["cgroup"].as_str().unwrap()));
+    }
+    assert!(!cgroup_exists(&parent), "{parent} left behind");
+}
+
+/// The pod cgroup holds the limit, the container has none: the kill
+/// names the pod cgroup.
+#[test]
+fn pod_level_limit_names_the_pod_cgroup() {
+    let parent = parent("pod");
+    let (recs, stderr, out) = run(&[
+        "--memory-limit",
+        "none",
+        "--pod-memory-limit",
+        "50Mi",
+        "--max-restarts",
+        "0",
+        "--cgroup-parent",
+        &parent,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    check_envelope(&recs);
+    let start = events(&recs, "container_start")[0];
+    let ctr = start["cgroup"].as_str().unwrap();
+    let pod = &ctr[..ctr.rfind('/').unwrap()];
+    let ooms = events(&recs, "oom_kill");
+    assert_eq!(ooms.len(), 1, "{recs:#?}");
+    let o = ooms[0];
+    assert_eq!(o["memcg"]["path"], pod);
+    assert_eq!(o["memcg"]["level"], "pod");
+    assert_eq!(o["memcg"]["limit_bytes"], 52428800);
+    assert_eq!(o["victim_cgroup"], ctr);
+    assert_eq!(o["victim"]["comm"], "stress");
+    assert_eq!(events(&recs, "container_exit")[0]["reason"], "OOMKilled");
+}
+
+/// A process that exits by itself: an exit with its status, no oom_kill.
+#[test]
+fn normal_exit_produces_no_oom_kill() {
+    let parent = parent("normal");
+    let stress = stress();
+    let (recs, stderr, out) = run(&[
+        "--memory-limit",
+        "50Mi",
+        "--restart-policy",
+        "Never",
+        "--cgroup-parent",
+        &parent,
+        "--",
+        stress.to_str().unwrap(),
+        "--step",
+        "4Mi",
+        "--interval",
+        "10ms",
+        "--max",
+        "20Mi",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    check_envelope(&recs);
+    assert!(events(&recs, "oom_kill").is_empty(), "{recs:#?}");
+    assert!(events(&recs, "signal").is_empty(), "{recs:#?}");
+    assert!(!events(&recs, "alloc").is_empty(), "ramp still traced");
+    let exit = events(&recs, "exit")
+        .into_iter()
+        .find(|r| r["comm"] == "stress")
+        .expect("exit of stress");
+    assert_eq!(exit["exit_code"], 0);
+    assert!(exit["signal"].is_null());
+    let cexit = events(&recs, "container_exit")[0];
+    assert_eq!(cexit["exit_code"], 0);
+    assert_eq!(cexit["reason"], "Completed");
+    assert_eq!(recs.last().unwrap()["reason"], "restart_policy");
+    assert!(events(&recs, "restart").is_empty());
+}
+
+/// The classic-tracepoint OOM source (kernels before 6.8, or where tp_btf
+/// is refused) sees the same kill, with the victim's fields from the
+/// tracepoint's own layout.
+#[test]
+fn tracepoint_oom_source() {
+    let parent = parent("tracepoint");
+    let (recs, stderr, out) = run(&[
+        "--oom-source",
+        "tracepoint",
+        "--max-restarts",
+        "0",
+        "--cgroup-parent",
+        &parent,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("tracepoint/oom/mark_victim"), "{stderr}");
+    let start = &recs[0];
+    assert!(
+        start["hooks"]["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["hook"] == "tp_btf/mark_victim")
+    );
+    let o = events(&recs, "oom_kill")[0];
+    assert_eq!(o["source"], "tracepoint/oom/mark_victim");
+    assert_eq!(o["victim"]["comm"], "stress");
+    assert_eq!(o["memcg"]["limit_bytes"], 52428800);
+    assert_eq!(
+        o["memcg"]["path"],
+        events(&recs, "container_start")[0]["cgroup"]
+    );
+    assert!(o["victim"]["anon_rss_bytes"].as_u64().unwrap() > 40 << 20);
+}
