@@ -137,7 +137,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub trace: TraceArgs,
     /// The workload and its arguments (default: the `stress` next to this binary).
-    #[arg(last = true, env = "OOM_TRACER_COMMAND", value_delimiter = ' ')]
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 

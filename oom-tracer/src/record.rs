@@ -105,6 +105,14 @@ pub struct HookStatus {
     pub missing: Vec<MissingHook>,
 }
 
+/// Kernel run time of one program over the tracer's life (bpf_stats).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HookStat {
+    pub program: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MissingHook {
     pub hook: String,
@@ -121,6 +129,8 @@ pub enum Body {
         kernel: String,
         cgroup_version: Option<String>,
         hooks: HookStatus,
+        /// Time to load and attach the eBPF programs.
+        startup_ms: u64,
     },
     /// `run` created a container cgroup and started the workload in it.
     ContainerStart {
@@ -240,6 +250,8 @@ pub enum Body {
         lost_events: u64,
         decode_errors: u64,
         unresolved_cgroups: u64,
+        /// Per-program kernel cost; empty unless kernel.bpf_stats_enabled=1.
+        hook_stats: Vec<HookStat>,
     },
 }
 

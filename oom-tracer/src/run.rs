@@ -278,6 +278,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
         kernel: kernel_release(),
         cgroup_version: Some(format!("{:?}", hierarchy.version).to_lowercase()),
         hooks: r.tracer.report.status.clone(),
+        startup_ms: r.tracer.startup.as_millis() as u64,
     })?;
 
     let (pod_uid, _) = ids(0);
@@ -312,6 +313,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
         lost_events: lost,
         decode_errors: r.tracer.decode_errors,
         unresolved_cgroups: r.tr.index.unresolved,
+        hook_stats: r.tracer.hook_stats(),
     })?;
     result.map(|_| ())
 }

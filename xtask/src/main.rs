@@ -14,6 +14,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(name = "xtask")]
 struct Cli {
@@ -32,6 +34,12 @@ enum Cmd {
         /// Restarts before the demo ends.
         #[arg(long, default_value_t = 3)]
         restarts: u32,
+    },
+    /// Build, then measure startup, idle RSS and per-hook kernel cost (root).
+    Bench {
+        /// Repetitions for the medians.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Build, then run all tests (the integration tests need root).
     Test {
@@ -254,6 +262,13 @@ fn main() -> anyhow::Result<()> {
                 "--format",
                 "pretty",
             ]))
+        }
+        Cmd::Bench { runs } => {
+            build(true)?;
+            if !is_root() {
+                bail!("the benchmark runs the tracer: run it as root");
+            }
+            bench::bench(&workspace_root(), runs.max(1))
         }
         Cmd::Test { args } => {
             let bin = setup()?;

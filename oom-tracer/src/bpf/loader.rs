@@ -16,7 +16,7 @@ use super::{
     hooks::{self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, Report},
     offsets::{KernelBtf, OffsetsError, VMLINUX},
 };
-use crate::{cli::OomSource, tracefs};
+use crate::{cli::OomSource, record::HookStat, tracefs};
 
 /// The eBPF object built by build.rs (aya-build) from oom-tracer-ebpf.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
@@ -72,8 +72,10 @@ pub struct Tracer {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub report: Report,
     pub decode_errors: u64,
+    /// Load + attach time.
+    pub startup: std::time::Duration,
     // Last: the programs stay attached while the Ebpf lives.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 fn page_shift() -> u64 {
@@ -88,6 +90,7 @@ fn page_shift() -> u64 {
 
 impl Tracer {
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
+        let started = std::time::Instant::now();
         let kbtf = KernelBtf::load(Path::new(VMLINUX))?;
         let koffs = kbtf.kernel_offsets()?;
         let mark_victim_has_task = kbtf.tp_arg_is_pointer("mark_victim", 0);
@@ -175,7 +178,13 @@ impl Tracer {
                 "kernel BTF has no mem_cgroup.oom_lock: oom_kill records cannot name the memcg that hit its limit"
             );
         }
+        let startup = started.elapsed();
         tracing::info!("{}", report.summary());
+        tracing::info!(
+            "loaded and attached {} programs in {} ms",
+            report.status.active.len(),
+            startup.as_millis()
+        );
         if !report.has_oom_source() {
             return Err(LoadError::NoOomSource {
                 report: report.summary(),
@@ -204,14 +213,19 @@ impl Tracer {
                 source,
             }
         })?;
+        drop(btf);
+        // Give back the memory BTF parsing used: the agent idles for days.
+        // SAFETY: glibc call without preconditions.
+        unsafe { libc::malloc_trim(0) };
         Ok(Self {
+            startup,
             ring,
             watched,
             counters,
             logger,
             report,
             decode_errors: 0,
-            _ebpf: ebpf,
+            ebpf,
         })
     }
 
@@ -249,6 +263,26 @@ impl Tracer {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
+    }
+
+    /// Per-program kernel run time, where `kernel.bpf_stats_enabled` is on
+    /// (otherwise the kernel counts nothing and this is empty).
+    pub fn hook_stats(&self) -> Vec<HookStat> {
+        let mut v: Vec<HookStat> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(HookStat {
+                    program: name.to_owned(),
+                    run_count: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .filter(|s| s.run_count > 0)
+            .collect();
+        v.sort_by(|a, b| a.program.cmp(&b.program));
+        v
     }
 
     /// Kernel-side counters summed over CPUs: (ring buffer full, read errors).

@@ -6,8 +6,7 @@
 //! (`kernfs_node.__parent` on 6.15+, `parent` before).
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, Type};
-use fallible_iterator::FallibleIterator as _;
+use btf_rs::{Backend, Btf, Type};
 use oom_tracer_common::{KernelOffsets, OFFSET_ABSENT};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -40,10 +39,14 @@ impl KernelBtf {
                 path: path.to_owned(),
             });
         }
-        let btf = Btf::from_file(path).map_err(|source| OffsetsError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        // Mmap parses lazily (fast start, small footprint) where the kernel
+        // allows mapping its BTF; otherwise parse it all.
+        let btf = Btf::from_file_with_backend(path, Backend::Mmap)
+            .or_else(|_| Btf::from_file(path))
+            .map_err(|source| OffsetsError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self { btf })
     }
 
@@ -118,9 +121,9 @@ impl KernelBtf {
         }
     }
 
-    /// The value of enumerator `name` of any enum.
-    pub fn enum_value(&self, name: &str) -> Option<u32> {
-        for t in self.btf.resolve_types_by_name(name).ok()? {
+    /// The value of enumerator `name` in `enum enum_name`.
+    pub fn enumerator(&self, enum_name: &str, name: &str) -> Option<u32> {
+        for t in self.btf.resolve_types_by_name(enum_name).ok()? {
             if let Type::Enum(e) = t {
                 for m in &e.members {
                     if self.btf.resolve_name(m).ok()?.as_str() == name {
@@ -129,7 +132,6 @@ impl KernelBtf {
                 }
             }
         }
-        // Enumerators are not always indexed by name: scan the enums.
         None
     }
 
@@ -168,11 +170,11 @@ impl KernelBtf {
         };
         let opt = |strct: &str, names: &[&str]| self.offset(strct, names).unwrap_or(OFFSET_ABSENT);
 
-        let memory_cgrp_id =
-            self.enum_value_scan("memory_cgrp_id")
-                .ok_or_else(|| OffsetsError::Required {
-                    what: "enum cgroup_subsys_id.memory_cgrp_id (memory controller)".into(),
-                })?;
+        let memory_cgrp_id = self
+            .enumerator("cgroup_subsys_id", "memory_cgrp_id")
+            .ok_or_else(|| OffsetsError::Required {
+                what: "enum cgroup_subsys_id.memory_cgrp_id (memory controller)".into(),
+            })?;
         let subsys = req("css_set", &["subsys"])?;
         let mut k = KernelOffsets::ABSENT;
         k.task_pid = req("task_struct", &["pid"])?;
@@ -195,15 +197,9 @@ impl KernelBtf {
         k.page_counter_usage = opt("page_counter", &["usage"]);
         k.page_counter_max = opt("page_counter", &["max"]);
         k.page_counter_failcnt = opt("page_counter", &["failcnt"]);
-        if let Some(v) = self.enum_value_scan("MM_ANONPAGES") {
-            k.mm_anonpages = v;
-        }
-        if let Some(v) = self.enum_value_scan("MM_FILEPAGES") {
-            k.mm_filepages = v;
-        }
-        if let Some(v) = self.enum_value_scan("MM_SHMEMPAGES") {
-            k.mm_shmempages = v;
-        }
+        // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES live in an
+        // anonymous enum (not indexed by name); their values 0..3 have not
+        // changed since they were introduced: KernelOffsets::ABSENT has them.
         Ok(k)
     }
 
@@ -233,25 +229,6 @@ impl KernelBtf {
             },
             _ => (OFFSET_ABSENT, OFFSET_ABSENT),
         }
-    }
-
-    /// Finds an enumerator by scanning every enum (enumerator names are not
-    /// type names, so the name index does not hold them).
-    fn enum_value_scan(&self, name: &str) -> Option<u32> {
-        if let Some(v) = self.enum_value(name) {
-            return Some(v);
-        }
-        let mut types = self.btf.type_iter();
-        while let Ok(Some(t)) = types.next() {
-            if let Type::Enum(e) = t {
-                for m in &e.members {
-                    if self.btf.resolve_name(m).ok().as_deref() == Some(name) {
-                        return Some(m.val());
-                    }
-                }
-            }
-        }
-        None
     }
 }
 

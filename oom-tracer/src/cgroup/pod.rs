@@ -228,7 +228,16 @@ impl PodCgroups {
     ) -> Result<OwnedCgroup, CgroupError> {
         check_name(name)?;
         let c = make_dir(&self.hierarchy, &self.pod.dir.join(name))?;
-        if let Err(e) = set_limit(&self.hierarchy, &c.dir, limit) {
+        let configured = set_limit(&self.hierarchy, &c.dir, limit).and_then(|()| {
+            // The kubelet (1.28+) kills a cgroup v2 container as a whole on
+            // OOM: memory.oom.group = 1.
+            let group = c.dir.join("memory.oom.group");
+            if self.hierarchy.version == CgroupVersion::V2 && group.exists() {
+                write_file(&group, "1")?;
+            }
+            Ok(())
+        });
+        if let Err(e) = configured {
             let _ = c.remove(Duration::from_millis(200));
             return Err(e);
         }
