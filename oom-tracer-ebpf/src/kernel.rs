@@ -105,6 +105,12 @@ pub fn is_watched(css: u64) -> bool {
     false
 }
 
+/// Whether an OOM kill or SIGKILL in the memcg `css` is recorded.
+#[inline(always)]
+pub fn is_oom_watched(css: u64) -> bool {
+    setting!(oom_all) != 0 || is_watched(css)
+}
+
 /// pid, tgid, comm and memcg of a task read through its pointer.
 #[inline(always)]
 pub fn task_info(task: u64, css: u64) -> TaskInfo {

@@ -18,7 +18,7 @@ use oom_tracer_common::{
 use crate::{
     emit::{WAKE, header, output},
     kernel::{
-        ReadResult, css_id, css_parent, current_info, current_task, is_watched, koff,
+        ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
         pages_to_bytes, read, read_data_loc, task_info, task_memcg, tpl,
     },
 };
@@ -35,7 +35,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
 fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let victim: u64 = ctx.arg(0);
     let victim_css = task_memcg(victim)?;
-    if !is_watched(victim_css) {
+    if !is_oom_watched(victim_css) {
         return Ok(());
     }
     let trigger_css = task_memcg(current_task()).unwrap_or(0);
@@ -148,7 +148,7 @@ pub fn oom_mark_victim(ctx: TracePointContext) -> u32 {
 
 fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     let trigger_css = task_memcg(current_task()).unwrap_or(0);
-    if !is_watched(trigger_css) {
+    if !is_oom_watched(trigger_css) {
         return Ok(());
     }
     let base = ctx.as_ptr() as u64;

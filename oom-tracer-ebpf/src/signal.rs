@@ -4,7 +4,7 @@ use oom_tracer_common::{EventKind, SI_KERNEL, SignalEvent};
 
 use crate::{
     emit::{NO_WAKE, header, output},
-    kernel::{ReadResult, current_info, current_task, is_watched, read, task_info, task_memcg},
+    kernel::{ReadResult, current_info, current_task, is_oom_watched, read, task_info, task_memcg},
 };
 
 const SIGKILL: i32 = 9;
@@ -29,7 +29,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
     }
     let task: u64 = ctx.arg(2);
     let css = task_memcg(task)?;
-    if !is_watched(css) {
+    if !is_oom_watched(css) {
         return Ok(());
     }
     let info: u64 = ctx.arg(1);

@@ -79,6 +79,7 @@ pub fn check(args: &CheckArgs) -> CheckReport {
     match Tracer::load(LoadOptions {
         memory_hierarchy: hid,
         watch_all: false,
+        oom_all: false,
         alloc_step_bytes: 4 << 20,
         ring_buffer_bytes: 4096 * 16,
         oom_source: args.oom_source,

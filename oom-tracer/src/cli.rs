@@ -29,6 +29,10 @@ pub enum Command {
     /// Run a workload (default: the bundled `stress`) in a pod-like memory
     /// cgroup and restart it like the kubelet does, tracing every cycle.
     Run(RunArgs),
+    /// The node agent (DaemonSet mode): trace every OOM kill on the node
+    /// and the lifecycle of every Kubernetes container, with pod metadata
+    /// from the CRI and the Kubernetes API.
+    Agent(crate::agent::AgentArgs),
     /// Report what this kernel and machine offer: BTF, tracefs, each hook,
     /// the cgroup version, privileges.
     Check(CheckArgs),

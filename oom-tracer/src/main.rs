@@ -6,12 +6,16 @@
 //! - `translate.rs`: kernel records → output records; `record.rs`: the output schema
 //! - `cgroup/`: memory hierarchy detection, pod cgroups, id → path index
 //! - `tracefs.rs`, `quantity.rs`, `backoff.rs`, `clock.rs`, `output.rs`
+mod agent;
 mod backoff;
 mod bpf;
 mod cgroup;
 mod check;
 mod cli;
 mod clock;
+mod health;
+mod kubepath;
+mod meta;
 mod output;
 mod quantity;
 mod record;
@@ -57,6 +61,17 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        cli::Command::Agent(args) => {
+            let mut out = output::Output::new(args.trace.format);
+            match rt.block_on(agent::run(args, &mut out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let e = anyhow::Error::from(e);
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
             }
         }
         cli::Command::Run(args) => {

@@ -109,7 +109,7 @@ pub fn pretty(r: &Record) -> String {
             ..
         } => format!(
             "container {} started: pid {pid} in {cgroup} (limit {}, pod limit {})",
-            container.name,
+            container.name.as_deref().unwrap_or("?"),
             memory_limit_bytes.map_or("none".into(), bytes),
             pod_memory_limit_bytes.map_or("none".into(), bytes),
         ),
@@ -212,7 +212,7 @@ pub fn pretty(r: &Record) -> String {
             ..
         } => format!(
             "container {} terminated: exit code {exit_code}, reason {reason}, ran {:.1}s",
-            container.name,
+            container.name.as_deref().unwrap_or("?"),
             *ran_ms as f64 / 1000.0
         ),
         Body::Backoff {
@@ -223,7 +223,7 @@ pub fn pretty(r: &Record) -> String {
         } => format!(
             "{state}: back-off {:.1}s restarting failed container {}",
             *backoff_ms as f64 / 1000.0,
-            container.name
+            container.name.as_deref().unwrap_or("?")
         ),
         Body::Restart {
             container,
@@ -232,7 +232,7 @@ pub fn pretty(r: &Record) -> String {
             ..
         } => format!(
             "container {} restarted (restart #{restart_count}, after {:.1}s back-off)",
-            container.name,
+            container.name.as_deref().unwrap_or("?"),
             *backoff_ms as f64 / 1000.0
         ),
         Body::CgroupMkdir { path, .. } => format!("cgroup created {path}"),

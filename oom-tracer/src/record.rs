@@ -30,20 +30,22 @@ impl Record {
     }
 }
 
-/// Kubernetes identity of the pod a record belongs to.
+/// Kubernetes identity of the pod a record belongs to. `namespace` and
+/// `name` are null where no metadata source knew them (the uid comes from
+/// the cgroup path).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
     pub uid: String,
 }
 
 /// The container a record belongs to.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ContainerRef {
-    pub name: String,
+    pub name: Option<String>,
     pub id: String,
-    pub restart_count: u32,
+    pub restart_count: Option<u32>,
 }
 
 /// A process as seen by the kernel.
@@ -132,7 +134,9 @@ pub enum Body {
         /// Time to load and attach the eBPF programs.
         startup_ms: u64,
     },
-    /// `run` created a container cgroup and started the workload in it.
+    /// A container started: `run` created its cgroup and started the
+    /// workload, or the agent saw its first process (or, `discovered`,
+    /// found it running at startup).
     ContainerStart {
         pod: PodRef,
         container: ContainerRef,
@@ -141,6 +145,7 @@ pub enum Body {
         command: Vec<String>,
         memory_limit_bytes: Option<u64>,
         pod_memory_limit_bytes: Option<u64>,
+        discovered: bool,
     },
     /// A process exec'd in a traced cgroup.
     Exec {

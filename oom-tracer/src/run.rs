@@ -260,6 +260,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
     let tracer = Tracer::load(LoadOptions {
         memory_hierarchy: hierarchy.hierarchy_id,
         watch_all: false,
+        oom_all: false,
         alloc_step_bytes: args.trace.alloc_step,
         ring_buffer_bytes: args.trace.ring_buffer_size,
         oom_source: args.trace.oom_source,
@@ -339,8 +340,8 @@ async fn cycle(
     r.tr.index.insert(pods.pod.id, pods.pod.path.clone());
     r.tr.watch_path(&pods.pod.path);
     let pod = PodRef {
-        namespace: args.namespace.clone(),
-        name: args.pod_name.clone(),
+        namespace: Some(args.namespace.clone()),
+        name: Some(args.pod_name.clone()),
         uid: pod_uid.to_owned(),
     };
     let mut backoff = Backoff::new(BackoffPolicy {
@@ -353,9 +354,9 @@ async fn cycle(
     let (_, mut cid) = ids(1);
     loop {
         let container = ContainerRef {
-            name: args.container_name.clone(),
+            name: Some(args.container_name.clone()),
             id: cid.clone(),
-            restart_count,
+            restart_count: Some(restart_count),
         };
         let ctr = pods.create_container(&cid, args.memory_limit.0)?;
         r.tracer.watch(ctr.id)?;
@@ -386,6 +387,7 @@ async fn cycle(
             command: command.to_vec(),
             memory_limit_bytes: args.memory_limit.0,
             pod_memory_limit_bytes: pod_limit,
+            discovered: false,
         })?;
 
         // Trace until the workload exits or we are told to stop.
@@ -467,7 +469,7 @@ async fn cycle(
         r.emit(Body::Restart {
             pod: pod.clone(),
             container: ContainerRef {
-                restart_count,
+                restart_count: Some(restart_count),
                 id: cid.clone(),
                 ..container
             },

@@ -293,14 +293,14 @@ mod tests {
             "/oom-tracer/pod-a/stress-0",
             ContainerMeta {
                 pod: PodRef {
-                    namespace: "default".into(),
-                    name: "stress".into(),
+                    namespace: Some("default".into()),
+                    name: Some("stress".into()),
                     uid: "u".into(),
                 },
                 container: ContainerRef {
-                    name: "stress".into(),
+                    name: Some("stress".into()),
                     id: "stress-0".into(),
-                    restart_count: 0,
+                    restart_count: Some(0),
                 },
                 pod_cgroup_id: 100,
                 limit_bytes: Some(50 << 20),

@@ -338,6 +338,10 @@ pub struct Settings {
     pub memory_hierarchy: u32,
     /// 1: every memcg is watched (no `WATCHED` lookup).
     pub watch_all: u32,
+    /// 1: OOM kills and SIGKILLs are recorded in every memcg, watched or not
+    /// (the node agent: a kill anywhere on the node matters).
+    pub oom_all: u32,
+    pub _pad: u32,
 }
 
 impl Settings {
@@ -346,6 +350,8 @@ impl Settings {
         alloc_step_bytes: 4 << 20,
         memory_hierarchy: 0,
         watch_all: 0,
+        oom_all: 0,
+        _pad: 0,
     };
 }
 
@@ -373,7 +379,7 @@ const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 304);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
-const _: () = assert!(core::mem::size_of::<Settings>() == 24);
+const _: () = assert!(core::mem::size_of::<Settings>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -59,6 +59,8 @@ pub enum WatchError {
 pub struct LoadOptions {
     pub memory_hierarchy: u32,
     pub watch_all: bool,
+    /// Record OOM kills and SIGKILLs in every memcg (the node agent).
+    pub oom_all: bool,
     pub alloc_step_bytes: u64,
     pub ring_buffer_bytes: u32,
     pub oom_source: OomSource,
@@ -102,6 +104,8 @@ impl Tracer {
             alloc_step_bytes: opts.alloc_step_bytes.max(1),
             memory_hierarchy: opts.memory_hierarchy,
             watch_all: u32::from(opts.watch_all),
+            oom_all: u32::from(opts.oom_all),
+            _pad: 0,
         };
         let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
         let mut ebpf = EbpfLoader::new()

@@ -103,14 +103,18 @@ impl CgroupIndex {
         }
     }
 
-    pub fn hierarchy(&self) -> Option<&MemoryHierarchy> {
-        self.hierarchy.as_ref()
+    /// Every live cgroup: (id, path).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.live.iter().map(|(id, p)| (*id, p.as_str()))
     }
 
-    /// The directory of a known cgroup id.
-    pub fn dir_of(&mut self, id: u64) -> Option<std::path::PathBuf> {
-        let p = self.resolve(id)?;
-        Some(self.hierarchy.as_ref()?.dir(&p))
+    /// The id of a live cgroup path.
+    pub fn id_of(&self, path: &str) -> Option<u64> {
+        self.live.iter().find(|(_, p)| p.as_str() == path).map(|(id, _)| *id)
+    }
+
+    pub fn hierarchy(&self) -> Option<&MemoryHierarchy> {
+        self.hierarchy.as_ref()
     }
 }
 

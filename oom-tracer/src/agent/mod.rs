@@ -1,0 +1,445 @@
+//! `oom-tracer agent`: the DaemonSet mode. It traces every memcg OOM kill
+//! on the node and the lifecycle of every Kubernetes container, with no
+//! fixed watch list, and enriches records with pod and container identity
+//! from the CRI and the Kubernetes API (`meta`). Containers already running
+//! at startup are rediscovered from the cgroup tree.
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::Args;
+use oom_tracer_common::decode::RawEvent;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::MissedTickBehavior,
+};
+
+pub mod containers;
+
+use containers::{CgroupRole, Containers, Tracked, role};
+
+use crate::{
+    bpf::loader::{LoadError, LoadOptions, Tracer},
+    cgroup::{CgroupError, CgroupVersion, MemoryHierarchy, index::CgroupIndex, pod::procs},
+    cli::TraceArgs,
+    clock::BootClock,
+    health::{self, Health},
+    kubepath,
+    meta::{Metadata, cri, kube::KubeSource},
+    output::{Output, OutputError},
+    record::{Body, Record},
+    run::kernel_release,
+    translate::{ContainerMeta, Translator, decode_exit_code},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubeApi {
+    /// Use the API when a configuration is found (in-cluster or KUBECONFIG).
+    Auto,
+    Off,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// This node's name (from the downward API): the API source lists only its pods.
+    #[arg(long, env = "OOM_TRACER_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// CRI socket (default: the first of containerd, cri-o, k3s, cri-dockerd that exists).
+    #[arg(long, env = "OOM_TRACER_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// Do not use the CRI.
+    #[arg(long, env = "OOM_TRACER_NO_CRI")]
+    pub no_cri: bool,
+    /// Whether to use the Kubernetes API.
+    #[arg(long, env = "OOM_TRACER_KUBE_API", value_enum, default_value = "auto")]
+    pub kube_api: KubeApi,
+    /// A kubeconfig file for the API (default: in-cluster config, then $KUBECONFIG).
+    #[arg(long, env = "OOM_TRACER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Address of the /healthz and /readyz endpoint (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "OOM_TRACER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Listen(#[from] health::ListenError),
+    #[error("installing the {what} handler")]
+    Signal {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// cgroup directory names that root the kubelet's pods.
+fn is_kubepods_root(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    matches!(last, "kubepods" | "kubepods.slice" | "kubelet-kubepods.slice")
+}
+
+/// A memory limit as read from the cgroup (`None`: unlimited or unreadable).
+fn read_limit(h: &MemoryHierarchy, path: &str) -> Option<u64> {
+    let dir = h.dir(path);
+    let file = match h.version {
+        CgroupVersion::V1 => dir.join("memory.limit_in_bytes"),
+        CgroupVersion::V2 => dir.join("memory.max"),
+    };
+    let v: u64 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    // v1 reports "unlimited" as PAGE_COUNTER_MAX pages in bytes.
+    (v < (1u64 << 62)).then_some(v)
+}
+
+struct Agent<'a> {
+    tracer: Tracer,
+    tr: Translator,
+    out: &'a mut Output,
+    meta: Metadata,
+    ctrs: Containers,
+    hierarchy: MemoryHierarchy,
+    roots: Vec<u64>,
+    lost_seen: u64,
+    health: Arc<Health>,
+}
+
+impl Agent<'_> {
+    fn emit(&mut self, time: String, body: Body) -> Result<(), AgentError> {
+        Ok(self.out.emit(&Record::new(time, body))?)
+    }
+
+    /// Watches new kubepods roots (the kubelet may start after the agent).
+    fn watch_roots(&mut self) {
+        self.tr.index.scan();
+        let found: Vec<(u64, String)> = self
+            .tr
+            .index
+            .entries()
+            .filter(|(_, p)| is_kubepods_root(p))
+            .map(|(id, p)| (id, p.to_owned()))
+            .collect();
+        for (id, path) in found {
+            if !self.roots.contains(&id) {
+                match self.tracer.watch(id) {
+                    Ok(()) => {
+                        tracing::info!("watching pods under {path}");
+                        self.roots.push(id);
+                        self.tr.watch_path(&path);
+                    }
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// Starts tracking a container cgroup, once. `pid` is its main process.
+    async fn track(&mut self, cgroup_id: u64, path: &str, pod_uid: &str, id: &str, pid: u32, comm: &str, at_ns: u64, discovered: bool) -> Result<(), AgentError> {
+        if !self.meta.knows(id) {
+            self.meta.refresh().await;
+        }
+        // The pod sandbox runs `pause`: the runtime says so, or its comm does.
+        if self.meta.is_sandbox(id) || comm == "pause" {
+            self.ctrs.skip(cgroup_id);
+            return Ok(());
+        }
+        let info = self.meta.container(pod_uid, id);
+        let pod_path = kubepath::pod_path(path).unwrap_or("").to_owned();
+        let pod_cgroup_id = self.tr.index.id_of(&pod_path).unwrap_or(0);
+        let t = Tracked {
+            cgroup_id,
+            path: path.to_owned(),
+            info,
+            main_pid: pid,
+            started_ns: at_ns,
+            exited: false,
+        };
+        let limit = read_limit(&self.hierarchy, path);
+        let pod_limit = read_limit(&self.hierarchy, &pod_path);
+        self.tr.add_container(
+            cgroup_id,
+            path,
+            ContainerMeta {
+                pod: t.pod_ref(),
+                container: t.container_ref(),
+                pod_cgroup_id,
+                limit_bytes: limit,
+                pod_limit_bytes: pod_limit,
+            },
+        );
+        let time = self.tr.time(at_ns);
+        self.emit(
+            time.clone(),
+            Body::ContainerStart {
+                pod: t.pod_ref(),
+                container: t.container_ref(),
+                cgroup: path.to_owned(),
+                pid,
+                command: Vec::new(),
+                memory_limit_bytes: limit,
+                pod_memory_limit_bytes: pod_limit,
+                discovered,
+            },
+        )?;
+        if !discovered
+            && let Some(prev) = self.ctrs.take_previous(&t.info.pod.uid, t.info.name.as_deref())
+        {
+            self.emit(
+                time,
+                Body::Restart {
+                    pod: t.pod_ref(),
+                    container: t.container_ref(),
+                    restart_count: t.info.restart_count.unwrap_or(0),
+                    backoff_ms: at_ns.saturating_sub(prev.at_ns) / 1_000_000,
+                    last_reason: prev.reason,
+                },
+            )?;
+        }
+        self.ctrs.track(t);
+        Ok(())
+    }
+
+    /// Containers running before the agent started.
+    async fn discover(&mut self) -> Result<(), AgentError> {
+        self.meta.refresh().await;
+        let found: Vec<(u64, String)> = self
+            .tr
+            .index
+            .entries()
+            .map(|(id, p)| (id, p.to_owned()))
+            .collect();
+        for (id, path) in found {
+            if let CgroupRole::Container { pod_uid, id: cid } = role(&path) {
+                let mut pids = procs(&self.hierarchy.dir(&path));
+                pids.sort_unstable();
+                let Some(&pid) = pids.first() else { continue };
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                self.track(id, &path, &pod_uid, &cid, pid as u32, comm.trim(), BootClock::boot_now_ns(), true)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one kernel record: container bookkeeping, then the record.
+    async fn handle(&mut self, ev: &RawEvent) -> Result<(), AgentError> {
+        let memcg = match ev {
+            RawEvent::Exec(e) => e.task.memcg_id,
+            RawEvent::Exit(e) => e.task.memcg_id,
+            RawEvent::Alloc(e) => e.task.memcg_id,
+            _ => 0,
+        };
+        if memcg != 0 && self.ctrs.is_skipped(memcg) {
+            return Ok(());
+        }
+        if let RawEvent::Exec(e) = ev
+            && self.ctrs.get(memcg).is_none()
+            && let Some(path) = self.tr.index.resolve(memcg)
+        {
+            match role(&path) {
+                CgroupRole::Container { pod_uid, id } => {
+                    let comm = String::from_utf8_lossy(oom_tracer_common::decode::c_bytes(&e.task.comm)).into_owned();
+                    if let Some(r) = self.tr.translate(ev) {
+                        self.out.emit(&r)?;
+                    }
+                    return self.track(memcg, &path, &pod_uid, &id, e.task.tgid, &comm, e.hdr.boot_ns, false).await;
+                }
+                CgroupRole::Skip => {
+                    self.ctrs.skip(memcg);
+                    return Ok(());
+                }
+                CgroupRole::Other => {}
+            }
+        }
+        if let Some(r) = self.tr.translate(ev) {
+            self.out.emit(&r)?;
+        }
+        match ev {
+            RawEvent::Exit(e) => {
+                let oom = self.tr.oom_kills_by_cgroup.get(&memcg).copied().unwrap_or(0) > 0;
+                if let Some(t) = self.ctrs.by_main_pid(memcg, e.task.tgid) {
+                    t.exited = true;
+                    let (signal, code, _) = decode_exit_code(e.exit_code);
+                    let exit_code = match (signal, code) {
+                        (Some(s), _) => 128 + s as i32,
+                        (None, Some(c)) => c as i32,
+                        _ => 0,
+                    };
+                    let reason = if oom && signal == Some(9) {
+                        "OOMKilled"
+                    } else if exit_code == 0 {
+                        "Completed"
+                    } else {
+                        "Error"
+                    };
+                    let t = t.clone();
+                    self.ctrs.exited(&t.info.pod.uid, t.info.name.as_deref(), e.hdr.boot_ns, reason);
+                    let time = self.tr.time(e.hdr.boot_ns);
+                    self.emit(
+                        time,
+                        Body::ContainerExit {
+                            pod: t.pod_ref(),
+                            container: t.container_ref(),
+                            exit_code,
+                            signal: signal.map(|s| s as i32),
+                            reason: reason.into(),
+                            ran_ms: e.hdr.boot_ns.saturating_sub(t.started_ns) / 1_000_000,
+                        },
+                    )?;
+                }
+            }
+            RawEvent::CgroupRmdir(c) => {
+                self.ctrs.removed(c.id);
+                self.tr.container_removed(c.id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn pump(&mut self) -> Result<(), AgentError> {
+        let mut evs = Vec::new();
+        self.tracer.drain(&mut evs);
+        for ev in &evs {
+            self.handle(ev).await?;
+        }
+        let (full, _) = self.tracer.counters();
+        if full != self.lost_seen {
+            let time = self.tr.now();
+            self.emit(
+                time,
+                Body::Lost {
+                    ringbuf_full: full - self.lost_seen.min(full),
+                    read_errors: 0,
+                },
+            )?;
+            tracing::warn!("ring buffer: {full} records lost so far");
+            self.lost_seen = full;
+        }
+        self.health.tick();
+        Ok(())
+    }
+}
+
+pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
+    let sig = |kind, what| signal(kind).map_err(|source| AgentError::Signal { what, source });
+    let mut sigint = sig(SignalKind::interrupt(), "SIGINT")?;
+    let mut sigterm = sig(SignalKind::terminate(), "SIGTERM")?;
+    let health = Arc::new(Health::default());
+    health.tick();
+    if let Some(addr) = args.listen {
+        let local = health::serve(addr, health.clone()).await?;
+        tracing::info!("health endpoints on http://{local}/healthz and /readyz");
+    }
+    let hierarchy = MemoryHierarchy::detect()?;
+    let tracer = Tracer::load(LoadOptions {
+        memory_hierarchy: hierarchy.hierarchy_id,
+        watch_all: false,
+        oom_all: true,
+        alloc_step_bytes: args.trace.alloc_step,
+        ring_buffer_bytes: args.trace.ring_buffer_size,
+        oom_source: args.trace.oom_source,
+    })?;
+    let cri = if args.no_cri {
+        None
+    } else {
+        match cri::pick_socket(args.cri_socket.as_deref()) {
+            Ok(s) => Some(cri::Cri::new(s)),
+            Err(e) => {
+                tracing::warn!("{e}: pod names come from the Kubernetes API only");
+                None
+            }
+        }
+    };
+    let kube = match args.kube_api {
+        KubeApi::Off => None,
+        KubeApi::Auto => match KubeSource::start(args.node_name.as_deref(), args.kubeconfig.as_deref()).await {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::info!("Kubernetes API source off: {}", crate::bpf::hooks::error_chain(&e));
+                None
+            }
+        },
+    };
+    let clock = BootClock::measure();
+    let mut tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
+    tr.index.scan();
+    let mut a = Agent {
+        tracer,
+        tr,
+        out,
+        meta: Metadata::new(cri, kube),
+        ctrs: Containers::default(),
+        hierarchy,
+        roots: Vec::new(),
+        lost_seen: 0,
+        health: health.clone(),
+    };
+    let start = Body::Start {
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: "agent".into(),
+        kernel: kernel_release(),
+        cgroup_version: Some(format!("{:?}", a.hierarchy.version).to_lowercase()),
+        hooks: a.tracer.report.status.clone(),
+        startup_ms: a.tracer.startup.as_millis() as u64,
+    };
+    let now = a.tr.now();
+    a.emit(now, start)?;
+    a.watch_roots();
+    if a.roots.is_empty() {
+        tracing::warn!("no kubepods cgroup on this node yet: OOM kills are still traced everywhere; containers are picked up when the kubelet creates kubepods");
+    }
+    a.discover().await?;
+    health.set_ready();
+    tracing::info!(
+        "agent ready: {} containers running, CRI {}, Kubernetes API {}",
+        a.ctrs.by_cgroup.len(),
+        if a.meta.has_cri() { "on" } else { "off" },
+        if a.meta.has_kube() { "on" } else { "off" }
+    );
+
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut rescan = tokio::time::interval(Duration::from_secs(10));
+    rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "signal SIGINT",
+            _ = sigterm.recv() => break "signal SIGTERM",
+            () = a.tracer.readable() => a.pump().await?,
+            _ = tick.tick() => a.pump().await?,
+            _ = rescan.tick() => {
+                a.watch_roots();
+                a.meta.refresh().await;
+            }
+        }
+    };
+    a.pump().await?;
+    let (lost, _) = a.tracer.counters();
+    let now = a.tr.now();
+    let records = a.out.records + 1;
+    a.emit(
+        now,
+        Body::Stop {
+            reason: reason.into(),
+            restarts: 0,
+            oom_kills: a.tr.oom_kills,
+            records,
+            lost_events: lost,
+            decode_errors: a.tracer.decode_errors,
+            unresolved_cgroups: a.tr.index.unresolved,
+            hook_stats: a.tracer.hook_stats(),
+        },
+    )?;
+    Ok(())
+}
