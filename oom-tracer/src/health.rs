@@ -28,7 +28,8 @@ const STALE: Duration = Duration::from_secs(10);
 
 impl Health {
     pub fn tick(&self) {
-        self.last_tick_ns.store(BootClock::boot_now_ns(), Ordering::Relaxed);
+        self.last_tick_ns
+            .store(BootClock::boot_now_ns(), Ordering::Relaxed);
     }
 
     pub fn set_ready(&self) {
@@ -86,10 +87,11 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, 
             let health = health.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
+                let n =
+                    match tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await {
+                        Ok(Ok(n)) => n,
+                        _ => return,
+                    };
                 let text = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = health.respond(text.lines().next().unwrap_or(""));
                 let resp = format!(
@@ -110,14 +112,23 @@ mod tests {
     #[test]
     fn probes() {
         let h = Health::default();
-        assert_eq!(h.respond("GET /healthz HTTP/1.1").0, "503 Service Unavailable");
+        assert_eq!(
+            h.respond("GET /healthz HTTP/1.1").0,
+            "503 Service Unavailable"
+        );
         h.tick();
         assert_eq!(h.respond("GET /healthz HTTP/1.1").0, "200 OK");
-        assert_eq!(h.respond("GET /readyz HTTP/1.1").0, "503 Service Unavailable");
+        assert_eq!(
+            h.respond("GET /readyz HTTP/1.1").0,
+            "503 Service Unavailable"
+        );
         h.set_ready();
         assert_eq!(h.respond("GET /readyz HTTP/1.1").0, "200 OK");
         assert_eq!(h.respond("GET /nope HTTP/1.1").0, "404 Not Found");
-        assert_eq!(h.respond("POST /healthz HTTP/1.1").0, "405 Method Not Allowed");
+        assert_eq!(
+            h.respond("POST /healthz HTTP/1.1").0,
+            "405 Method Not Allowed"
+        );
         assert_eq!(h.respond("").0, "405 Method Not Allowed");
     }
 }

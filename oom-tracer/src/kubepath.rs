@@ -153,9 +153,11 @@ fn cgroupfs(comps: &[(usize, &str)], mut i: usize) -> Option<(KubeCgroup, usize)
 /// `[<prefix>-<qos>.slice/]<prefix>[-<qos>]-pod<uid>.slice[/<ctr>]`, from
 /// component `i`.
 fn systemd(comps: &[(usize, &str)], mut i: usize, prefix: &str) -> Option<(KubeCgroup, usize)> {
-    let qos_slice = comps.get(i)?.1.strip_prefix(prefix).and_then(|rest| {
-        qos_name(rest.strip_prefix('-')?.strip_suffix(".slice")?)
-    });
+    let qos_slice = comps
+        .get(i)?
+        .1
+        .strip_prefix(prefix)
+        .and_then(|rest| qos_name(rest.strip_prefix('-')?.strip_suffix(".slice")?));
     let qos = match qos_slice {
         Some(qos) => {
             i += 1;
@@ -173,7 +175,10 @@ fn systemd(comps: &[(usize, &str)], mut i: usize, prefix: &str) -> Option<(KubeC
 
 /// `<prefix>[-burstable|-besteffort]-pod<uid>.slice`.
 fn pod_slice(name: &str, prefix: &str) -> Option<(QosClass, String)> {
-    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?.strip_suffix(".slice")?;
+    let rest = name
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .strip_suffix(".slice")?;
     let (qos, rest) = if let Some(rest) = rest.strip_prefix("burstable-") {
         (QosClass::Burstable, rest)
     } else if let Some(rest) = rest.strip_prefix("besteffort-") {
@@ -220,7 +225,13 @@ fn finish(
         [(_, name)] => container(name, systemd)?,
         _ => return None,
     };
-    let kube = KubeCgroup { qos, pod_uid, container_id, runtime, kind };
+    let kube = KubeCgroup {
+        qos,
+        pod_uid,
+        container_id,
+        runtime,
+        kind,
+    };
     Some((kube, pod_end))
 }
 
@@ -230,7 +241,11 @@ fn container(name: &str, systemd: bool) -> Option<(Runtime, Kind, Option<String>
     if name == "conmon" {
         return Some((Runtime::Unknown, Kind::RuntimeHelper, None));
     }
-    let stem = if systemd { name.strip_suffix(".scope")? } else { name };
+    let stem = if systemd {
+        name.strip_suffix(".scope")?
+    } else {
+        name
+    };
     let known = CONTAINER_PREFIXES
         .iter()
         .find_map(|&(prefix, runtime, kind)| Some((runtime, kind, stem.strip_prefix(prefix)?)));
@@ -244,7 +259,8 @@ fn container(name: &str, systemd: bool) -> Option<(Runtime, Kind, Option<String>
 
 /// Non-empty, ASCII letters and digits only.
 fn container_id(id: &str) -> Option<String> {
-    let ok = !id.is_empty() && id.len() <= NAME_MAX && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let ok =
+        !id.is_empty() && id.len() <= NAME_MAX && id.bytes().all(|b| b.is_ascii_alphanumeric());
     ok.then(|| id.to_owned())
 }
 
@@ -297,17 +313,62 @@ mod tests {
         ("/kubepods/{d}pod{U}/crio-{ID}", CriO, C, true),
         ("/kubepods/{d}pod{U}/crio-conmon-{ID}", CriO, H, true),
         ("/kubepods/{d}pod{U}/conmon", Unknown, H, false),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice", Unknown, P, false),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope", Containerd, C, true),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-{ID}.scope", CriO, C, true),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/docker-{ID}.scope", Docker, C, true),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-conmon-{ID}.scope", CriO, H, true),
-        ("/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/conmon", Unknown, H, false),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice",
+            Unknown,
+            P,
+            false,
+        ),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope",
+            Containerd,
+            C,
+            true,
+        ),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-{ID}.scope",
+            CriO,
+            C,
+            true,
+        ),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/docker-{ID}.scope",
+            Docker,
+            C,
+            true,
+        ),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-conmon-{ID}.scope",
+            CriO,
+            H,
+            true,
+        ),
+        (
+            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/conmon",
+            Unknown,
+            H,
+            false,
+        ),
         ("/docker/{ID}/kubepods/{d}pod{U}/{ID}", Unknown, C, true),
         ("/docker/{ID}/kubepods/{d}pod{U}", Unknown, P, false),
-        ("/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope", Containerd, C, true),
-        ("/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice", Unknown, P, false),
-        ("/system.slice/containerd.service/kubepods{q}-pod{U_}.slice:cri-containerd:{ID}", Containerd, C, true),
+        (
+            "/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope",
+            Containerd,
+            C,
+            true,
+        ),
+        (
+            "/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice",
+            Unknown,
+            P,
+            false,
+        ),
+        (
+            "/system.slice/containerd.service/kubepods{q}-pod{U_}.slice:cri-containerd:{ID}",
+            Containerd,
+            C,
+            true,
+        ),
         ("kubepods/{d}pod{U}/{ID}/", Unknown, C, true),
     ];
 
@@ -317,7 +378,11 @@ mod tests {
             QosClass::Burstable => ("burstable/", "-burstable"),
             QosClass::BestEffort => ("besteffort/", "-besteffort"),
         };
-        let s = if q.is_empty() { String::new() } else { format!("kubepods{q}.slice/") };
+        let s = if q.is_empty() {
+            String::new()
+        } else {
+            format!("kubepods{q}.slice/")
+        };
         template
             .replace("{d}", d)
             .replace("{s}", &s)
@@ -330,12 +395,22 @@ mod tests {
 
     fn want(qos: QosClass, runtime: Runtime, kind: Kind, id: Option<&str>) -> Option<KubeCgroup> {
         let container_id = id.map(str::to_owned);
-        Some(KubeCgroup { qos, pod_uid: U.into(), container_id, runtime, kind })
+        Some(KubeCgroup {
+            qos,
+            pod_uid: U.into(),
+            container_id,
+            runtime,
+            kind,
+        })
     }
 
     fn fixtures() -> Vec<(String, Option<KubeCgroup>)> {
         let mut table = Vec::new();
-        for qos in [QosClass::Guaranteed, QosClass::Burstable, QosClass::BestEffort] {
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
             for &(template, runtime, kind, has_id) in LAYOUTS {
                 let id = has_id.then_some(ID);
                 table.push((fill(template, qos), want(qos, runtime, kind, id)));
@@ -345,9 +420,18 @@ mod tests {
         let hash = U.replace('-', "");
         let bu = QosClass::Burstable;
         table.extend([
-            (format!("/kubepods/burstable/pod{upper}/abc"), want(bu, Unknown, C, Some("abc"))),
-            (format!("/kubepods/burstable/pod{hash}"), want(bu, Unknown, P, None)),
-            (format!("/a/kubepods/b/kubepods/burstable/pod{U}"), want(bu, Unknown, P, None)),
+            (
+                format!("/kubepods/burstable/pod{upper}/abc"),
+                want(bu, Unknown, C, Some("abc")),
+            ),
+            (
+                format!("/kubepods/burstable/pod{hash}"),
+                want(bu, Unknown, P, None),
+            ),
+            (
+                format!("/a/kubepods/b/kubepods/burstable/pod{U}"),
+                want(bu, Unknown, P, None),
+            ),
             (
                 format!("/system.slice/crio.service/kubepods-burstable-pod{U_}.slice:crio:{ID}"),
                 want(bu, CriO, C, Some(ID)),
@@ -381,7 +465,9 @@ mod tests {
             format!("/kubepods.slice/kubelet-kubepods-pod{U_}.slice"),
             format!("/kubepods.slice/kubepods-pod{U_}.scope"),
             format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:runc:{ID}"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}/x"),
+            format!(
+                "/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}/x"
+            ),
             format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:a:b"),
             format!("/system.slice/containerd.service/kubepods-pod{U_}.slice"),
             String::from_utf8_lossy(b"/kubepods/burstable/pod\xff\xfe/\xc3").into_owned(),
@@ -406,15 +492,25 @@ mod tests {
     #[test]
     fn pod_paths() {
         let cases = [
-            (format!("/kubepods/burstable/pod{U}/{ID}"), Some(format!("/kubepods/burstable/pod{U}"))),
-            (format!("/kubepods/pod{U}/"), Some(format!("/kubepods/pod{U}"))),
+            (
+                format!("/kubepods/burstable/pod{U}/{ID}"),
+                Some(format!("/kubepods/burstable/pod{U}")),
+            ),
+            (
+                format!("/kubepods/pod{U}/"),
+                Some(format!("/kubepods/pod{U}")),
+            ),
             (
                 format!("/kubepods.slice/kubepods-pod{U_}.slice/crio-conmon-{ID}.scope"),
                 Some(format!("/kubepods.slice/kubepods-pod{U_}.slice")),
             ),
             (
-                format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}"),
-                Some(format!("/system.slice/containerd.service/kubepods-pod{U_}.slice")),
+                format!(
+                    "/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}"
+                ),
+                Some(format!(
+                    "/system.slice/containerd.service/kubepods-pod{U_}.slice"
+                )),
             ),
             ("/user.slice".into(), None),
         ];
@@ -437,7 +533,9 @@ mod tests {
         let parsed = parse(path);
         let pod = pod_path(path);
         assert_eq!(parsed.is_some(), pod.is_some());
-        let (Some(kube), Some(pod)) = (parsed, pod) else { return };
+        let (Some(kube), Some(pod)) = (parsed, pod) else {
+            return;
+        };
         let uid = kube.pod_uid.as_bytes();
         assert_eq!(uid.len(), 36, "{:?}", kube.pod_uid);
         for (n, &b) in uid.iter().enumerate() {
@@ -472,11 +570,28 @@ mod tests {
         let prefix = select(vec!["kubepods", "kubelet-kubepods", "kube", ""]);
         let qos = select(vec!["", "-burstable", "-besteffort", "-guaranteed"]);
         let fixed = [
-            "kubepods", "burstable", "besteffort", "kubepods.slice", "kubelet-kubepods.slice",
-            "kubepods-burstable.slice", "kubepods-besteffort.slice", "kubelet.slice", "conmon",
-            "docker", "system.slice", "containerd.service", "..",
+            "kubepods",
+            "burstable",
+            "besteffort",
+            "kubepods.slice",
+            "kubelet-kubepods.slice",
+            "kubepods-burstable.slice",
+            "kubepods-besteffort.slice",
+            "kubelet.slice",
+            "conmon",
+            "docker",
+            "system.slice",
+            "containerd.service",
+            "..",
         ];
-        let ctr = select(vec!["cri-containerd-", "crio-", "crio-conmon-", "docker-", "", "x-"]);
+        let ctr = select(vec![
+            "cri-containerd-",
+            "crio-",
+            "crio-conmon-",
+            "docker-",
+            "",
+            "x-",
+        ]);
         prop_oneof![
             select(fixed.to_vec()).prop_map(str::to_owned),
             uid.clone().prop_map(|u| format!("pod{u}")),
@@ -484,7 +599,13 @@ mod tests {
                 .prop_map(|(p, q, u)| format!("{p}{q}-pod{u}.slice")),
             (ctr, id.clone(), select(vec![".scope", ""]))
                 .prop_map(|(c, i, s)| format!("{c}{i}{s}")),
-            (prefix, qos, uid, select(vec!["cri-containerd", "crio", "docker", "x"]), id)
+            (
+                prefix,
+                qos,
+                uid,
+                select(vec!["cri-containerd", "crio", "docker", "x"]),
+                id
+            )
                 .prop_map(|(p, q, u, r, i)| format!("{p}{q}-pod{u}.slice:{r}:{i}")),
             ".{0,12}",
         ]

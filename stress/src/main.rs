@@ -34,6 +34,37 @@ struct Args {
     /// With --max: after reaching it, hold the memory this long, then exit 0.
     #[arg(long, value_parser = humantime_like, default_value = "0s", env = "STRESS_HOLD")]
     hold: Duration,
+    /// Allocate in a child process; this process waits for the child, then
+    /// stays up (holding nothing) for --hold, or forever without --max.
+    /// Shows an OOM kill of a process that is not the container's main one.
+    #[arg(long, env = "STRESS_IN_CHILD")]
+    in_child: bool,
+}
+
+/// Runs the allocation in a child copy of this program and outlives it.
+fn run_in_child(args: &Args) -> ExitCode {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "stress".into());
+    let forwarded: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--in-child")
+        .collect();
+    let status = std::process::Command::new(exe)
+        .args(&forwarded)
+        .env_remove("STRESS_IN_CHILD")
+        .status();
+    let _ = writeln!(
+        std::io::stdout(),
+        "{{\"event\":\"child_ended\",\"status\":\"{}\"}}",
+        status.map_or_else(|e| e.to_string(), |s| s.to_string())
+    );
+    if args.max.is_some() {
+        thread::sleep(args.hold);
+    } else {
+        loop {
+            thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Parses `10Mi`, `5M`, `4096`.
@@ -81,6 +112,9 @@ fn humantime_like(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.in_child {
+        return run_in_child(&args);
+    }
     let start = Instant::now();
     let page = page_size();
     let mut blocks: Vec<Vec<u8>> = Vec::new();

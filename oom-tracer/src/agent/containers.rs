@@ -121,7 +121,8 @@ impl Containers {
     /// The previous exit of the same pod's container with this name: a
     /// new container of that name is its restart.
     pub fn take_previous(&mut self, pod_uid: &str, name: Option<&str>) -> Option<LastExit> {
-        self.last_exit.remove(&(pod_uid.to_owned(), name?.to_owned()))
+        self.last_exit
+            .remove(&(pod_uid.to_owned(), name?.to_owned()))
     }
 
     /// Forgets a container whose cgroup is gone.

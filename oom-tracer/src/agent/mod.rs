@@ -3,12 +3,7 @@
 //! fixed watch list, and enriches records with pod and container identity
 //! from the CRI and the Kubernetes API (`meta`). Containers already running
 //! at startup are rediscovered from the cgroup tree.
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 use oom_tracer_common::decode::RawEvent;
@@ -87,7 +82,10 @@ pub enum AgentError {
 /// cgroup directory names that root the kubelet's pods.
 fn is_kubepods_root(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or("");
-    matches!(last, "kubepods" | "kubepods.slice" | "kubelet-kubepods.slice")
+    matches!(
+        last,
+        "kubepods" | "kubepods.slice" | "kubelet-kubepods.slice"
+    )
 }
 
 /// A memory limit as read from the cgroup (`None`: unlimited or unreadable).
@@ -144,10 +142,18 @@ impl Agent<'_> {
     }
 
     /// Starts tracking a container cgroup, once. `pid` is its main process.
-    async fn track(&mut self, cgroup_id: u64, path: &str, pod_uid: &str, id: &str, pid: u32, comm: &str, at_ns: u64, discovered: bool) -> Result<(), AgentError> {
-        if !self.meta.knows(id) {
-            self.meta.refresh().await;
-        }
+    async fn track(
+        &mut self,
+        cgroup_id: u64,
+        path: &str,
+        pod_uid: &str,
+        id: &str,
+        pid: u32,
+        comm: &str,
+        at_ns: u64,
+        discovered: bool,
+    ) -> Result<(), AgentError> {
+        self.meta.refresh_for(id).await;
         // The pod sandbox runs `pause`: the runtime says so, or its comm does.
         if self.meta.is_sandbox(id) || comm == "pause" {
             self.ctrs.skip(cgroup_id);
@@ -192,7 +198,9 @@ impl Agent<'_> {
             },
         )?;
         if !discovered
-            && let Some(prev) = self.ctrs.take_previous(&t.info.pod.uid, t.info.name.as_deref())
+            && let Some(prev) = self
+                .ctrs
+                .take_previous(&t.info.pod.uid, t.info.name.as_deref())
         {
             self.emit(
                 time,
@@ -224,8 +232,17 @@ impl Agent<'_> {
                 pids.sort_unstable();
                 let Some(&pid) = pids.first() else { continue };
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                self.track(id, &path, &pod_uid, &cid, pid as u32, comm.trim(), BootClock::boot_now_ns(), true)
-                    .await?;
+                self.track(
+                    id,
+                    &path,
+                    &pod_uid,
+                    &cid,
+                    pid as u32,
+                    comm.trim(),
+                    BootClock::boot_now_ns(),
+                    true,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -248,11 +265,24 @@ impl Agent<'_> {
         {
             match role(&path) {
                 CgroupRole::Container { pod_uid, id } => {
-                    let comm = String::from_utf8_lossy(oom_tracer_common::decode::c_bytes(&e.task.comm)).into_owned();
+                    let comm =
+                        String::from_utf8_lossy(oom_tracer_common::decode::c_bytes(&e.task.comm))
+                            .into_owned();
                     if let Some(r) = self.tr.translate(ev) {
                         self.out.emit(&r)?;
                     }
-                    return self.track(memcg, &path, &pod_uid, &id, e.task.tgid, &comm, e.hdr.boot_ns, false).await;
+                    return self
+                        .track(
+                            memcg,
+                            &path,
+                            &pod_uid,
+                            &id,
+                            e.task.tgid,
+                            &comm,
+                            e.hdr.boot_ns,
+                            false,
+                        )
+                        .await;
                 }
                 CgroupRole::Skip => {
                     self.ctrs.skip(memcg);
@@ -266,7 +296,13 @@ impl Agent<'_> {
         }
         match ev {
             RawEvent::Exit(e) => {
-                let oom = self.tr.oom_kills_by_cgroup.get(&memcg).copied().unwrap_or(0) > 0;
+                let oom = self
+                    .tr
+                    .oom_kills_by_cgroup
+                    .get(&memcg)
+                    .copied()
+                    .unwrap_or(0)
+                    > 0;
                 if let Some(t) = self.ctrs.by_main_pid(memcg, e.task.tgid) {
                     t.exited = true;
                     let (signal, code, _) = decode_exit_code(e.exit_code);
@@ -283,7 +319,12 @@ impl Agent<'_> {
                         "Error"
                     };
                     let t = t.clone();
-                    self.ctrs.exited(&t.info.pod.uid, t.info.name.as_deref(), e.hdr.boot_ns, reason);
+                    self.ctrs.exited(
+                        &t.info.pod.uid,
+                        t.info.name.as_deref(),
+                        e.hdr.boot_ns,
+                        reason,
+                    );
                     let time = self.tr.time(e.hdr.boot_ns);
                     self.emit(
                         time,
@@ -301,6 +342,19 @@ impl Agent<'_> {
             RawEvent::CgroupRmdir(c) => {
                 self.ctrs.removed(c.id);
                 self.tr.container_removed(c.id);
+            }
+            RawEvent::CgroupMkdir(c) => {
+                // The kubelet just created its pods' root: watch it now, not
+                // at the next rescan, so the first containers are seen.
+                if let Some(path) = self.tr.index.resolve(c.id)
+                    && is_kubepods_root(&path)
+                    && !self.roots.contains(&c.id)
+                    && self.tracer.watch(c.id).is_ok()
+                {
+                    tracing::info!("watching pods under {path}");
+                    self.roots.push(c.id);
+                    self.tr.watch_path(&path);
+                }
             }
             _ => {}
         }
@@ -363,13 +417,18 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
     };
     let kube = match args.kube_api {
         KubeApi::Off => None,
-        KubeApi::Auto => match KubeSource::start(args.node_name.as_deref(), args.kubeconfig.as_deref()).await {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::info!("Kubernetes API source off: {}", crate::bpf::hooks::error_chain(&e));
-                None
+        KubeApi::Auto => {
+            match KubeSource::start(args.node_name.as_deref(), args.kubeconfig.as_deref()).await {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::info!(
+                        "Kubernetes API source off: {}",
+                        crate::bpf::hooks::error_chain(&e)
+                    );
+                    None
+                }
             }
-        },
+        }
     };
     let clock = BootClock::measure();
     let mut tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
@@ -397,7 +456,9 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
     a.emit(now, start)?;
     a.watch_roots();
     if a.roots.is_empty() {
-        tracing::warn!("no kubepods cgroup on this node yet: OOM kills are still traced everywhere; containers are picked up when the kubelet creates kubepods");
+        tracing::warn!(
+            "no kubepods cgroup on this node yet: OOM kills are still traced everywhere; containers are picked up when the kubelet creates kubepods"
+        );
     }
     a.discover().await?;
     health.set_ready();

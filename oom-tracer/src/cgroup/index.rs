@@ -110,7 +110,10 @@ impl CgroupIndex {
 
     /// The id of a live cgroup path.
     pub fn id_of(&self, path: &str) -> Option<u64> {
-        self.live.iter().find(|(_, p)| p.as_str() == path).map(|(id, _)| *id)
+        self.live
+            .iter()
+            .find(|(_, p)| p.as_str() == path)
+            .map(|(id, _)| *id)
     }
 
     pub fn hierarchy(&self) -> Option<&MemoryHierarchy> {

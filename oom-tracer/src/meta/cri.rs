@@ -1,6 +1,10 @@
 //! Pod and container metadata from the container runtime (CRI): the labels
 //! the kubelet puts on every sandbox and container. Works with no API server.
-use std::{collections::HashMap, path::{Path, PathBuf}, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
@@ -92,21 +96,24 @@ impl Cri {
             return Ok(c.clone());
         }
         let path = self.socket.clone();
-        let channel = Endpoint::try_from("http://[::]:50051")
-            .map_err(|source| CriError::Connect {
-                socket: self.socket.clone(),
-                source,
-            })?
-            .connect_timeout(CALL_TIMEOUT)
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-            }))
-            .await
-            .map_err(|source| CriError::Connect {
-                socket: self.socket.clone(),
-                source,
-            })?;
+        let channel =
+            Endpoint::try_from("http://[::]:50051")
+                .map_err(|source| CriError::Connect {
+                    socket: self.socket.clone(),
+                    source,
+                })?
+                .connect_timeout(CALL_TIMEOUT)
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .map_err(|source| CriError::Connect {
+                    socket: self.socket.clone(),
+                    source,
+                })?;
         let c = RuntimeServiceClient::new(channel);
         self.client = Some(c.clone());
         Ok(c)
@@ -129,41 +136,59 @@ impl Cri {
             call,
             socket: socket.clone(),
         };
-        let sb = tokio::time::timeout(CALL_TIMEOUT, c.list_pod_sandbox(ListPodSandboxRequest { filter: None }))
-            .await
-            .map_err(|_| timeout("ListPodSandbox"))?
-            .map_err(|source| CriError::Call {
-                call: "ListPodSandbox",
-                socket: self.socket.clone(),
-                source,
-            })?
-            .into_inner();
-        let ct = tokio::time::timeout(CALL_TIMEOUT, c.list_containers(ListContainersRequest { filter: None }))
-            .await
-            .map_err(|_| timeout("ListContainers"))?
-            .map_err(|source| CriError::Call {
-                call: "ListContainers",
-                socket: self.socket.clone(),
-                source,
-            })?
-            .into_inner();
+        let sb = tokio::time::timeout(
+            CALL_TIMEOUT,
+            c.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )
+        .await
+        .map_err(|_| timeout("ListPodSandbox"))?
+        .map_err(|source| CriError::Call {
+            call: "ListPodSandbox",
+            socket: self.socket.clone(),
+            source,
+        })?
+        .into_inner();
+        let ct = tokio::time::timeout(
+            CALL_TIMEOUT,
+            c.list_containers(ListContainersRequest { filter: None }),
+        )
+        .await
+        .map_err(|_| timeout("ListContainers"))?
+        .map_err(|source| CriError::Call {
+            call: "ListContainers",
+            socket: self.socket.clone(),
+            source,
+        })?
+        .into_inner();
         let mut snap = Snapshot::default();
         for s in sb.items {
             let md = s.metadata.unwrap_or_default();
             let pod = PodInfo {
-                namespace: s.labels.get(POD_NAMESPACE).cloned().or(Some(md.namespace).filter(|n| !n.is_empty())),
-                name: s.labels.get(POD_NAME).cloned().or(Some(md.name).filter(|n| !n.is_empty())),
+                namespace: s
+                    .labels
+                    .get(POD_NAMESPACE)
+                    .cloned()
+                    .or(Some(md.namespace).filter(|n| !n.is_empty())),
+                name: s
+                    .labels
+                    .get(POD_NAME)
+                    .cloned()
+                    .or(Some(md.name).filter(|n| !n.is_empty())),
                 uid: s.labels.get(POD_UID).cloned().unwrap_or(md.uid),
             };
             snap.sandboxes.insert(s.id, pod);
         }
         for c in ct.containers {
             let md = c.metadata.unwrap_or_default();
-            let pod = snap.sandboxes.get(&c.pod_sandbox_id).cloned().unwrap_or_else(|| PodInfo {
-                namespace: c.labels.get(POD_NAMESPACE).cloned(),
-                name: c.labels.get(POD_NAME).cloned(),
-                uid: c.labels.get(POD_UID).cloned().unwrap_or_default(),
-            });
+            let pod = snap
+                .sandboxes
+                .get(&c.pod_sandbox_id)
+                .cloned()
+                .unwrap_or_else(|| PodInfo {
+                    namespace: c.labels.get(POD_NAMESPACE).cloned(),
+                    name: c.labels.get(POD_NAME).cloned(),
+                    uid: c.labels.get(POD_UID).cloned().unwrap_or_default(),
+                });
             let restart_count = c
                 .annotations
                 .get(RESTART_COUNT)
@@ -173,7 +198,11 @@ impl Cri {
                 c.id.clone(),
                 ContainerInfo {
                     id: c.id,
-                    name: c.labels.get(CONTAINER_NAME).cloned().or(Some(md.name).filter(|n| !n.is_empty())),
+                    name: c
+                        .labels
+                        .get(CONTAINER_NAME)
+                        .cloned()
+                        .or(Some(md.name).filter(|n| !n.is_empty())),
                     restart_count: Some(restart_count),
                     pod,
                 },

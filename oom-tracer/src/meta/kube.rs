@@ -64,12 +64,16 @@ pub fn api_pod(p: &Pod) -> Option<ApiPod> {
     let uid = md.uid.clone()?;
     let mut by_name = BTreeMap::new();
     let mut containers = BTreeMap::new();
-    let spec_containers = p.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let spec_containers = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     for c in spec_containers {
         let res = c.resources.as_ref();
-        let q = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
-            m.and_then(|m| m.get("memory")).map(|q| q.0.clone())
-        };
+        let q = |m: Option<
+            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| { m.and_then(|m| m.get("memory")).map(|q| q.0.clone()) };
         by_name.insert(
             c.name.clone(),
             ApiContainer {
@@ -89,14 +93,16 @@ pub fn api_pod(p: &Pod) -> Option<ApiPod> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     for st in statuses {
-        let entry = by_name.entry(st.name.clone()).or_insert_with(|| ApiContainer {
-            name: st.name.clone(),
-            restart_count: None,
-            memory_limit: None,
-            memory_request: None,
-            last_terminated_reason: None,
-            waiting_reason: None,
-        });
+        let entry = by_name
+            .entry(st.name.clone())
+            .or_insert_with(|| ApiContainer {
+                name: st.name.clone(),
+                restart_count: None,
+                memory_limit: None,
+                memory_request: None,
+                last_terminated_reason: None,
+                waiting_reason: None,
+            });
         entry.restart_count = Some(st.restart_count);
         entry.last_terminated_reason = st
             .last_state
@@ -136,7 +142,10 @@ pub struct KubeSource {
 impl KubeSource {
     /// Starts the reflector. `kubeconfig`: a file, else in-cluster config
     /// or $KUBECONFIG (kube's usual inference).
-    pub async fn start(node: Option<&str>, kubeconfig: Option<&std::path::Path>) -> Result<Self, KubeError> {
+    pub async fn start(
+        node: Option<&str>,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Result<Self, KubeError> {
         let config = match kubeconfig {
             Some(path) => {
                 let err = |source| KubeError::Kubeconfig {
@@ -173,7 +182,9 @@ impl KubeSource {
                     }
                     Err(e) => {
                         if !failing {
-                            tracing::warn!("Kubernetes API source degraded (retrying with back-off): {e}");
+                            tracing::warn!(
+                                "Kubernetes API source degraded (retrying with back-off): {e}"
+                            );
                             failing = true;
                         }
                     }

@@ -86,8 +86,21 @@ impl Metadata {
 
     /// Re-lists the runtime's containers, at most every 500 ms.
     pub async fn refresh(&mut self) {
+        self.refresh_within(CRI_REFRESH).await;
+    }
+
+    /// Re-lists the runtime's containers because `id` is new to us: a
+    /// container that just started is listed already, so ask again unless
+    /// the last listing is very fresh.
+    pub async fn refresh_for(&mut self, id: &str) {
+        if !self.knows(id) {
+            self.refresh_within(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn refresh_within(&mut self, min_age: Duration) {
         let Some(c) = self.cri.as_mut() else { return };
-        if self.last_refresh.is_some_and(|t| t.elapsed() < CRI_REFRESH) {
+        if self.last_refresh.is_some_and(|t| t.elapsed() < min_age) {
             return;
         }
         self.last_refresh = Some(Instant::now());
@@ -116,12 +129,17 @@ impl Metadata {
 
     /// Everything known about container `id` of pod `pod_uid`.
     pub fn container(&self, pod_uid: &str, id: &str) -> ContainerInfo {
-        let mut info = self.snapshot.containers.get(id).cloned().unwrap_or_else(|| ContainerInfo {
-            id: id.to_owned(),
-            name: None,
-            restart_count: None,
-            pod: self.pod_from_cri(pod_uid),
-        });
+        let mut info = self
+            .snapshot
+            .containers
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| ContainerInfo {
+                id: id.to_owned(),
+                name: None,
+                restart_count: None,
+                pod: self.pod_from_cri(pod_uid),
+            });
         if let Some(api) = self.kube.as_ref().and_then(|k| k.pod(pod_uid)) {
             info.pod.namespace.get_or_insert(api.namespace.clone());
             info.pod.name.get_or_insert(api.name.clone());

@@ -4,6 +4,8 @@
 //! fail and say so.
 #![allow(dead_code)]
 
+pub mod kubelet;
+
 use std::{
     path::PathBuf,
     process::{Command, Output, Stdio},

@@ -1,0 +1,284 @@
+//! A stand-in for the kubelet's container path, driving a real containerd
+//! over the CRI: pod sandboxes with the kubelet's cgroup parent and labels,
+//! containers with memory limits, and restarts with back-off. The runtime
+//! is the one `tests/containerd/setup.sh` starts.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    LinuxContainerConfig, LinuxContainerResources, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
+};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub const SOCKET: &str = "/run/oom-tracer-test/containerd.sock";
+pub const STRESS_IMAGE: &str = "localhost/oom-tracer/stress:test";
+/// NamespaceMode NODE: host network (the test runtime has no CNI).
+const NODE: i32 = 2;
+/// ContainerState CONTAINER_EXITED.
+const EXITED: i32 = 2;
+
+/// Fails the test, naming what to run, unless the test runtime is up.
+pub fn require_runtime() {
+    super::require_root();
+    assert!(
+        Path::new(SOCKET).exists(),
+        "the test containerd is not running ({SOCKET} missing): run tests/containerd/setup.sh \
+         (cargo xtask test does)"
+    );
+}
+
+pub struct Pod {
+    pub sandbox_id: String,
+    pub config: PodSandboxConfig,
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+pub struct Kubelet {
+    rt: RuntimeServiceClient<Channel>,
+}
+
+/// A uuid-shaped uid, unique per call.
+pub fn new_uid() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 40);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (n >> 32) as u32,
+        (n >> 16) & 0xffff,
+        n & 0xfff,
+        (n >> 20) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
+}
+
+pub struct ContainerSpec<'a> {
+    pub name: &'a str,
+    pub args: &'a [&'a str],
+    pub memory_limit: Option<i64>,
+}
+
+impl Kubelet {
+    pub async fn connect() -> Self {
+        // The kubelet creates the QoS cgroups when it starts, before any pod.
+        for qos in ["kubepods/burstable", "kubepods/besteffort"] {
+            for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
+                if Path::new(root).join("cgroup.procs").exists()
+                    || Path::new(root).join("memory.limit_in_bytes").exists()
+                {
+                    let _ = std::fs::create_dir_all(Path::new(root).join(qos));
+                    break;
+                }
+            }
+        }
+        let channel = Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(|_: Uri| async {
+                Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(SOCKET).await?))
+            }))
+            .await
+            .expect("connecting to the test containerd");
+        Self {
+            rt: RuntimeServiceClient::new(channel),
+        }
+    }
+
+    /// RunPodSandbox as the kubelet does it with the cgroupfs driver.
+    pub async fn run_pod(&mut self, namespace: &str, name: &str) -> Pod {
+        let uid = new_uid();
+        let labels: HashMap<String, String> = [
+            ("io.kubernetes.pod.name", name),
+            ("io.kubernetes.pod.namespace", namespace),
+            ("io.kubernetes.pod.uid", uid.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: namespace.into(),
+                attempt: 0,
+            }),
+            labels,
+            log_directory: format!("/var/log/oom-tracer-test/pods/{uid}"),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: format!("/kubepods/burstable/pod{uid}"),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NODE,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let _ = std::fs::create_dir_all(&config.log_directory);
+        let sandbox_id = self
+            .rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        Pod {
+            sandbox_id,
+            config,
+            uid,
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// CreateContainer + StartContainer, with the kubelet's labels and attempt.
+    pub async fn start(&mut self, pod: &Pod, spec: &ContainerSpec<'_>, attempt: u32) -> String {
+        let mut labels = pod.config.labels.clone();
+        labels.insert("io.kubernetes.container.name".into(), spec.name.into());
+        let annotations: HashMap<String, String> = [(
+            "io.kubernetes.container.restartCount".to_owned(),
+            attempt.to_string(),
+        )]
+        .into();
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: spec.name.into(),
+                attempt,
+            }),
+            image: Some(ImageSpec {
+                image: STRESS_IMAGE.into(),
+                ..Default::default()
+            }),
+            args: spec.args.iter().map(|s| (*s).to_owned()).collect(),
+            labels,
+            annotations,
+            log_path: format!("{}_{attempt}.log", spec.name),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: spec.memory_limit.unwrap_or(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.sandbox_id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("StartContainer");
+        id
+    }
+
+    /// Polls ContainerStatus until the container exited: (exit code, reason).
+    pub async fn wait_exit(&mut self, id: &str, timeout: Duration) -> (i32, String) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = self
+                .rt
+                .container_status(ContainerStatusRequest {
+                    container_id: id.into(),
+                    verbose: false,
+                })
+                .await
+                .expect("ContainerStatus")
+                .into_inner()
+                .status
+                .expect("status");
+            if st.state == EXITED {
+                return (st.exit_code, st.reason);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "container {id} did not exit in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn remove_container(&mut self, id: &str) {
+        let _ = self
+            .rt
+            .stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: 0,
+            })
+            .await;
+        let _ = self
+            .rt
+            .remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await;
+    }
+
+    pub async fn remove_pod(&mut self, pod: &Pod) {
+        let _ = self
+            .rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.sandbox_id.clone(),
+            })
+            .await;
+        let _ = self
+            .rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.sandbox_id.clone(),
+            })
+            .await;
+    }
+
+    /// The kubelet's loop for one container: start, wait for the exit,
+    /// back off (initial, doubling), restart; `starts` times in all.
+    /// Returns each attempt's (container id, exit code, reason).
+    pub async fn crash_loop(
+        &mut self,
+        pod: &Pod,
+        spec: &ContainerSpec<'_>,
+        starts: u32,
+        initial_backoff: Duration,
+    ) -> Vec<(String, i32, String)> {
+        let mut out = Vec::new();
+        let mut backoff = initial_backoff;
+        for attempt in 0..starts {
+            let id = self.start(pod, spec, attempt).await;
+            let (code, reason) = self.wait_exit(&id, Duration::from_secs(60)).await;
+            out.push((id.clone(), code, reason));
+            if attempt + 1 < starts {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            // The kubelet keeps the last dead container; removing it at
+            // once is enough here and keeps the runtime clean.
+            self.remove_container(&id).await;
+        }
+        out
+    }
+}
