@@ -85,8 +85,8 @@ pub fn parse(path: &str) -> Option<KubeCgroup> {
 /// The pod cgroup path prefix of a container path (the path up to and
 /// including the pod component), if `path` is a Kubernetes path. A pod path
 /// gives itself back (less any trailing `/`). In containerd's
-/// `slice:prefix:name` form, the pod has no cgroup of its own: this gives
-/// the text before the first `:`.
+/// `slice:prefix:name` form the pod has no cgroup of its own: this gives the
+/// text before the first `:`.
 pub fn pod_path(path: &str) -> Option<&str> {
     let (_, end) = parse_with_end(path)?;
     path.get(..end)
@@ -94,38 +94,69 @@ pub fn pod_path(path: &str) -> Option<&str> {
 
 /// The parsed path and the byte offset where its pod component ends.
 fn parse_with_end(path: &str) -> Option<(KubeCgroup, usize)> {
-    let comps = components(path);
-    (0..comps.len()).find_map(|i| parse_at(&comps, i))
-}
-
-/// Non-empty components with their byte offsets.
-fn components(path: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
+    // Non-empty components with their byte offsets.
+    let mut comps = Vec::new();
     let mut start = 0usize;
     for comp in path.split('/') {
         if !comp.is_empty() {
-            out.push((start, comp));
+            comps.push((start, comp));
         }
         start = start.saturating_add(comp.len()).saturating_add(1);
     }
-    out
+    (0..comps.len()).find_map(|i| parse_at(&comps, i))
 }
 
-/// Tries the layouts with the kubepods part starting at component `i`.
+/// Tries the layouts with the kubepods part at component `i`.
 fn parse_at(comps: &[(usize, &str)], i: usize) -> Option<(KubeCgroup, usize)> {
-    let (_, anchor) = *comps.get(i)?;
-    if anchor == "kubepods" {
-        return cgroupfs(comps, i + 1);
+    let &(start, anchor) = comps.get(i)?;
+    // The slice name prefix under the systemd driver, None under cgroupfs.
+    let slice = anchor
+        .strip_suffix(".slice")
+        .filter(|p| SLICE_PREFIXES.contains(p));
+    if anchor != "kubepods" && slice.is_none() {
+        return if i + 1 == comps.len() {
+            colon_form(start, anchor)
+        } else {
+            None
+        };
     }
-    if let Some(prefix) = anchor.strip_suffix(".slice") {
-        if SLICE_PREFIXES.contains(&prefix) {
-            return systemd(comps, i + 1, prefix);
-        }
+    let level = |name: &str| match slice {
+        None => qos_name(name),
+        Some(p) => qos_name(
+            name.strip_prefix(p)?
+                .strip_prefix('-')?
+                .strip_suffix(".slice")?,
+        ),
+    };
+    let mut rest = comps.get(i + 1..)?;
+    let mut qos = QosClass::Guaranteed;
+    if let Some(&(_, name)) = rest.first()
+        && let Some(level) = level(name)
+    {
+        qos = level;
+        rest = rest.get(1..)?;
     }
-    if i + 1 == comps.len() {
-        return colon_form(comps[i]);
+    let (&(pod_start, pod), rest) = rest.split_first()?;
+    let (pod_qos, pod_uid) = match slice {
+        None => (qos, uid(pod.strip_prefix("pod")?)?),
+        Some(p) => pod_slice(pod, p)?,
+    };
+    if pod_qos != qos {
+        return None;
     }
-    None
+    let (runtime, kind, container_id) = match rest {
+        [] => (Runtime::Unknown, Kind::Pod, None),
+        [(_, name)] => container(name, slice.is_some())?,
+        _ => return None,
+    };
+    let kube = KubeCgroup {
+        qos,
+        pod_uid,
+        container_id,
+        runtime,
+        kind,
+    };
+    Some((kube, pod_start + pod.len()))
 }
 
 fn qos_name(name: &str) -> Option<QosClass> {
@@ -136,61 +167,21 @@ fn qos_name(name: &str) -> Option<QosClass> {
     }
 }
 
-/// `[burstable/|besteffort/]pod<uid>[/<ctr>]`, from component `i`.
-fn cgroupfs(comps: &[(usize, &str)], mut i: usize) -> Option<(KubeCgroup, usize)> {
-    let qos = match qos_name(comps.get(i)?.1) {
-        Some(qos) => {
-            i += 1;
-            qos
-        }
-        None => QosClass::Guaranteed,
-    };
-    let (start, pod) = *comps.get(i)?;
-    let pod_uid = uid(pod.strip_prefix("pod")?)?;
-    finish(comps, i + 1, start + pod.len(), qos, pod_uid, false)
-}
-
-/// `[<prefix>-<qos>.slice/]<prefix>[-<qos>]-pod<uid>.slice[/<ctr>]`, from
-/// component `i`.
-fn systemd(comps: &[(usize, &str)], mut i: usize, prefix: &str) -> Option<(KubeCgroup, usize)> {
-    let qos_slice = comps
-        .get(i)?
-        .1
-        .strip_prefix(prefix)
-        .and_then(|rest| qos_name(rest.strip_prefix('-')?.strip_suffix(".slice")?));
-    let qos = match qos_slice {
-        Some(qos) => {
-            i += 1;
-            qos
-        }
-        None => QosClass::Guaranteed,
-    };
-    let (start, pod) = *comps.get(i)?;
-    let (pod_qos, pod_uid) = pod_slice(pod, prefix)?;
-    if pod_qos != qos {
-        return None;
-    }
-    finish(comps, i + 1, start + pod.len(), qos, pod_uid, true)
-}
-
 /// `<prefix>[-burstable|-besteffort]-pod<uid>.slice`.
 fn pod_slice(name: &str, prefix: &str) -> Option<(QosClass, String)> {
     let rest = name
         .strip_prefix(prefix)?
         .strip_prefix('-')?
         .strip_suffix(".slice")?;
-    let (qos, rest) = if let Some(rest) = rest.strip_prefix("burstable-") {
-        (QosClass::Burstable, rest)
-    } else if let Some(rest) = rest.strip_prefix("besteffort-") {
-        (QosClass::BestEffort, rest)
-    } else {
-        (QosClass::Guaranteed, rest)
+    let (qos, rest) = match rest.split_once('-') {
+        Some((level, rest)) if !level.starts_with("pod") => (qos_name(level)?, rest),
+        _ => (QosClass::Guaranteed, rest),
     };
     Some((qos, uid(rest.strip_prefix("pod")?)?))
 }
 
-/// `<slice>:<prefix>:<id>` as the last component, whatever is above it.
-fn colon_form((start, name): (usize, &str)) -> Option<(KubeCgroup, usize)> {
+/// `<pod slice>:<runtime prefix>:<id>`, the last component.
+fn colon_form(start: usize, name: &str) -> Option<(KubeCgroup, usize)> {
     let mut parts = name.splitn(3, ':');
     let (slice, prefix, id) = (parts.next()?, parts.next()?, parts.next()?);
     let (qos, pod_uid) = SLICE_PREFIXES.iter().find_map(|p| pod_slice(slice, p))?;
@@ -200,39 +191,15 @@ fn colon_form((start, name): (usize, &str)) -> Option<(KubeCgroup, usize)> {
         "docker" => Runtime::Docker,
         _ => return None,
     };
-    let kube = KubeCgroup {
-        qos,
-        pod_uid,
-        container_id: Some(container_id(id)?),
-        runtime,
-        kind: Kind::Container,
-    };
-    Some((kube, start + slice.len()))
-}
-
-/// What follows the pod component (components `i..`): nothing, or one
-/// container or helper.
-fn finish(
-    comps: &[(usize, &str)],
-    i: usize,
-    pod_end: usize,
-    qos: QosClass,
-    pod_uid: String,
-    systemd: bool,
-) -> Option<(KubeCgroup, usize)> {
-    let (runtime, kind, container_id) = match comps.get(i..)? {
-        [] => (Runtime::Unknown, Kind::Pod, None),
-        [(_, name)] => container(name, systemd)?,
-        _ => return None,
-    };
+    let container_id = Some(container_id(id)?);
     let kube = KubeCgroup {
         qos,
         pod_uid,
         container_id,
         runtime,
-        kind,
+        kind: Kind::Container,
     };
-    Some((kube, pod_end))
+    Some((kube, start + slice.len()))
 }
 
 /// A container or helper component: `<prefix><id>.scope` under systemd,
@@ -267,137 +234,96 @@ fn container_id(id: &str) -> Option<String> {
 /// Hex digits with `-` or `_` anywhere, 32 digits in all; gives them back
 /// lowercase in the usual 8-4-4-4-12 groups.
 fn uid(raw: &str) -> Option<String> {
-    if raw.len() > NAME_MAX {
-        return None;
-    }
-    let mut digits = Vec::with_capacity(32);
+    let mut out = String::with_capacity(36);
+    let mut digits = 0;
     for b in raw.bytes() {
         match b {
-            b'-' | b'_' => {}
-            b if b.is_ascii_hexdigit() && digits.len() < 32 => digits.push(b.to_ascii_lowercase()),
-            _ => return None,
+            b'-' | b'_' => continue,
+            _ if !b.is_ascii_hexdigit() || digits == 32 => return None,
+            _ => {}
         }
-    }
-    if digits.len() != 32 {
-        return None;
-    }
-    let mut out = String::with_capacity(36);
-    for (n, &d) in digits.iter().enumerate() {
-        if matches!(n, 8 | 12 | 16 | 20) {
+        if matches!(digits, 8 | 12 | 16 | 20) {
             out.push('-');
         }
-        out.push(char::from(d));
+        out.push(char::from(b.to_ascii_lowercase()));
+        digits += 1;
     }
-    Some(out)
+    (digits == 32 && raw.len() <= NAME_MAX).then_some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-    use proptest::sample::select;
+    use Kind::{Container as C, Pod as P, RuntimeHelper as H};
+    use Runtime::{Containerd, CriO, Docker, Unknown};
+    use proptest::{collection::vec, prelude::*, sample::select};
 
     const U: &str = "6b3b4a5e-1f2d-4c3b-9a8e-0d1c2b3a4f5e";
     const U_: &str = "6b3b4a5e_1f2d_4c3b_9a8e_0d1c2b3a4f5e";
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    use Kind::{Container as C, Pod as P, RuntimeHelper as H};
-    use Runtime::{Containerd, CriO, Docker, Unknown};
-
-    /// Layouts filled in for each QoS class: `{d}` the cgroupfs QoS dir,
-    /// `{s}` the systemd QoS slice, `{q}` the QoS part of a pod slice name.
-    /// The bool says whether the container id is `ID`.
+    /// Layouts, filled in for each QoS class by `fill`; the bool says
+    /// whether the container id is `ID`.
     const LAYOUTS: &[(&str, Runtime, Kind, bool)] = &[
-        ("/kubepods/{d}pod{U}", Unknown, P, false),
-        ("/kubepods/{d}pod{U}/{ID}", Unknown, C, true),
-        ("/kubepods/{d}pod{U}/crio-{ID}", CriO, C, true),
-        ("/kubepods/{d}pod{U}/crio-conmon-{ID}", CriO, H, true),
-        ("/kubepods/{d}pod{U}/conmon", Unknown, H, false),
+        ("{F}", Unknown, P, false),
+        ("{F}/{ID}", Unknown, C, true),
+        ("{F}/crio-{ID}", CriO, C, true),
+        ("{F}/crio-conmon-{ID}", CriO, H, true),
+        ("{F}/conmon", Unknown, H, false),
+        ("{S}", Unknown, P, false),
+        ("{S}/cri-containerd-{ID}.scope", Containerd, C, true),
+        ("{S}/crio-{ID}.scope", CriO, C, true),
+        ("{S}/docker-{ID}.scope", Docker, C, true),
+        ("{S}/crio-conmon-{ID}.scope", CriO, H, true),
+        ("{S}/conmon", Unknown, H, false),
+        ("/docker/{ID}{F}", Unknown, P, false),
+        ("/docker/{ID}{F}/{ID}", Unknown, C, true),
+        ("/kubelet.slice{K}", Unknown, P, false),
         (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice",
-            Unknown,
-            P,
-            false,
-        ),
-        (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope",
+            "/kubelet.slice{K}/cri-containerd-{ID}.scope",
             Containerd,
             C,
             true,
         ),
         (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-{ID}.scope",
-            CriO,
-            C,
-            true,
-        ),
-        (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/docker-{ID}.scope",
-            Docker,
-            C,
-            true,
-        ),
-        (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/crio-conmon-{ID}.scope",
-            CriO,
-            H,
-            true,
-        ),
-        (
-            "/kubepods.slice/{s}kubepods{q}-pod{U_}.slice/conmon",
-            Unknown,
-            H,
-            false,
-        ),
-        ("/docker/{ID}/kubepods/{d}pod{U}/{ID}", Unknown, C, true),
-        ("/docker/{ID}/kubepods/{d}pod{U}", Unknown, P, false),
-        (
-            "/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice/cri-containerd-{ID}.scope",
+            "/system.slice/containerd.service/{N}:cri-containerd:{ID}",
             Containerd,
             C,
             true,
         ),
-        (
-            "/kubelet.slice/kubelet-kubepods.slice/{ks}kubelet-kubepods{q}-pod{U_}.slice",
-            Unknown,
-            P,
-            false,
-        ),
-        (
-            "/system.slice/containerd.service/kubepods{q}-pod{U_}.slice:cri-containerd:{ID}",
-            Containerd,
-            C,
-            true,
-        ),
-        ("kubepods/{d}pod{U}/{ID}/", Unknown, C, true),
+        ("/system.slice/crio.service/{N}:crio:{ID}", CriO, C, true),
+        ("{F}/{ID}/", Unknown, C, true),
     ];
 
+    /// `{F}`: cgroupfs pod path; `{S}`: systemd pod path; `{K}`: the same
+    /// with kind's `kubelet-` names; `{N}`: systemd pod slice name.
     fn fill(template: &str, qos: QosClass) -> String {
-        let (d, q) = match qos {
+        let (dir, level) = match qos {
             QosClass::Guaranteed => ("", ""),
-            QosClass::Burstable => ("burstable/", "-burstable"),
-            QosClass::BestEffort => ("besteffort/", "-besteffort"),
+            QosClass::Burstable => ("burstable/", "burstable"),
+            QosClass::BestEffort => ("besteffort/", "besteffort"),
         };
-        let s = if q.is_empty() {
-            String::new()
-        } else {
-            format!("kubepods{q}.slice/")
+        let (slice, name) = match level {
+            "" => (String::new(), format!("kubepods-pod{U_}.slice")),
+            _ => (
+                format!("kubepods-{level}.slice/"),
+                format!("kubepods-{level}-pod{U_}.slice"),
+            ),
         };
+        let systemd = format!("/kubepods.slice/{slice}{name}");
         template
-            .replace("{d}", d)
-            .replace("{s}", &s)
-            .replace("{ks}", &s.replace("kubepods", "kubelet-kubepods"))
-            .replace("{q}", q)
-            .replace("{U}", U)
-            .replace("{U_}", U_)
+            .replace("{F}", &format!("/kubepods/{dir}pod{U}"))
+            .replace("{S}", &systemd)
+            .replace("{K}", &systemd.replace("kubepods", "kubelet-kubepods"))
+            .replace("{N}", &name)
             .replace("{ID}", ID)
     }
 
     fn want(qos: QosClass, runtime: Runtime, kind: Kind, id: Option<&str>) -> Option<KubeCgroup> {
-        let container_id = id.map(str::to_owned);
+        let (pod_uid, container_id) = (U.to_owned(), id.map(str::to_owned));
         Some(KubeCgroup {
             qos,
-            pod_uid: U.into(),
+            pod_uid,
             container_id,
             runtime,
             kind,
@@ -411,30 +337,26 @@ mod tests {
             QosClass::Burstable,
             QosClass::BestEffort,
         ] {
-            for &(template, runtime, kind, has_id) in LAYOUTS {
-                let id = has_id.then_some(ID);
-                table.push((fill(template, qos), want(qos, runtime, kind, id)));
+            for &(template, runtime, kind, id) in LAYOUTS {
+                table.push((
+                    fill(template, qos),
+                    want(qos, runtime, kind, id.then_some(ID)),
+                ));
             }
         }
-        let upper = U.to_uppercase();
-        let hash = U.replace('-', "");
-        let bu = QosClass::Burstable;
+        let (upper, hash, b) = (U.to_uppercase(), U.replace('-', ""), QosClass::Burstable);
         table.extend([
             (
                 format!("/kubepods/burstable/pod{upper}/abc"),
-                want(bu, Unknown, C, Some("abc")),
+                want(b, Unknown, C, Some("abc")),
             ),
             (
-                format!("/kubepods/burstable/pod{hash}"),
-                want(bu, Unknown, P, None),
+                format!("kubepods/burstable/pod{hash}"),
+                want(b, Unknown, P, None),
             ),
             (
                 format!("/a/kubepods/b/kubepods/burstable/pod{U}"),
-                want(bu, Unknown, P, None),
-            ),
-            (
-                format!("/system.slice/crio.service/kubepods-burstable-pod{U_}.slice:crio:{ID}"),
-                want(bu, CriO, C, Some(ID)),
+                want(b, Unknown, P, None),
             ),
         ]);
         let negatives = [
@@ -452,29 +374,28 @@ mod tests {
             format!("/kubepods/burstable/pod{}/{ID}", &U[1..]),
             format!("/kubepods/burstable/pod{}g/{ID}", &U[1..]),
             format!("/kubepods/burstable/pod{U}0/{ID}"),
+            format!("/kubepods/burstable/{U}/{ID}"),
             format!("/kubepods/burstable/pod{U}/cri-containerd-{ID}.scope"),
             format!("/kubepods/burstable/pod{U}/{ID}.scope"),
             format!("/kubepods/burstable/pod{U}/{}", "a".repeat(300)),
             format!("/kubepods/burstable/pod{U}/crio-"),
-            format!("/kubepods/burstable/{U}/{ID}"),
             format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-burstable-pod{U_}.slice"),
+            format!("/kubepods.slice/kubepods-guaranteed-pod{U_}.slice"),
             format!("/kubepods.slice/kubepods-burstable-pod{U_}.slice/crio-{ID}.scope/x"),
             format!("/kubepods.slice/kubepods-pod{U_}.slice/foo-{ID}.scope"),
             format!("/kubepods.slice/kubepods-pod{U_}.slice/docker-{ID}"),
             format!("/kubepods.slice/kubepods-pod{U_}.slice/cri-containerd-.scope"),
             format!("/kubepods.slice/kubelet-kubepods-pod{U_}.slice"),
             format!("/kubepods.slice/kubepods-pod{U_}.scope"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:runc:{ID}"),
-            format!(
-                "/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}/x"
-            ),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:a:b"),
             format!("/system.slice/containerd.service/kubepods-pod{U_}.slice"),
+            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:runc:{ID}"),
+            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:crio:{ID}/x"),
+            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:crio:a:b"),
             String::from_utf8_lossy(b"/kubepods/burstable/pod\xff\xfe/\xc3").into_owned(),
             format!("/kubepods/burstable/pod{U}\u{fffd}/{ID}"),
             "/kubepods".repeat(50_000),
             "a".repeat(1 << 20),
-            format!("/kubepods/pod{}", "-".repeat(100_000)),
+            format!("/kubepods/pod{U}{}", "-".repeat(100_000)),
         ];
         table.extend(negatives.into_iter().map(|path| (path, None)));
         table
@@ -492,37 +413,27 @@ mod tests {
     #[test]
     fn pod_paths() {
         let cases = [
-            (
-                format!("/kubepods/burstable/pod{U}/{ID}"),
-                Some(format!("/kubepods/burstable/pod{U}")),
-            ),
-            (
-                format!("/kubepods/pod{U}/"),
-                Some(format!("/kubepods/pod{U}")),
-            ),
+            (format!("/kubepods/burstable/pod{U}/{ID}"), 1),
+            (format!("/kubepods/pod{U}/"), 1),
             (
                 format!("/kubepods.slice/kubepods-pod{U_}.slice/crio-conmon-{ID}.scope"),
-                Some(format!("/kubepods.slice/kubepods-pod{U_}.slice")),
+                1,
             ),
             (
-                format!(
-                    "/system.slice/containerd.service/kubepods-pod{U_}.slice:cri-containerd:{ID}"
-                ),
-                Some(format!(
-                    "/system.slice/containerd.service/kubepods-pod{U_}.slice"
-                )),
+                format!("/system.slice/c.service/kubepods-pod{U_}.slice:crio:{ID}"),
+                0,
             ),
-            ("/user.slice".into(), None),
         ];
-        for (path, want) in cases {
-            assert_eq!(pod_path(&path), want.as_deref(), "pod_path({path:?})");
+        for (path, cut) in cases {
+            let want = path.rsplitn(2, ['/', ':'][cut]).last();
+            assert_eq!(pod_path(&path), want, "pod_path({path:?})");
         }
+        assert_eq!(pod_path("/user.slice"), None);
     }
 
     #[test]
     fn serializes_snake_case() {
-        let kube = want(QosClass::BestEffort, CriO, H, Some("ab"));
-        let json = serde_json::to_value(kube).unwrap();
+        let json = serde_json::to_value(want(QosClass::BestEffort, CriO, H, None)).unwrap();
         assert_eq!(json["qos"], "best_effort");
         assert_eq!(json["runtime"], "cri_o");
         assert_eq!(json["kind"], "runtime_helper");
@@ -530,85 +441,121 @@ mod tests {
 
     /// Invariants of any answer.
     fn check(path: &str) {
-        let parsed = parse(path);
-        let pod = pod_path(path);
+        let (parsed, pod) = (parse(path), pod_path(path));
         assert_eq!(parsed.is_some(), pod.is_some());
         let (Some(kube), Some(pod)) = (parsed, pod) else {
             return;
         };
         let uid = kube.pod_uid.as_bytes();
-        assert_eq!(uid.len(), 36, "{:?}", kube.pod_uid);
+        assert_eq!(uid.len(), 36, "{kube:?}");
         for (n, &b) in uid.iter().enumerate() {
-            if matches!(n, 8 | 13 | 18 | 23) {
-                assert_eq!(b, b'-', "{:?}", kube.pod_uid);
+            let dash = matches!(n, 8 | 13 | 18 | 23);
+            assert!(if dash {
+                b == b'-'
             } else {
-                assert!(matches!(b, b'0'..=b'9' | b'a'..=b'f'), "{:?}", kube.pod_uid);
-            }
+                matches!(b, b'0'..=b'9' | b'a'..=b'f')
+            });
         }
-        match kube.kind {
-            Kind::Pod => assert_eq!(kube.container_id, None),
-            Kind::Container => assert!(kube.container_id.is_some()),
-            Kind::RuntimeHelper => {}
-        }
+        assert_eq!(
+            kube.kind == P,
+            kube.container_id.is_none() && kube.runtime == Unknown
+        );
         assert!(path.starts_with(pod));
         if !path.contains(':') {
             let of_pod = parse(pod).expect("pod path parses");
-            assert_eq!((of_pod.kind, of_pod.qos), (Kind::Pod, kube.qos));
+            assert_eq!((of_pod.kind, of_pod.qos), (P, kube.qos));
             assert_eq!(of_pod.pod_uid, kube.pod_uid);
         }
     }
 
-    /// Valid and invalid path components, mixed.
-    fn component() -> impl Strategy<Value = String> {
+    /// The components of a layout, each slot valid or not: prefix, kubepods
+    /// part, QoS level, pod (maybe in `slice:prefix:id` form), container, junk.
+    fn slots() -> impl Strategy<Value = Vec<String>> {
         let uid = prop_oneof![
-            Just(U.to_owned()),
-            Just(U_.to_owned()),
+            Just(U.into()),
+            Just(U_.into()),
             "[0-9a-f]{32}",
-            "[0-9a-fA-F_-]{0,40}",
+            "[0-9a-fA-F_-]{0,40}"
         ];
-        let id = prop_oneof![Just(ID.to_owned()), "[0-9a-zA-Z]{0,70}", ".{0,8}"];
-        let prefix = select(vec!["kubepods", "kubelet-kubepods", "kube", ""]);
-        let qos = select(vec!["", "-burstable", "-besteffort", "-guaranteed"]);
-        let fixed = [
+        let id = || prop_oneof![Just(ID.to_owned()), "[0-9a-zA-Z]{0,70}", ".{0,8}"];
+        let prefix = select(vec![
+            "",
+            "/docker/ab12",
+            "/kubelet.slice",
+            "/system.slice/x.service",
+            "/:",
+        ]);
+        let anchor = select(vec![
             "kubepods",
-            "burstable",
-            "besteffort",
             "kubepods.slice",
             "kubelet-kubepods.slice",
-            "kubepods-burstable.slice",
-            "kubepods-besteffort.slice",
-            "kubelet.slice",
-            "conmon",
-            "docker",
-            "system.slice",
-            "containerd.service",
-            "..",
+            "",
+            "pods",
+        ]);
+        let level = ["", "burstable", "besteffort", "guaranteed"];
+        let slice = select(vec!["kubepods", "kubelet-kubepods", "kube"]);
+        let qos = (
+            select(vec!["", "kubepods-", "kubelet-kubepods-"]),
+            select(level.to_vec()),
+        )
+            .prop_map(|(p, l)| {
+                if p.is_empty() {
+                    l.to_owned()
+                } else {
+                    format!("{p}{l}.slice")
+                }
+            });
+        let pod_name = (
+            slice,
+            select(
+                level
+                    .map(|l| {
+                        if l.is_empty() {
+                            l.to_owned()
+                        } else {
+                            format!("-{l}")
+                        }
+                    })
+                    .to_vec(),
+            ),
+            uid.clone(),
+        );
+        let pod = prop_oneof![
+            uid.prop_map(|u| format!("pod{u}")),
+            pod_name
+                .clone()
+                .prop_map(|(p, q, u)| format!("{p}{q}-pod{u}.slice")),
+            (
+                pod_name,
+                select(vec!["cri-containerd", "crio", "docker", "x"]),
+                id()
+            )
+                .prop_map(|(p, r, i)| format!("{}{}-pod{}.slice:{r}:{i}", p.0, p.1, p.2)),
         ];
-        let ctr = select(vec![
+        let runtimes = vec![
             "cri-containerd-",
             "crio-",
             "crio-conmon-",
             "docker-",
             "",
             "x-",
-        ]);
-        prop_oneof![
-            select(fixed.to_vec()).prop_map(str::to_owned),
-            uid.clone().prop_map(|u| format!("pod{u}")),
-            (prefix.clone(), qos.clone(), uid.clone())
-                .prop_map(|(p, q, u)| format!("{p}{q}-pod{u}.slice")),
-            (ctr, id.clone(), select(vec![".scope", ""]))
-                .prop_map(|(c, i, s)| format!("{c}{i}{s}")),
-            (
-                prefix,
-                qos,
-                uid,
-                select(vec!["cri-containerd", "crio", "docker", "x"]),
-                id
-            )
-                .prop_map(|(p, q, u, r, i)| format!("{p}{q}-pod{u}.slice:{r}:{i}")),
-            ".{0,12}",
-        ]
+        ];
+        let container = prop_oneof![
+            Just(String::new()),
+            Just("conmon".to_owned()),
+            (select(runtimes), id(), select(vec![".scope", ""]))
+                .prop_map(|(r, i, s)| format!("{r}{i}{s}")),
+        ];
+        let junk = prop_oneof![3 => Just(String::new()), 1 => ".{0,12}"];
+        (
+            prefix.prop_map(str::to_owned),
+            anchor.prop_map(str::to_owned),
+            qos,
+            pod,
+            container,
+            junk,
+        )
+            .prop_map(|(a, b, c, d, e, f)| vec![a, b, c, d, e, f])
     }
 
     proptest! {
@@ -620,14 +567,18 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn arbitrary_bytes(b in vec(any::<u8>(), 0..300)) {
             check(&String::from_utf8_lossy(&b));
         }
 
         #[test]
-        fn component_mixes(parts in proptest::collection::vec(component(), 0..7), lead in any::<bool>()) {
-            let joined = parts.join("/");
-            check(&if lead { format!("/{joined}") } else { joined });
+        fn layout_slots(parts in slots()) {
+            check(&parts.join("/"));
+        }
+
+        #[test]
+        fn shuffled_slots(parts in slots().prop_shuffle(), lead in any::<bool>()) {
+            check(&format!("{}{}", if lead { "/" } else { "" }, parts.join("/")));
         }
     }
 }

@@ -88,6 +88,10 @@ impl Translator {
         self.containers.insert(cgroup_id, meta);
     }
 
+    pub fn container_meta(&self, cgroup_id: u64) -> Option<&ContainerMeta> {
+        self.containers.get(&cgroup_id)
+    }
+
     /// The container cgroup is gone; it still resolves for late records.
     pub fn container_removed(&mut self, cgroup_id: u64) {
         self.index.remove(cgroup_id);

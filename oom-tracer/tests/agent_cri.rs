@@ -4,98 +4,13 @@
 //! right namespace, pod, container and restart count.
 mod common;
 
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
-    time::Duration,
-};
+use std::time::Duration;
 
 use common::{
-    kubelet::{ContainerSpec, Kubelet, SOCKET, require_runtime},
-    *,
+    agent::Agent,
+    kubelet::{ContainerSpec, Kubelet, require_runtime},
 };
 use serde_json::Value;
-
-/// A running `oom-tracer agent` and what it printed.
-struct Agent {
-    child: Child,
-    records: Arc<Mutex<Vec<Value>>>,
-    stdout: Option<std::thread::JoinHandle<()>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    /// Starts the agent on the test runtime's socket and waits until it is ready.
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(TRACER)
-            .args(["agent", "--cri-socket", SOCKET, "--kube-api", "off"])
-            .args(extra)
-            .env("OOM_TRACER_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the agent");
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = records.clone();
-        let out = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value =
-                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err_sink = stderr.clone();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if l.contains("agent ready") {
-                    let _ = ready_tx.send(());
-                }
-                let mut e = err_sink.lock().unwrap();
-                e.push_str(&l);
-                e.push('\n');
-            }
-        });
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = child.kill();
-            panic!("agent not ready:\n{}", stderr.lock().unwrap());
-        }
-        Self {
-            child,
-            records,
-            stdout: Some(stdout),
-            stderr,
-        }
-    }
-
-    /// SIGTERM, wait, and return every record.
-    fn stop(mut self) -> Vec<Value> {
-        // Let the last kernel records drain (bulk records flush every 100 ms).
-        std::thread::sleep(Duration::from_millis(400));
-        // SAFETY: plain syscall on our child.
-        unsafe { kill(self.child.id() as i32, 15) };
-        let st = self.child.wait().unwrap();
-        if let Some(h) = self.stdout.take() {
-            h.join().unwrap();
-        }
-        let recs = self.records.lock().unwrap().clone();
-        assert!(
-            st.success(),
-            "agent exit {st:?}\n{}",
-            self.stderr.lock().unwrap()
-        );
-        assert_eq!(recs.last().map(|r| r["event"].clone()), Some("stop".into()));
-        recs
-    }
-}
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

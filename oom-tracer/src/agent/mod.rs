@@ -248,17 +248,45 @@ impl Agent<'_> {
         Ok(())
     }
 
+    /// Completes a tracked container's metadata if a source learnt it since
+    /// (the kubelet writes a container's id into the pod status only after
+    /// it started, so the API often knows a container later than the kernel).
+    fn complete_meta(&mut self, memcg: u64) {
+        let Some(t) = self.ctrs.get(memcg) else {
+            return;
+        };
+        if t.info.name.is_some() && t.info.pod.name.is_some() {
+            return;
+        }
+        let info = self.meta.container(&t.info.pod.uid, &t.info.id);
+        if info == t.info {
+            return;
+        }
+        let mut t = t.clone();
+        t.info = info;
+        if let Some(m) = self.tr.container_meta(memcg) {
+            let mut m = m.clone();
+            m.pod = t.pod_ref();
+            m.container = t.container_ref();
+            self.tr.add_container(memcg, &t.path, m);
+        }
+        self.ctrs.track(t);
+    }
+
     /// Handles one kernel record: container bookkeeping, then the record.
     async fn handle(&mut self, ev: &RawEvent) -> Result<(), AgentError> {
         let memcg = match ev {
             RawEvent::Exec(e) => e.task.memcg_id,
             RawEvent::Exit(e) => e.task.memcg_id,
             RawEvent::Alloc(e) => e.task.memcg_id,
+            RawEvent::Oom(e) => e.victim.memcg_id,
+            RawEvent::Signal(e) => e.target.memcg_id,
             _ => 0,
         };
         if memcg != 0 && self.ctrs.is_skipped(memcg) {
             return Ok(());
         }
+        self.complete_meta(memcg);
         if let RawEvent::Exec(e) = ev
             && self.ctrs.get(memcg).is_none()
             && let Some(path) = self.tr.index.resolve(memcg)

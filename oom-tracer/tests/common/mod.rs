@@ -4,6 +4,8 @@
 //! fail and say so.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod apiserver;
 pub mod kubelet;
 
 use std::{
