@@ -106,47 +106,21 @@ fn parse_with_end(path: &str) -> Option<(KubeCgroup, usize)> {
     (0..comps.len()).find_map(|i| parse_at(&comps, i))
 }
 
+/// What follows the pod: runtime, kind and container id.
+type Member = (Runtime, Kind, Option<String>);
+/// QoS class, pod uid, where the pod component ends, and what follows it.
+type Found = (QosClass, String, usize, Member);
+
 /// Tries the layouts with the kubepods part at component `i`.
 fn parse_at(comps: &[(usize, &str)], i: usize) -> Option<(KubeCgroup, usize)> {
     let &(start, anchor) = comps.get(i)?;
-    // The slice name prefix under the systemd driver, None under cgroupfs.
+    // The slice name prefix under the systemd driver.
     let slice = anchor
         .strip_suffix(".slice")
         .filter(|p| SLICE_PREFIXES.contains(p));
-    if anchor != "kubepods" && slice.is_none() {
-        return if i + 1 == comps.len() {
-            colon_form(start, anchor)
-        } else {
-            None
-        };
-    }
-    let level = |name: &str| match slice {
-        None => qos_name(name),
-        Some(p) => qos_name(
-            name.strip_prefix(p)?
-                .strip_prefix('-')?
-                .strip_suffix(".slice")?,
-        ),
-    };
-    let mut rest = comps.get(i + 1..)?;
-    let mut qos = QosClass::Guaranteed;
-    if let Some(&(_, name)) = rest.first()
-        && let Some(level) = level(name)
-    {
-        qos = level;
-        rest = rest.get(1..)?;
-    }
-    let (&(pod_start, pod), rest) = rest.split_first()?;
-    let (pod_qos, pod_uid) = match slice {
-        None => (qos, uid(pod.strip_prefix("pod")?)?),
-        Some(p) => pod_slice(pod, p)?,
-    };
-    if pod_qos != qos {
-        return None;
-    }
-    let (runtime, kind, container_id) = match rest {
-        [] => (Runtime::Unknown, Kind::Pod, None),
-        [(_, name)] => container(name, slice.is_some())?,
+    let (qos, pod_uid, pod_end, (runtime, kind, container_id)) = match (anchor, slice) {
+        ("kubepods", _) | (_, Some(_)) => below_kubepods(comps.get(i + 1..)?, slice)?,
+        _ if i + 1 == comps.len() => colon_form(start, anchor)?,
         _ => return None,
     };
     let kube = KubeCgroup {
@@ -156,7 +130,49 @@ fn parse_at(comps: &[(usize, &str)], i: usize) -> Option<(KubeCgroup, usize)> {
         runtime,
         kind,
     };
-    Some((kube, pod_start + pod.len()))
+    Some((kube, pod_end))
+}
+
+/// `[<qos>/]<pod>[/<ctr>]` below `kubepods` (`slice` None) or a
+/// `<slice>.slice`.
+fn below_kubepods(comps: &[(usize, &str)], slice: Option<&str>) -> Option<Found> {
+    let level = |name: &str| match slice {
+        None => qos_name(name),
+        Some(p) => qos_name(
+            name.strip_prefix(p)?
+                .strip_prefix('-')?
+                .strip_suffix(".slice")?,
+        ),
+    };
+    let level = comps.first().and_then(|&(_, name)| level(name));
+    let comps = comps.get(usize::from(level.is_some())..)?;
+    let qos = level.unwrap_or(QosClass::Guaranteed);
+    let (&(pod_start, pod), rest) = comps.split_first()?;
+    let (pod_qos, pod_uid) = match slice {
+        None => (qos, uid(pod.strip_prefix("pod")?)?),
+        Some(p) => pod_slice(pod, p)?,
+    };
+    let member = match rest {
+        [] => (Runtime::Unknown, Kind::Pod, None),
+        [(_, name)] => container(name, slice.is_some())?,
+        _ => return None,
+    };
+    (pod_qos == qos).then_some((qos, pod_uid, pod_start + pod.len(), member))
+}
+
+/// containerd's `<pod slice>:<runtime prefix>:<id>`.
+fn colon_form(start: usize, name: &str) -> Option<Found> {
+    let mut parts = name.splitn(3, ':');
+    let (slice, prefix, id) = (parts.next()?, parts.next()?, parts.next()?);
+    let (qos, pod_uid) = SLICE_PREFIXES.iter().find_map(|p| pod_slice(slice, p))?;
+    let runtime = match prefix {
+        "cri-containerd" => Runtime::Containerd,
+        "crio" => Runtime::CriO,
+        "docker" => Runtime::Docker,
+        _ => return None,
+    };
+    let member = (runtime, Kind::Container, Some(container_id(id)?));
+    Some((qos, pod_uid, start + slice.len(), member))
 }
 
 fn qos_name(name: &str) -> Option<QosClass> {
@@ -180,31 +196,9 @@ fn pod_slice(name: &str, prefix: &str) -> Option<(QosClass, String)> {
     Some((qos, uid(rest.strip_prefix("pod")?)?))
 }
 
-/// `<pod slice>:<runtime prefix>:<id>`, the last component.
-fn colon_form(start: usize, name: &str) -> Option<(KubeCgroup, usize)> {
-    let mut parts = name.splitn(3, ':');
-    let (slice, prefix, id) = (parts.next()?, parts.next()?, parts.next()?);
-    let (qos, pod_uid) = SLICE_PREFIXES.iter().find_map(|p| pod_slice(slice, p))?;
-    let runtime = match prefix {
-        "cri-containerd" => Runtime::Containerd,
-        "crio" => Runtime::CriO,
-        "docker" => Runtime::Docker,
-        _ => return None,
-    };
-    let container_id = Some(container_id(id)?);
-    let kube = KubeCgroup {
-        qos,
-        pod_uid,
-        container_id,
-        runtime,
-        kind: Kind::Container,
-    };
-    Some((kube, start + slice.len()))
-}
-
 /// A container or helper component: `<prefix><id>.scope` under systemd,
 /// `<prefix><id>` or a bare `<id>` under cgroupfs, or `conmon`.
-fn container(name: &str, systemd: bool) -> Option<(Runtime, Kind, Option<String>)> {
+fn container(name: &str, systemd: bool) -> Option<Member> {
     if name == "conmon" {
         return Some((Runtime::Unknown, Kind::RuntimeHelper, None));
     }
@@ -255,67 +249,60 @@ fn uid(raw: &str) -> Option<String> {
 mod tests {
     use super::*;
     use Kind::{Container as C, Pod as P, RuntimeHelper as H};
+    use QosClass::{BestEffort, Burstable, Guaranteed};
     use Runtime::{Containerd, CriO, Docker, Unknown};
     use proptest::{collection::vec, prelude::*, sample::select};
 
     const U: &str = "6b3b4a5e-1f2d-4c3b-9a8e-0d1c2b3a4f5e";
     const U_: &str = "6b3b4a5e_1f2d_4c3b_9a8e_0d1c2b3a4f5e";
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const CTRD: &str = "/system.slice/containerd.service";
 
-    /// Layouts, filled in for each QoS class by `fill`; the bool says
-    /// whether the container id is `ID`.
-    const LAYOUTS: &[(&str, Runtime, Kind, bool)] = &[
-        ("{F}", Unknown, P, false),
-        ("{F}/{ID}", Unknown, C, true),
-        ("{F}/crio-{ID}", CriO, C, true),
-        ("{F}/crio-conmon-{ID}", CriO, H, true),
-        ("{F}/conmon", Unknown, H, false),
-        ("{S}", Unknown, P, false),
-        ("{S}/cri-containerd-{ID}.scope", Containerd, C, true),
-        ("{S}/crio-{ID}.scope", CriO, C, true),
-        ("{S}/docker-{ID}.scope", Docker, C, true),
-        ("{S}/crio-conmon-{ID}.scope", CriO, H, true),
-        ("{S}/conmon", Unknown, H, false),
-        ("/docker/{ID}{F}", Unknown, P, false),
-        ("/docker/{ID}{F}/{ID}", Unknown, C, true),
-        ("/kubelet.slice{K}", Unknown, P, false),
-        (
-            "/kubelet.slice{K}/cri-containerd-{ID}.scope",
-            Containerd,
-            C,
-            true,
-        ),
-        (
-            "/system.slice/containerd.service/{N}:cri-containerd:{ID}",
-            Containerd,
-            C,
-            true,
-        ),
-        ("/system.slice/crio.service/{N}:crio:{ID}", CriO, C, true),
-        ("{F}/{ID}/", Unknown, C, true),
+    /// Layouts, filled in for each QoS class by `fill`. Containers have the
+    /// id `ID`, bare `conmon` none.
+    const LAYOUTS: &[(&str, Runtime, Kind)] = &[
+        ("{F}", Unknown, P),
+        ("{F}/{ID}", Unknown, C),
+        ("{F}/crio-{ID}", CriO, C),
+        ("{F}/crio-conmon-{ID}", CriO, H),
+        ("{F}/conmon", Unknown, H),
+        ("{S}", Unknown, P),
+        ("{S}/cri-containerd-{ID}.scope", Containerd, C),
+        ("{S}/crio-{ID}.scope", CriO, C),
+        ("{S}/docker-{ID}.scope", Docker, C),
+        ("{S}/crio-conmon-{ID}.scope", CriO, H),
+        ("{S}/conmon", Unknown, H),
+        ("/docker/{ID}{F}", Unknown, P),
+        ("/docker/{ID}{F}/{ID}", Unknown, C),
+        ("/kubelet.slice{K}", Unknown, P),
+        ("/kubelet.slice{K}/cri-containerd-{ID}.scope", Containerd, C),
+        ("{CTRD}/{N}:cri-containerd:{ID}", Containerd, C),
+        ("/system.slice/crio.service/{N}:crio:{ID}", CriO, C),
+        ("{F}/{ID}/", Unknown, C),
+        ("{FU}/{ID}", Unknown, C),
+        ("{FH}", Unknown, P),
+        ("/kubepods/x{F}", Unknown, P),
     ];
 
-    /// `{F}`: cgroupfs pod path; `{S}`: systemd pod path; `{K}`: the same
-    /// with kind's `kubelet-` names; `{N}`: systemd pod slice name.
+    /// `{F}`: cgroupfs pod path (`{FU}` with the uid in capitals, `{FH}`
+    /// without dashes, as static pods have it); `{S}`: systemd pod path;
+    /// `{K}`: the same with kind's `kubelet-` names; `{N}`: systemd pod
+    /// slice name.
     fn fill(template: &str, qos: QosClass) -> String {
-        let (dir, level) = match qos {
-            QosClass::Guaranteed => ("", ""),
-            QosClass::Burstable => ("burstable/", "burstable"),
-            QosClass::BestEffort => ("besteffort/", "besteffort"),
-        };
-        let (slice, name) = match level {
-            "" => (String::new(), format!("kubepods-pod{U_}.slice")),
-            _ => (
-                format!("kubepods-{level}.slice/"),
-                format!("kubepods-{level}-pod{U_}.slice"),
-            ),
-        };
-        let systemd = format!("/kubepods.slice/{slice}{name}");
+        let level = ["", "-burstable", "-besteffort"][qos as usize];
+        let name = format!("kubepods{level}-pod{U_}.slice");
+        // Guaranteed pods have no QoS slice.
+        let qos_slice = format!("kubepods{level}.slice/").replace("kubepods.slice/", "");
+        let systemd = format!("/kubepods.slice/{qos_slice}{name}");
+        let cgroupfs = format!("/kubepods{}/pod{U}", level.replace('-', "/"));
         template
-            .replace("{F}", &format!("/kubepods/{dir}pod{U}"))
+            .replace("{FU}", &cgroupfs.replace(U, &U.to_uppercase()))
+            .replace("{FH}", &cgroupfs.replace(U, &U.replace('-', "")))
+            .replace("{F}", &cgroupfs)
             .replace("{S}", &systemd)
             .replace("{K}", &systemd.replace("kubepods", "kubelet-kubepods"))
             .replace("{N}", &name)
+            .replace("{CTRD}", CTRD)
             .replace("{ID}", ID)
     }
 
@@ -332,33 +319,12 @@ mod tests {
 
     fn fixtures() -> Vec<(String, Option<KubeCgroup>)> {
         let mut table = Vec::new();
-        for qos in [
-            QosClass::Guaranteed,
-            QosClass::Burstable,
-            QosClass::BestEffort,
-        ] {
-            for &(template, runtime, kind, id) in LAYOUTS {
-                table.push((
-                    fill(template, qos),
-                    want(qos, runtime, kind, id.then_some(ID)),
-                ));
+        for qos in [Guaranteed, Burstable, BestEffort] {
+            for &(template, rt, kind) in LAYOUTS {
+                let id = (kind != P && !template.ends_with("conmon")).then_some(ID);
+                table.push((fill(template, qos), want(qos, rt, kind, id)));
             }
         }
-        let (upper, hash, b) = (U.to_uppercase(), U.replace('-', ""), QosClass::Burstable);
-        table.extend([
-            (
-                format!("/kubepods/burstable/pod{upper}/abc"),
-                want(b, Unknown, C, Some("abc")),
-            ),
-            (
-                format!("kubepods/burstable/pod{hash}"),
-                want(b, Unknown, P, None),
-            ),
-            (
-                format!("/a/kubepods/b/kubepods/burstable/pod{U}"),
-                want(b, Unknown, P, None),
-            ),
-        ]);
         let negatives = [
             String::new(),
             "/".into(),
@@ -367,7 +333,7 @@ mod tests {
             "/kubepods/burstable".into(),
             "/kubepods.slice/kubepods-burstable.slice".into(),
             "/user.slice/user-1000.slice/session-2.scope".into(),
-            "/system.slice/containerd.service".into(),
+            CTRD.into(),
             format!("/oom-tracer/pod{U}/x"),
             format!("/kubepods/guaranteed/pod{U}/{ID}"),
             format!("/kubepods/burstable/pod{U}/{ID}/extra"),
@@ -387,10 +353,10 @@ mod tests {
             format!("/kubepods.slice/kubepods-pod{U_}.slice/cri-containerd-.scope"),
             format!("/kubepods.slice/kubelet-kubepods-pod{U_}.slice"),
             format!("/kubepods.slice/kubepods-pod{U_}.scope"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:runc:{ID}"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:crio:{ID}/x"),
-            format!("/system.slice/containerd.service/kubepods-pod{U_}.slice:crio:a:b"),
+            format!("{CTRD}/kubepods-pod{U_}.slice"),
+            format!("{CTRD}/kubepods-pod{U_}.slice:runc:{ID}"),
+            format!("{CTRD}/kubepods-pod{U_}.slice:crio:{ID}/x"),
+            format!("{CTRD}/kubepods-pod{U_}.slice:crio:a:b"),
             String::from_utf8_lossy(b"/kubepods/burstable/pod\xff\xfe/\xc3").into_owned(),
             format!("/kubepods/burstable/pod{U}\u{fffd}/{ID}"),
             "/kubepods".repeat(50_000),
@@ -412,28 +378,19 @@ mod tests {
 
     #[test]
     fn pod_paths() {
-        let cases = [
-            (format!("/kubepods/burstable/pod{U}/{ID}"), 1),
-            (format!("/kubepods/pod{U}/"), 1),
-            (
-                format!("/kubepods.slice/kubepods-pod{U_}.slice/crio-conmon-{ID}.scope"),
-                1,
-            ),
-            (
-                format!("/system.slice/c.service/kubepods-pod{U_}.slice:crio:{ID}"),
-                0,
-            ),
-        ];
-        for (path, cut) in cases {
-            let want = path.rsplitn(2, ['/', ':'][cut]).last();
-            assert_eq!(pod_path(&path), want, "pod_path({path:?})");
-        }
+        let pod = format!("/kubepods/burstable/pod{U}");
+        assert_eq!(pod_path(&format!("{pod}/{ID}")), Some(&*pod));
+        assert_eq!(pod_path(&format!("{pod}/")), Some(&*pod));
+        let pod = format!("/kubepods.slice/kubepods-pod{U_}.slice");
+        assert_eq!(pod_path(&format!("{pod}/conmon")), Some(&*pod));
+        let pod = format!("{CTRD}/kubepods-pod{U_}.slice");
+        assert_eq!(pod_path(&format!("{pod}:crio:{ID}")), Some(&*pod));
         assert_eq!(pod_path("/user.slice"), None);
     }
 
     #[test]
     fn serializes_snake_case() {
-        let json = serde_json::to_value(want(QosClass::BestEffort, CriO, H, None)).unwrap();
+        let json = serde_json::to_value(want(BestEffort, CriO, H, None)).unwrap();
         assert_eq!(json["qos"], "best_effort");
         assert_eq!(json["runtime"], "cri_o");
         assert_eq!(json["kind"], "runtime_helper");
@@ -446,20 +403,18 @@ mod tests {
         let (Some(kube), Some(pod)) = (parsed, pod) else {
             return;
         };
-        let uid = kube.pod_uid.as_bytes();
-        assert_eq!(uid.len(), 36, "{kube:?}");
-        for (n, &b) in uid.iter().enumerate() {
-            let dash = matches!(n, 8 | 13 | 18 | 23);
-            assert!(if dash {
-                b == b'-'
-            } else {
-                matches!(b, b'0'..=b'9' | b'a'..=b'f')
-            });
-        }
-        assert_eq!(
-            kube.kind == P,
-            kube.container_id.is_none() && kube.runtime == Unknown
+        let uid = &kube.pod_uid;
+        let dashes: Vec<_> = uid.match_indices('-').map(|(n, _)| n).collect();
+        let ok = |b: u8| matches!(b, b'-' | b'0'..=b'9' | b'a'..=b'f');
+        assert!(
+            uid.len() == 36 && dashes == [8, 13, 18, 23] && uid.bytes().all(ok),
+            "{uid}"
         );
+        match kube.kind {
+            P => assert_eq!((&kube.container_id, kube.runtime), (&None, Unknown)),
+            C => assert!(kube.container_id.is_some()),
+            H => {}
+        }
         assert!(path.starts_with(pod));
         if !path.contains(':') {
             let of_pod = parse(pod).expect("pod path parses");
@@ -468,98 +423,37 @@ mod tests {
         }
     }
 
-    /// The components of a layout, each slot valid or not: prefix, kubepods
-    /// part, QoS level, pod (maybe in `slice:prefix:id` form), container, junk.
+    /// The components of a layout, each valid or not: prefix, kubepods,
+    /// QoS level, pod (maybe in `slice:prefix:id` form), container, junk.
     fn slots() -> impl Strategy<Value = Vec<String>> {
-        let uid = prop_oneof![
-            Just(U.into()),
-            Just(U_.into()),
-            "[0-9a-f]{32}",
-            "[0-9a-fA-F_-]{0,40}"
-        ];
-        let id = || prop_oneof![Just(ID.to_owned()), "[0-9a-zA-Z]{0,70}", ".{0,8}"];
-        let prefix = select(vec![
-            "",
-            "/docker/ab12",
-            "/kubelet.slice",
-            "/system.slice/x.service",
-            "/:",
-        ]);
-        let anchor = select(vec![
-            "kubepods",
-            "kubepods.slice",
-            "kubelet-kubepods.slice",
-            "",
-            "pods",
-        ]);
-        let level = ["", "burstable", "besteffort", "guaranteed"];
-        let slice = select(vec!["kubepods", "kubelet-kubepods", "kube"]);
-        let qos = (
-            select(vec!["", "kubepods-", "kubelet-kubepods-"]),
-            select(level.to_vec()),
-        )
-            .prop_map(|(p, l)| {
-                if p.is_empty() {
-                    l.to_owned()
-                } else {
-                    format!("{p}{l}.slice")
-                }
-            });
-        let pod_name = (
-            slice,
-            select(
-                level
-                    .map(|l| {
-                        if l.is_empty() {
-                            l.to_owned()
-                        } else {
-                            format!("-{l}")
-                        }
-                    })
-                    .to_vec(),
-            ),
-            uid.clone(),
-        );
+        let s = |v: &'static str| select(v.split('|').collect::<Vec<_>>()).prop_map(str::to_owned);
+        let re = |v: String| proptest::string::string_regex(&v).unwrap();
+        let uid = || re(format!("{U}|{U_}|[0-9a-f]{{32}}|[0-9a-fA-F_-]{{0,40}}"));
+        let id = || re(format!("{ID}|[0-9a-zA-Z]{{0,70}}|.{{0,8}}"));
+        let prefix = s("|/docker/ab12|/kubelet.slice|/system.slice/x.service|:");
+        let anchor = s("kubepods|kubepods.slice|kubelet-kubepods.slice||pods");
+        let qos = s("|burstable|besteffort|guaranteed|kubepods-burstable.slice\
+            |kubepods-besteffort.slice|kubelet-kubepods-burstable.slice|kubepods-x.slice");
+        let slice =
+            s("kubepods|kubelet-kubepods|kube|kubepods-burstable|kubelet-kubepods-besteffort");
+        let colon = (s(":cri-containerd:|:crio:|:docker:|:x:"), id()).prop_map(|(c, i)| c + &i);
+        let colon = prop_oneof![Just(String::new()), colon];
         let pod = prop_oneof![
-            uid.prop_map(|u| format!("pod{u}")),
-            pod_name
-                .clone()
-                .prop_map(|(p, q, u)| format!("{p}{q}-pod{u}.slice")),
-            (
-                pod_name,
-                select(vec!["cri-containerd", "crio", "docker", "x"]),
-                id()
-            )
-                .prop_map(|(p, r, i)| format!("{}{}-pod{}.slice:{r}:{i}", p.0, p.1, p.2)),
+            uid().prop_map(|u| format!("pod{u}")),
+            (slice, uid(), colon).prop_map(|(p, u, c)| format!("{p}-pod{u}.slice{c}")),
         ];
-        let runtimes = vec![
-            "cri-containerd-",
-            "crio-",
-            "crio-conmon-",
-            "docker-",
-            "",
-            "x-",
-        ];
-        let container = prop_oneof![
-            Just(String::new()),
-            Just("conmon".to_owned()),
-            (select(runtimes), id(), select(vec![".scope", ""]))
-                .prop_map(|(r, i, s)| format!("{r}{i}{s}")),
-        ];
+        let ctr = s("cri-containerd-|crio-|crio-conmon-|docker-||x-");
+        let container = (ctr, id(), s(".scope|")).prop_map(|(r, i, s)| format!("{r}{i}{s}"));
+        let container = prop_oneof![s("|conmon"), container];
         let junk = prop_oneof![3 => Just(String::new()), 1 => ".{0,12}"];
-        (
-            prefix.prop_map(str::to_owned),
-            anchor.prop_map(str::to_owned),
-            qos,
-            pod,
-            container,
-            junk,
-        )
+        (prefix, anchor, qos, pod, container, junk)
             .prop_map(|(a, b, c, d, e, f)| vec![a, b, c, d, e, f])
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig {
+            cases: 2000, failure_persistence: None, ..Default::default()
+        })]
 
         #[test]
         fn arbitrary_strings(s in any::<String>()) {

@@ -199,7 +199,12 @@ impl KubeSource {
         self.store
             .state()
             .iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(uid))
+            .find(|p| {
+                p.metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| super::same_uid(u, uid))
+            })
             .and_then(|p| api_pod(p))
     }
 

@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 pub mod cri;
 pub mod kube;
 
+/// Whether two pod uids are the same pod. Static pods have a 32-hex hash
+/// as uid that the cgroup path parser writes in dashed form.
+pub fn same_uid(a: &str, b: &str) -> bool {
+    a.len() >= 32
+        && a.bytes()
+            .filter(|&c| c != b'-')
+            .eq(b.bytes().filter(|&c| c != b'-'))
+}
+
 /// A pod's identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodInfo {
@@ -25,6 +34,26 @@ pub struct ContainerInfo {
 }
 
 /// Up/down state of a source, logging each transition once.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn static_pod_uids_match_their_dashed_form() {
+        assert!(super::same_uid(
+            "0123456789abcdef0123456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdef"
+        ));
+        assert!(super::same_uid(
+            "01234567-89ab-cdef-0123-456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdef"
+        ));
+        assert!(!super::same_uid(
+            "01234567-89ab-cdef-0123-456789abcdee",
+            "01234567-89ab-cdef-0123-456789abcdef"
+        ));
+        assert!(!super::same_uid("", ""));
+    }
+}
+
 #[derive(Debug, Default)]
 struct SourceState {
     down_since: Option<Instant>,
@@ -150,7 +179,7 @@ impl Metadata {
                 }
             }
         }
-        if info.pod.uid.is_empty() {
+        if info.pod.uid.is_empty() || same_uid(&info.pod.uid, pod_uid) {
             info.pod.uid = pod_uid.to_owned();
         }
         info
@@ -160,7 +189,7 @@ impl Metadata {
         self.snapshot
             .sandboxes
             .values()
-            .find(|p| p.uid == uid)
+            .find(|p| same_uid(&p.uid, uid))
             .cloned()
             .unwrap_or_else(|| PodInfo {
                 uid: uid.to_owned(),

@@ -74,6 +74,14 @@ impl Agent {
         }
     }
 
+    /// Resident memory of the agent process, KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
