@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod minikube;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -41,6 +42,9 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The DaemonSet on minikube: build and load the images, apply, show logs.
+    #[command(subcommand)]
+    Minikube(minikube::MinikubeCmd),
     /// Build, then run all tests (the integration tests need root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -263,6 +267,7 @@ fn main() -> anyhow::Result<()> {
                 "pretty",
             ]))
         }
+        Cmd::Minikube(cmd) => minikube::run(&workspace_root(), cmd),
         Cmd::Bench { runs } => {
             build(true)?;
             if !is_root() {
