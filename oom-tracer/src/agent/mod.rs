@@ -489,6 +489,9 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
         );
     }
     a.discover().await?;
+    // Startup parsed BTF and listed the runtime: give that memory back.
+    // SAFETY: glibc call without preconditions.
+    unsafe { libc::malloc_trim(0) };
     health.set_ready();
     tracing::info!(
         "agent ready: {} containers running, CRI {}, Kubernetes API {}",
