@@ -33,6 +33,8 @@ pub enum Command {
     /// and the lifecycle of every Kubernetes container, with pod metadata
     /// from the CRI and the Kubernetes API.
     Agent(crate::agent::AgentArgs),
+    /// Draw a recorded run (NDJSON from `run` or `agent`) as an SVG timeline.
+    Report(crate::report::ReportArgs),
     /// Report what this kernel and machine offer: BTF, tracefs, each hook,
     /// the cgroup version, privileges.
     Check(CheckArgs),

@@ -16,9 +16,11 @@ mod clock;
 mod health;
 mod kubepath;
 mod meta;
+mod metrics;
 mod output;
 mod quantity;
 mod record;
+mod report;
 mod run;
 mod tracefs;
 mod translate;
@@ -63,6 +65,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        cli::Command::Report(args) => match report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         cli::Command::Agent(args) => {
             let mut out = output::Output::new(args.trace.format);
             match rt.block_on(agent::run(args, &mut out)) {

@@ -1,0 +1,23 @@
+//! `oom-tracer report`: pictures from recorded NDJSON. (Being written.)
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// NDJSON written by `oom-tracer run` or `oom-tracer agent`.
+    pub input: PathBuf,
+    /// Write an SVG timeline here.
+    #[arg(long, env = "OOM_TRACER_SVG")]
+    pub svg: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("not implemented yet")]
+    Todo,
+}
+
+pub fn run(_args: &ReportArgs) -> Result<(), ReportError> {
+    Err(ReportError::Todo)
+}
