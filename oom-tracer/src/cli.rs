@@ -108,15 +108,8 @@ pub struct RunArgs {
     /// Pod-level memory limit (the pod cgroup), as a Kubernetes quantity.
     #[arg(long, env = "OOM_TRACER_POD_MEMORY_LIMIT", value_parser = parse_limit)]
     pub pod_memory_limit: Option<Limit>,
-    /// First restart back-off (kubelet: 10s).
-    #[arg(long, env = "OOM_TRACER_BACKOFF_INITIAL", default_value = "10s", value_parser = parse_duration)]
-    pub backoff_initial: Duration,
-    /// Back-off cap (kubelet: 5m).
-    #[arg(long, env = "OOM_TRACER_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
-    pub backoff_max: Duration,
-    /// Running this long resets the back-off (kubelet: 10m).
-    #[arg(long, env = "OOM_TRACER_BACKOFF_RESET", default_value = "10m", value_parser = parse_duration)]
-    pub backoff_reset: Duration,
+    #[command(flatten)]
+    pub backoff: BackoffArgs,
     /// Stop after this many restarts (default: run until Ctrl-C / SIGTERM).
     #[arg(long, env = "OOM_TRACER_MAX_RESTARTS")]
     pub max_restarts: Option<u32>,
@@ -145,6 +138,31 @@ pub struct RunArgs {
     /// The workload and its arguments (default: the `stress` next to this binary).
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+/// The kubelet's restart back-off: what `run` applies, and the schedule
+/// `cycle` records compare observed restarts with.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct BackoffArgs {
+    /// First restart back-off (kubelet: 10s).
+    #[arg(long, env = "OOM_TRACER_BACKOFF_INITIAL", default_value = "10s", value_parser = parse_duration)]
+    pub backoff_initial: Duration,
+    /// Back-off cap (kubelet: 5m).
+    #[arg(long, env = "OOM_TRACER_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+    /// Running this long resets the back-off (kubelet: 10m).
+    #[arg(long, env = "OOM_TRACER_BACKOFF_RESET", default_value = "10m", value_parser = parse_duration)]
+    pub backoff_reset: Duration,
+}
+
+impl BackoffArgs {
+    pub fn policy(&self) -> crate::backoff::BackoffPolicy {
+        crate::backoff::BackoffPolicy {
+            initial: self.backoff_initial,
+            max: self.backoff_max,
+            reset_after: self.backoff_reset,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -191,8 +209,8 @@ mod tests {
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.memory_limit, Limit(Some(64 << 20)));
         assert_eq!(r.max_restarts, Some(3));
-        assert_eq!(r.backoff_initial, Duration::from_secs(10));
-        assert_eq!(r.backoff_max, Duration::from_secs(300));
+        assert_eq!(r.backoff.backoff_initial, Duration::from_secs(10));
+        assert_eq!(r.backoff.backoff_max, Duration::from_secs(300));
         assert_eq!(r.trace.ring_buffer_size, 1 << 20);
         let e = Cli::try_parse_from(["oom-tracer", "run", "--memory-limit", "banana"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);

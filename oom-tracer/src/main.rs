@@ -13,6 +13,7 @@ mod cgroup;
 mod check;
 mod cli;
 mod clock;
+mod cycle;
 mod health;
 mod kubepath;
 mod meta;
@@ -24,6 +25,7 @@ mod report;
 mod run;
 mod tracefs;
 mod translate;
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
             }
         },
         cli::Command::Agent(args) => {
-            let mut out = output::Output::new(args.trace.format);
+            let mut out = output::Output::new(args.trace.format).with_cycles(args.backoff.policy());
             match rt.block_on(agent::run(args, &mut out)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Run(args) => {
-            let mut out = output::Output::new(args.trace.format);
+            let mut out = output::Output::new(args.trace.format).with_cycles(args.backoff.policy());
             match rt.block_on(run::run(args, &mut out)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

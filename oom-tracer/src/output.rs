@@ -30,20 +30,72 @@ pub enum OutputError {
 pub struct Output {
     format: Format,
     pub records: u64,
+    /// Cycle analysis fed by every record (emits `cycle` records).
+    cycles: Option<crate::cycle::Cycles>,
+    /// Prometheus counters fed by every record.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    color: bool,
 }
 
 impl Output {
     pub fn new(format: Format) -> Self {
-        Self { format, records: 0 }
+        use std::io::IsTerminal as _;
+        Self {
+            format,
+            records: 0,
+            cycles: None,
+            metrics: None,
+            color: format == Format::Pretty
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none(),
+        }
     }
 
+    pub fn with_cycles(mut self, policy: crate::backoff::BackoffPolicy) -> Self {
+        self.cycles = Some(crate::cycle::Cycles::new(policy));
+        self
+    }
+
+    pub fn set_metrics(&mut self, m: std::sync::Arc<crate::metrics::Metrics>) {
+        self.metrics = Some(m);
+    }
+
+    /// Writes a record, then what the analyses derive from it.
     pub fn emit(&mut self, r: &Record) -> Result<(), OutputError> {
+        self.write(r)?;
+        if let Some(m) = &self.metrics {
+            observe_metrics(m, r);
+        }
+        let derived = self
+            .cycles
+            .as_mut()
+            .map(|c| c.observe(r))
+            .unwrap_or_default();
+        for body in derived {
+            self.write(&Record::new(r.time.clone(), body))?;
+        }
+        Ok(())
+    }
+
+    /// Emits the analyses' last records (at shutdown, before `stop`).
+    pub fn finish(&mut self, time: &str) -> Result<(), OutputError> {
+        let derived = self.cycles.as_mut().map(|c| c.finish()).unwrap_or_default();
+        for body in derived {
+            self.write(&Record::new(time.to_owned(), body))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, r: &Record) -> Result<(), OutputError> {
         let line = match self.format {
             Format::Json => serde_json::to_string(r).map_err(|source| OutputError::Serialise {
                 event: r.event(),
                 source,
             })?,
-            Format::Pretty => pretty(r),
+            Format::Pretty => {
+                let line = pretty(r);
+                if self.color { colorize(r, &line) } else { line }
+            }
         };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
@@ -81,6 +133,82 @@ fn short_ids(line: &str) -> String {
 
 fn bytes(b: u64) -> String {
     format_bytes(b)
+}
+
+/// Counts a record in the Prometheus metrics.
+fn observe_metrics(m: &crate::metrics::Metrics, r: &Record) {
+    use crate::record::{ContainerRef, PodRef};
+    fn names<'a>(
+        p: Option<&'a PodRef>,
+        c: Option<&'a ContainerRef>,
+    ) -> (&'a str, &'a str, &'a str) {
+        (
+            p.and_then(|p| p.namespace.as_deref()).unwrap_or(""),
+            p.and_then(|p| p.name.as_deref()).unwrap_or(""),
+            c.and_then(|c| c.name.as_deref()).unwrap_or(""),
+        )
+    }
+    m.records(r.event());
+    match &r.body {
+        Body::OomKill {
+            kind,
+            pod,
+            container,
+            ..
+        } => {
+            let (ns, p, c) = names(pod.as_ref(), container.as_ref());
+            m.oom_kill(
+                ns,
+                p,
+                c,
+                if kind == "memcg" {
+                    "memcg_oom"
+                } else {
+                    "global_oom"
+                },
+            );
+        }
+        Body::ContainerExit {
+            pod,
+            container,
+            verdict: Some(v),
+            ..
+        } => {
+            let (ns, p, c) = names(Some(pod), Some(container));
+            m.sigkill(ns, p, c, v.as_str());
+        }
+        Body::Restart { pod, container, .. } => {
+            let (ns, p, c) = names(Some(pod), Some(container));
+            m.restart(ns, p, c);
+        }
+        Body::Lost { ringbuf_full, .. } => m.lost_events(*ringbuf_full),
+        Body::Start { hooks, .. } => {
+            for h in &hooks.active {
+                m.hook(h, true);
+            }
+            for h in &hooks.missing {
+                m.hook(&h.hook, false);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// ANSI colour by event, for a terminal.
+fn colorize(r: &Record, line: &str) -> String {
+    let code = match &r.body {
+        Body::OomKill { .. } => "1;31",
+        Body::Exit {
+            signal: Some(_), ..
+        }
+        | Body::ContainerExit { .. } => "31",
+        Body::Backoff { .. } | Body::Lost { .. } => "33",
+        Body::Restart { .. } | Body::ContainerStart { .. } => "32",
+        Body::Cycle { .. } => "1;36",
+        Body::Alloc { .. } => "2",
+        _ => return line.to_owned(),
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
 }
 
 /// One readable line per record.
@@ -197,9 +325,20 @@ pub fn pretty(r: &Record) -> String {
             proc,
             signal,
             exit_code,
+            verdict,
+            killed_by,
             ..
         } => match (signal, exit_code) {
-            (Some(9), _) => format!("{}[{}] killed by SIGKILL", proc.comm, proc.pid),
+            (Some(9), _) => format!(
+                "{}[{}] killed by SIGKILL ({}{})",
+                proc.comm,
+                proc.pid,
+                verdict.map_or("?", |v| v.as_str()),
+                killed_by
+                    .as_ref()
+                    .map(|k| format!(", sent by {}[{}]", k.comm, k.pid))
+                    .unwrap_or_default()
+            ),
             (Some(s), _) => format!("{}[{}] killed by signal {s}", proc.comm, proc.pid),
             (None, Some(c)) => format!("{}[{}] exited with {c}", proc.comm, proc.pid),
             (None, None) => format!("{}[{}] exited", proc.comm, proc.pid),
@@ -235,6 +374,61 @@ pub fn pretty(r: &Record) -> String {
             container.name.as_deref().unwrap_or("?"),
             *backoff_ms as f64 / 1000.0
         ),
+        Body::Cycle {
+            container,
+            state,
+            last_state_reason,
+            ramp,
+            limit,
+            incident,
+            restart,
+            ..
+        } => {
+            let mut parts = vec![format!(
+                "container {}: {}",
+                container
+                    .as_ref()
+                    .and_then(|c| c.name.as_deref())
+                    .unwrap_or("?"),
+                last_state_reason.as_deref().unwrap_or("running")
+            )];
+            if let Some(r) = ramp {
+                parts.push(format!(
+                    "ramp {} MiB/s, limit reached after {}",
+                    r.growth_mib_per_s.map_or("?".into(), |g| format!("{g:.1}")),
+                    r.time_to_limit_ms
+                        .map_or("-".into(), |t| format!("{:.1}s", t as f64 / 1000.0))
+                ));
+            }
+            if let Some(l) = limit {
+                parts.push(format!(
+                    "{} limit {}",
+                    l.level
+                        .and_then(|lv| serde_json::to_value(lv).ok())
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    bytes(l.limit_bytes)
+                ));
+            }
+            if let Some(i) = incident {
+                parts.push(format!(
+                    "{} victim(s), trigger {}[{}]",
+                    i.victims.len(),
+                    i.trigger.comm,
+                    i.trigger.pid
+                ));
+            }
+            if let Some(r) = restart {
+                parts.push(format!(
+                    "back-off {:.1}s (kubelet schedule {:.1}s), next {:.1}s",
+                    r.observed_backoff_ms as f64 / 1000.0,
+                    r.expected_backoff_ms as f64 / 1000.0,
+                    r.next_expected_backoff_ms as f64 / 1000.0
+                ));
+            }
+            parts.push(format!("now {state}"));
+            parts.join("; ")
+        }
         Body::CgroupMkdir { path, .. } => format!("cgroup created {path}"),
         Body::CgroupRmdir { path, .. } => format!("cgroup removed {path}"),
         Body::Lost {
@@ -272,6 +466,8 @@ mod tests {
                 signal: Some(9),
                 exit_code: None,
                 core_dumped: false,
+                verdict: None,
+                killed_by: None,
                 cgroup: None,
                 pod: None,
                 container: None,

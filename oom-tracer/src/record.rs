@@ -5,6 +5,8 @@
 //! names here are the contract and only grow within a version.
 use serde::Serialize;
 
+use crate::verdict::{KilledBy, Verdict};
+
 /// Bumped on any incompatible change to a record.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -198,6 +200,11 @@ pub enum Body {
         /// Its exit status, if it exited.
         exit_code: Option<u32>,
         core_dumped: bool,
+        /// Why a SIGKILL or exit 137 happened (`memcg_oom`, `global_oom`,
+        /// `sigkill_other`, `exit_137_no_oom`); null for other exits.
+        verdict: Option<Verdict>,
+        /// Who sent the SIGKILL, for `sigkill_other` (when seen).
+        killed_by: Option<KilledBy>,
         cgroup: Option<String>,
         pod: Option<PodRef>,
         container: Option<ContainerRef>,
@@ -209,8 +216,11 @@ pub enum Body {
         /// 128 + signal for a killed process (137 for SIGKILL).
         exit_code: i32,
         signal: Option<i32>,
-        /// Kubernetes' reason: OOMKilled, Error or Completed.
+        /// Kubernetes' reason: OOMKilled, Error or Completed. Like the
+        /// runtime, OOMKilled means an OOM kill happened in the container.
         reason: String,
+        /// What really ended the main process (see `exit`).
+        verdict: Option<Verdict>,
         ran_ms: u64,
     },
     /// The container waits before its restart (kubelet back-off).
@@ -229,6 +239,24 @@ pub enum Body {
         restart_count: u32,
         backoff_ms: u64,
         last_reason: String,
+    },
+    /// One container attempt, analysed: after its kill → restart, and at
+    /// shutdown (see `cycle.rs`).
+    Cycle {
+        pod: Option<PodRef>,
+        container: Option<ContainerRef>,
+        /// Kubernetes' words for the container now: Running, CrashLoopBackOff, Terminated.
+        state: String,
+        /// Kubernetes' reason for the attempt's end: OOMKilled, Error, Completed.
+        last_state_reason: Option<String>,
+        ramp: Option<crate::cycle::Ramp>,
+        /// The memcg that hit its limit.
+        limit: Option<Memcg>,
+        /// The first OOM of the attempt, with every victim it took.
+        incident: Option<crate::cycle::Incident>,
+        oom_incidents: u32,
+        exit: Option<crate::cycle::CycleExit>,
+        restart: Option<crate::cycle::CycleRestart>,
     },
     /// A memory cgroup was created or removed.
     CgroupMkdir {
@@ -273,6 +301,7 @@ impl Body {
             Body::ContainerExit { .. } => "container_exit",
             Body::Backoff { .. } => "backoff",
             Body::Restart { .. } => "restart",
+            Body::Cycle { .. } => "cycle",
             Body::CgroupMkdir { .. } => "cgroup_mkdir",
             Body::CgroupRmdir { .. } => "cgroup_rmdir",
             Body::Lost { .. } => "lost",
@@ -328,6 +357,8 @@ mod tests {
                 signal: Some(9),
                 exit_code: None,
                 core_dumped: false,
+                verdict: Some(Verdict::MemcgOom),
+                killed_by: None,
                 cgroup: Some("/oom-tracer/pod/ctr".into()),
                 pod: None,
                 container: None,

@@ -16,7 +16,7 @@ use tokio::{
 };
 
 use crate::{
-    backoff::{Backoff, BackoffPolicy},
+    backoff::Backoff,
     bpf::loader::{LoadError, LoadOptions, Tracer, WatchError},
     cgroup::{
         CgroupError, MemoryHierarchy,
@@ -302,6 +302,8 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
     };
     let _ = r.pump();
     let (lost, _) = r.tracer.counters();
+    let now = r.tr.now();
+    r.out.finish(&now)?;
     let reason = match &result {
         Ok((stop, _)) => stop.reason(),
         Err(e) => format!("error: {e}"),
@@ -344,11 +346,7 @@ async fn cycle(
         name: Some(args.pod_name.clone()),
         uid: pod_uid.to_owned(),
     };
-    let mut backoff = Backoff::new(BackoffPolicy {
-        initial: args.backoff_initial,
-        max: args.backoff_max,
-        reset_after: args.backoff_reset,
-    });
+    let mut backoff = Backoff::new(args.backoff.policy());
     let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
     let mut restart_count: u32 = 0;
     let (_, mut cid) = ids(1);
@@ -379,11 +377,12 @@ async fn cycle(
                 return Err(e);
             }
         };
+        let child_pid = child.id().unwrap_or(0);
         r.emit(Body::ContainerStart {
             pod: pod.clone(),
             container: container.clone(),
             cgroup: ctr.path.clone(),
-            pid: child.id().unwrap_or(0),
+            pid: child_pid,
             command: command.to_vec(),
             memory_limit_bytes: args.memory_limit.0,
             pod_memory_limit_bytes: pod_limit,
@@ -422,12 +421,14 @@ async fn cycle(
         } else {
             "Error"
         };
+        let verdict = r.tr.take_exit_verdict(child_pid);
         r.emit(Body::ContainerExit {
             pod: pod.clone(),
             container: container.clone(),
             exit_code,
             signal,
             reason: reason.into(),
+            verdict,
             ran_ms: ran.as_millis() as u64,
         })?;
         if let Err(e) = ctr.remove(Duration::from_secs(5)) {

@@ -14,6 +14,7 @@ use crate::{
     record::{
         Body, ContainerRef, LimitLevel, Memcg, PodRef, Proc, Record, Trigger, Victim, lossless_text,
     },
+    verdict::{Verdict, Verdicts},
 };
 
 /// What the translator knows about a container cgroup.
@@ -37,6 +38,9 @@ pub struct Translator {
     /// OOM kills seen per container cgroup id.
     pub oom_kills_by_cgroup: HashMap<u64, u64>,
     pub oom_kills: u64,
+    verdicts: Verdicts,
+    /// Verdicts of recent exits by pid, for the container's exit record.
+    exit_verdicts: HashMap<u32, Verdict>,
 }
 
 /// Decodes `task->exit_code`: (signal, exit status, core dumped).
@@ -68,7 +72,18 @@ impl Translator {
             watch_all,
             oom_kills_by_cgroup: HashMap::new(),
             oom_kills: 0,
+            verdicts: Verdicts::default(),
+            exit_verdicts: HashMap::new(),
         }
+    }
+
+    /// The verdict of `pid`'s exit, once (for `container_exit`).
+    pub fn take_exit_verdict(&mut self, pid: u32) -> Option<Verdict> {
+        let v = self.exit_verdicts.remove(&pid);
+        if self.exit_verdicts.len() > 4096 {
+            self.exit_verdicts.clear();
+        }
+        v
     }
 
     pub fn time(&self, boot_ns: u64) -> String {
@@ -138,11 +153,19 @@ impl Translator {
             RawEvent::Exit(e) => {
                 let (signal, exit_code, core_dumped) = decode_exit_code(e.exit_code);
                 let (pod, container) = self.meta(e.task.memcg_id);
+                let (verdict, killed_by) =
+                    self.verdicts
+                        .on_exit(e.task.tgid, e.task.memcg_id, signal, exit_code);
+                if let Some(v) = verdict {
+                    self.exit_verdicts.insert(e.task.tgid, v);
+                }
                 Body::Exit {
                     proc: proc_of(&e.task),
                     signal,
                     exit_code,
                     core_dumped,
+                    verdict,
+                    killed_by,
                     cgroup: self.index.resolve(e.task.memcg_id),
                     pod,
                     container,
@@ -150,6 +173,14 @@ impl Translator {
             }
             RawEvent::Signal(e) => {
                 let (pod, container) = self.meta(e.target.memcg_id);
+                if e.sig == 9 {
+                    self.verdicts.sigkill(
+                        e.target.tgid,
+                        e.code == SI_KERNEL,
+                        e.sender.tgid,
+                        &proc_of(&e.sender).comm,
+                    );
+                }
                 Body::Signal {
                     signal: e.sig,
                     si_code: e.code,
@@ -176,6 +207,7 @@ impl Translator {
             RawEvent::CgroupRmdir(e) => {
                 let path = self.learn_path(e);
                 self.index.remove(e.id);
+                self.verdicts.cgroup_removed(e.id);
                 if !self.is_watched_path(&path) {
                     return None;
                 }
@@ -251,6 +283,8 @@ impl Translator {
             }
         });
         let kind = if memcg.is_some() { "memcg" } else { "global" };
+        self.verdicts
+            .oom_victim(e.victim.tgid, victim_memcg, memcg.is_some());
         Body::OomKill {
             kind: kind.into(),
             victim,

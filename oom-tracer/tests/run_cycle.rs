@@ -96,9 +96,11 @@ fn container_limit_oom_cycle() {
             .unwrap_or_else(|| panic!("attempt {attempt}: no exit after the kill"));
         assert_eq!(recs[exit]["signal"], 9);
         assert!(recs[exit]["exit_code"].is_null());
+        assert_eq!(recs[exit]["verdict"], "memcg_oom");
         let cexit = find_from(&recs, exit, |r| r["event"] == "container_exit").unwrap();
         assert_eq!(recs[cexit]["exit_code"], 137);
         assert_eq!(recs[cexit]["reason"], "OOMKilled");
+        assert_eq!(recs[cexit]["verdict"], "memcg_oom");
         at = cexit;
         if attempt < 3 {
             let restart = find_from(&recs, at, |r| r["event"] == "restart").expect("restart");
@@ -232,4 +234,96 @@ fn tracepoint_oom_source() {
         events(&recs, "container_start")[0]["cgroup"]
     );
     assert!(o["victim"]["anon_rss_bytes"].as_u64().unwrap() > 40 << 20);
+}
+
+/// A real `kill -9` of a process that is not out of memory: SIGKILL and
+/// 137 like an OOM kill, but the verdict says who did it.
+#[test]
+fn kill_9_is_not_an_oom() {
+    use std::io::{BufRead as _, BufReader};
+    require_root();
+    let parent = parent("kill9");
+    let stress = stress();
+    let mut child = std::process::Command::new(TRACER)
+        .args([
+            "run",
+            "--restart-policy",
+            "Never",
+            "--cgroup-parent",
+            &parent,
+            "--",
+        ])
+        .arg(&stress)
+        .args([
+            "--step",
+            "1Mi",
+            "--interval",
+            "10ms",
+            "--max",
+            "4Mi",
+            "--hold",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut recs: Vec<Value> = Vec::new();
+    for line in lines.by_ref() {
+        let r: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let exec = r["event"] == "exec";
+        recs.push(r);
+        if exec {
+            break;
+        }
+    }
+    let pid = recs.last().unwrap()["pid"].as_u64().unwrap() as i32;
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    recs.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
+    assert!(child.wait().unwrap().success());
+    assert!(events(&recs, "oom_kill").is_empty(), "{recs:#?}");
+    let exit = events(&recs, "exit")
+        .into_iter()
+        .find(|r| r["pid"] == pid)
+        .expect("exit record");
+    assert_eq!(exit["signal"], 9);
+    assert_eq!(exit["verdict"], "sigkill_other");
+    assert_eq!(exit["killed_by"]["comm"], "kill");
+    assert_eq!(exit["killed_by"]["from_kernel"], false);
+    let cexit = events(&recs, "container_exit")[0];
+    assert_eq!(cexit["exit_code"], 137);
+    assert_eq!(cexit["reason"], "Error", "no OOM happened in the container");
+    assert_eq!(cexit["verdict"], "sigkill_other");
+}
+
+/// Exit status 137 without any signal or OOM kill.
+#[test]
+fn exit_137_without_oom() {
+    let parent = parent("exit137");
+    let (recs, stderr, out) = run(&[
+        "--restart-policy",
+        "Never",
+        "--cgroup-parent",
+        &parent,
+        "--",
+        "/bin/sh",
+        "-c",
+        "exit 137",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    let exit = events(&recs, "exit")
+        .into_iter()
+        .find(|r| r["comm"] == "sh")
+        .expect("exit of sh");
+    assert_eq!(exit["exit_code"], 137);
+    assert_eq!(exit["verdict"], "exit_137_no_oom");
+    assert_eq!(
+        events(&recs, "container_exit")[0]["verdict"],
+        "exit_137_no_oom"
+    );
 }

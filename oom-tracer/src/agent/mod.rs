@@ -58,6 +58,8 @@ pub struct AgentArgs {
     #[arg(long, env = "OOM_TRACER_LISTEN")]
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
+    pub backoff: crate::cli::BackoffArgs,
+    #[command(flatten)]
     pub trace: TraceArgs,
 }
 
@@ -339,6 +341,8 @@ impl Agent<'_> {
                         (None, Some(c)) => c as i32,
                         _ => 0,
                     };
+                    // Kubernetes' words: the runtime calls any exit of a
+                    // container whose cgroup saw an OOM kill "OOMKilled".
                     let reason = if oom && signal == Some(9) {
                         "OOMKilled"
                     } else if exit_code == 0 {
@@ -347,6 +351,7 @@ impl Agent<'_> {
                         "Error"
                     };
                     let t = t.clone();
+                    let verdict = self.tr.take_exit_verdict(e.task.tgid);
                     self.ctrs.exited(
                         &t.info.pod.uid,
                         t.info.name.as_deref(),
@@ -362,6 +367,7 @@ impl Agent<'_> {
                             exit_code,
                             signal: signal.map(|s| s as i32),
                             reason: reason.into(),
+                            verdict,
                             ran_ms: e.hdr.boot_ns.saturating_sub(t.started_ns) / 1_000_000,
                         },
                     )?;
@@ -519,6 +525,7 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
     a.pump().await?;
     let (lost, _) = a.tracer.counters();
     let now = a.tr.now();
+    a.out.finish(&now)?;
     let records = a.out.records + 1;
     a.emit(
         now,
