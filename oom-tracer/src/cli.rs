@@ -133,6 +133,9 @@ pub struct RunArgs {
     /// Container name in the records.
     #[arg(long, env = "OOM_TRACER_CONTAINER_NAME", default_value = "stress")]
     pub container_name: String,
+    /// Serve Prometheus metrics (/metrics) and probes on this address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "OOM_TRACER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub trace: TraceArgs,
     /// The workload and its arguments (default: the `stress` next to this binary).

@@ -1,7 +1,14 @@
-//! `/healthz` and `/readyz` for the DaemonSet's probes.
+//! `/healthz` and `/readyz` for the DaemonSet's probes, and `/metrics` for
+//! Prometheus.
 //!
 //! Liveness: the event loop ticked in the last 10 s. Readiness: the
 //! programs are attached and the existing containers were discovered.
+//! Metrics: [`Metrics::encode`], as OpenMetrics text.
+//!
+//! A tiny HTTP/1.1 responder: one `GET` per connection, the request head
+//! read until its blank line (at most 8 KiB, within 2 s), then the
+//! response with `connection: close`. Unknown paths get 404, other
+//! methods 405.
 use std::{
     net::SocketAddr,
     sync::{
@@ -12,11 +19,11 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpListener,
 };
 
-use crate::clock::BootClock;
+use crate::{clock::BootClock, metrics::Metrics};
 
 #[derive(Debug, Default)]
 pub struct Health {
@@ -45,24 +52,159 @@ impl Health {
         self.ready.load(Ordering::Relaxed) && self.live()
     }
 
-    /// (status line, body) for a request line such as `GET /healthz HTTP/1.1`.
-    pub fn respond(&self, request_line: &str) -> (&'static str, &'static str) {
+    /// The response to a request line such as `GET /healthz HTTP/1.1`:
+    /// the probes, and `/metrics` when `metrics` is given.
+    pub fn respond(&self, request_line: &str, metrics: Option<&Metrics>) -> Response {
         let mut parts = request_line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if method != "GET" {
-            return ("405 Method Not Allowed", "method not allowed\n");
+            return Response::text("405 Method Not Allowed", "method not allowed\n");
         }
-        let ok = match path {
-            "/healthz" | "/livez" => self.live(),
-            "/readyz" => self.ready(),
-            _ => return ("404 Not Found", "not found\n"),
+        // Probes and scrapers may add a query string; none is used.
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        let ok = match (path, metrics) {
+            ("/healthz" | "/livez", _) => self.live(),
+            ("/readyz", _) => self.ready(),
+            ("/metrics", Some(metrics)) => {
+                return Response {
+                    status: "200 OK",
+                    content_type: METRICS_CONTENT_TYPE,
+                    body: metrics.encode(),
+                };
+            }
+            _ => return Response::text("404 Not Found", "not found\n"),
         };
         if ok {
-            ("200 OK", "ok\n")
+            Response::text("200 OK", "ok\n")
         } else {
-            ("503 Service Unavailable", "not ready\n")
+            Response::text("503 Service Unavailable", "not ready\n")
         }
     }
+}
+
+/// `Content-Type` of `GET /metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An HTTP response, sent with `connection: close`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Response {
+    fn text(status: &'static str, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_owned(),
+        }
+    }
+
+    /// Status line, headers and body.
+    fn to_bytes(&self) -> Vec<u8> {
+        let allow = if self.status.starts_with("405") {
+            "allow: GET\r\n"
+        } else {
+            ""
+        };
+        let mut out = format!(
+            "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{allow}connection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(self.body.as_bytes());
+        out
+    }
+}
+
+/// Largest request head (request line and headers) read.
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time a client has to take the response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, PartialEq, Eq)]
+enum HeadError {
+    TooLarge,
+    Timeout,
+    /// The peer closed (or failed) before the end of the head.
+    Closed,
+}
+
+/// Reads until the blank line that ends the request head (`\r\n\r\n`, or
+/// `\n\n` from lenient clients), however the request is split across
+/// reads. Returns the head without any bytes read past it; fails when the
+/// head is over `limit` bytes or does not arrive within `timeout`.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, HeadError> {
+    let read = async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        loop {
+            let room = limit - buf.len();
+            if room == 0 {
+                return Err(HeadError::TooLarge);
+            }
+            let want = room.min(chunk.len());
+            let n = match reader.read(&mut chunk[..want]).await {
+                Ok(0) | Err(_) => return Err(HeadError::Closed),
+                Ok(n) => n,
+            };
+            // The terminator may straddle the previous read.
+            let from = buf.len().saturating_sub(3);
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = head_end(&buf[from..]) {
+                buf.truncate(from + end);
+                return Ok(buf);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(HeadError::Timeout))
+}
+
+/// The length up to and including the first blank line in `buf`.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Answers one request on `stream`, then closes it.
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    health: &Health,
+    metrics: Option<&Metrics>,
+) {
+    let response = match read_head(&mut stream, MAX_HEAD, READ_TIMEOUT).await {
+        Ok(head) => {
+            let head = String::from_utf8_lossy(&head);
+            health.respond(head.lines().next().unwrap_or(""), metrics)
+        }
+        Err(HeadError::TooLarge) => Response::text(
+            "431 Request Header Fields Too Large",
+            "request head too large\n",
+        ),
+        Err(HeadError::Timeout) => Response::text("408 Request Timeout", "request timeout\n"),
+        Err(HeadError::Closed) => return,
+    };
+    let write = async {
+        stream.write_all(&response.to_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, write).await;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,33 +215,31 @@ pub struct ListenError {
     source: std::io::Error,
 }
 
-/// Serves the probes until the runtime ends.
-pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, ListenError> {
+/// Serves `/healthz`, `/livez`, `/readyz` and, when `metrics` is given,
+/// `/metrics` until the runtime ends. Returns the bound address.
+pub async fn serve_with_metrics(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<SocketAddr, ListenError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ListenError { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // E.g. out of file descriptors: do not spin.
+                    tracing::debug!("health endpoint: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let health = health.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n =
-                    match tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await {
-                        Ok(Ok(n)) => n,
-                        _ => return,
-                    };
-                let text = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = health.respond(text.lines().next().unwrap_or(""));
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
+            let metrics = metrics.clone();
+            tokio::spawn(async move { handle(sock, &health, metrics.as_deref()).await });
         }
     });
     Ok(local)
@@ -107,28 +247,270 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, 
 
 #[cfg(test)]
 mod tests {
+    use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+
     use super::*;
+    use crate::metrics::testing;
 
     #[test]
     fn probes() {
         let h = Health::default();
-        assert_eq!(
-            h.respond("GET /healthz HTTP/1.1").0,
-            "503 Service Unavailable"
-        );
+        let status = |line| h.respond(line, None).status;
+        assert_eq!(status("GET /healthz HTTP/1.1"), "503 Service Unavailable");
         h.tick();
-        assert_eq!(h.respond("GET /healthz HTTP/1.1").0, "200 OK");
-        assert_eq!(
-            h.respond("GET /readyz HTTP/1.1").0,
-            "503 Service Unavailable"
-        );
+        assert_eq!(status("GET /healthz HTTP/1.1"), "200 OK");
+        assert_eq!(status("GET /healthz?verbose HTTP/1.1"), "200 OK");
+        assert_eq!(status("GET /readyz HTTP/1.1"), "503 Service Unavailable");
         h.set_ready();
-        assert_eq!(h.respond("GET /readyz HTTP/1.1").0, "200 OK");
-        assert_eq!(h.respond("GET /nope HTTP/1.1").0, "404 Not Found");
+        assert_eq!(status("GET /readyz HTTP/1.1"), "200 OK");
+        assert_eq!(h.respond("GET /readyz HTTP/1.1", None).body, "ok\n");
+        assert_eq!(status("GET /nope HTTP/1.1"), "404 Not Found");
+        assert_eq!(status("POST /healthz HTTP/1.1"), "405 Method Not Allowed");
+        assert_eq!(status(""), "405 Method Not Allowed");
+        // No metrics given: no /metrics.
+        assert_eq!(status("GET /metrics HTTP/1.1"), "404 Not Found");
+    }
+
+    #[test]
+    fn metrics_route() {
+        let h = Health::default();
+        let m = Metrics::new();
+        m.oom_kill("ns", "pod", "app", "memcg_oom");
+        let r = h.respond("GET /metrics HTTP/1.1", Some(&m));
+        assert_eq!(r.status, "200 OK");
+        assert_eq!(r.content_type, METRICS_CONTENT_TYPE);
+        assert_eq!(r.body, m.encode());
+        let s = testing::parse(&r.body);
+        let labels = [
+            ("namespace", "ns"),
+            ("pod", "pod"),
+            ("container", "app"),
+            ("verdict", "memcg_oom"),
+        ];
+        assert_eq!(testing::value(&s, "oom_kills_total", &labels), Some(1.0));
         assert_eq!(
-            h.respond("POST /healthz HTTP/1.1").0,
+            h.respond("GET /metrics?name[]=x HTTP/1.1", Some(&m)).status,
+            "200 OK"
+        );
+        assert_eq!(
+            h.respond("POST /metrics HTTP/1.1", Some(&m)).status,
             "405 Method Not Allowed"
         );
-        assert_eq!(h.respond("").0, "405 Method Not Allowed");
+        assert_eq!(
+            h.respond("GET /metricsz HTTP/1.1", Some(&m)).status,
+            "404 Not Found"
+        );
+    }
+
+    /// Feeds `parts` to `read_head` through an in-memory pipe, one write each.
+    async fn head_of(parts: &[&[u8]], limit: usize) -> Result<Vec<u8>, HeadError> {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for p in parts {
+                if client.write_all(&p).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            // Keep the pipe open a while, as a slow client would.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let head = read_head(&mut server, limit, Duration::from_millis(500)).await;
+        writer.abort();
+        head
+    }
+
+    #[tokio::test]
+    async fn head_split_across_reads() {
+        let head = head_of(
+            &[
+                b"GET /metr",
+                b"ics HTTP/1.1\r\nHost: x\r",
+                b"\n\r",
+                b"\nrest",
+            ],
+            MAX_HEAD,
+        )
+        .await;
+        assert_eq!(
+            head.as_deref(),
+            Ok(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..])
+        );
+        let head = head_of(&[b"GET / HTTP/1.0\n", b"\n"], MAX_HEAD).await;
+        assert_eq!(head.as_deref(), Ok(&b"GET / HTTP/1.0\n\n"[..]));
+    }
+
+    #[tokio::test]
+    async fn head_limits() {
+        // Exactly at the limit is fine; one byte more is not.
+        let line = b"GET / HTTP/1.1\r\n\r\n";
+        assert!(head_of(&[line], line.len()).await.is_ok());
+        assert_eq!(
+            head_of(&[line], line.len() - 1).await,
+            Err(HeadError::TooLarge)
+        );
+        let big = [b'a'; 100];
+        let parts: Vec<&[u8]> = std::iter::repeat_n(&big[..], 100).collect();
+        assert_eq!(head_of(&parts, MAX_HEAD).await, Err(HeadError::TooLarge));
+        // Never finished: times out.
+        assert_eq!(
+            head_of(&[b"GET / HTTP/1.1\r\n"], MAX_HEAD).await,
+            Err(HeadError::Timeout)
+        );
+        // Peer closed first.
+        let (client, mut server) = tokio::io::duplex(64);
+        drop(client);
+        assert_eq!(
+            read_head(&mut server, MAX_HEAD, READ_TIMEOUT).await,
+            Err(HeadError::Closed)
+        );
+    }
+
+    /// One request over TCP, sent in `parts`; returns (status line,
+    /// lower-cased headers, body).
+    async fn fetch(addr: SocketAddr, parts: &[&[u8]]) -> (String, Vec<(String, String)>, String) {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        for p in parts {
+            sock.write_all(p).await.unwrap();
+            sock.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut raw = String::new();
+        sock.read_to_string(&mut raw).await.unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("response head");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().to_owned();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("header");
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        (status, headers, body.to_owned())
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_over_tcp() {
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new());
+        let addr = serve_with_metrics(
+            "127.0.0.1:0".parse().unwrap(),
+            health.clone(),
+            Some(metrics.clone()),
+        )
+        .await
+        .unwrap();
+        // Updated after the server started: the scrape sees live values.
+        metrics.oom_kill("shop", "cart", "", "global_oom");
+        metrics.sigkill("shop", "cart", "", "global_oom");
+        metrics.restart("shop", "cart", "app");
+        metrics.lost_events(3);
+        metrics.hook("oom_kill_process", true);
+        metrics.records("oom_kill");
+
+        // The request arrives in three segments.
+        let (status, headers, body) = fetch(
+            addr,
+            &[
+                b"GET /metrics HT",
+                b"TP/1.1\r\nHost: localhost\r\n",
+                b"\r\n",
+            ],
+        )
+        .await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(header(&headers, "content-type"), Some(METRICS_CONTENT_TYPE));
+        assert_eq!(
+            header(&headers, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        let s = testing::parse(&body);
+        let kill = [
+            ("namespace", "shop"),
+            ("pod", "cart"),
+            ("container", ""),
+            ("verdict", "global_oom"),
+        ];
+        assert_eq!(testing::value(&s, "oom_kills_total", &kill), Some(1.0));
+        assert_eq!(
+            testing::value(&s, "container_kills_total", &kill),
+            Some(1.0)
+        );
+        assert_eq!(
+            testing::value(
+                &s,
+                "container_restarts_total",
+                &[("namespace", "shop"), ("pod", "cart"), ("container", "app")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            testing::value(&s, "oom_tracer_lost_events_total", &[]),
+            Some(3.0)
+        );
+        assert_eq!(
+            testing::value(&s, "oom_tracer_decode_errors_total", &[]),
+            Some(0.0)
+        );
+        assert_eq!(
+            testing::value(
+                &s,
+                "oom_tracer_hook_attached",
+                &[("hook", "oom_kill_process")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            testing::value(&s, "oom_tracer_records_total", &[("event", "oom_kill")]),
+            Some(1.0)
+        );
+
+        // The probes on the same listener.
+        let (status, _, body) = fetch(addr, &[b"GET /readyz HTTP/1.1\r\n\r\n"]).await;
+        assert_eq!(
+            (status.as_str(), body.as_str()),
+            ("HTTP/1.1 503 Service Unavailable", "not ready\n")
+        );
+        health.tick();
+        let (status, headers, _) = fetch(addr, &[b"GET /healthz HTTP/1.1\r\n\r\n"]).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        let (status, _, _) = fetch(addr, &[b"GET /nope HTTP/1.1\r\n\r\n"]).await;
+        assert_eq!(status, "HTTP/1.1 404 Not Found");
+        let (status, headers, _) = fetch(addr, &[b"PUT /metrics HTTP/1.1\r\n\r\n"]).await;
+        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(header(&headers, "allow"), Some("GET"));
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        let (status, _, _) = fetch(addr, &[big.as_bytes()]).await;
+        assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
+    }
+
+    #[tokio::test]
+    async fn no_metrics_without_registry() {
+        let addr = serve_with_metrics(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Health::default()),
+            None,
+        )
+        .await
+        .unwrap();
+        let (status, _, _) = fetch(addr, &[b"GET /metrics HTTP/1.1\r\n\r\n"]).await;
+        assert_eq!(status, "HTTP/1.1 404 Not Found");
     }
 }

@@ -475,7 +475,7 @@ mod tests {
         );
         assert_eq!(
             pretty(&r),
-            "18:39:42.123  exit            stress[7] killed by SIGKILL"
+            "18:39:42.123  exit            stress[7] killed by SIGKILL (?)"
         );
         let id = "a".repeat(64);
         assert_eq!(short_ids(&format!("/pod/{id}/x")), "/pod/aaaaaaaaaaaa/x");

@@ -46,6 +46,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Listen(crate::health::ListenError),
     #[error("waiting for the workload")]
     Wait(#[source] std::io::Error),
     #[error("installing the {what} handler")]
@@ -256,6 +258,23 @@ fn spawn(cmd: &[String], cgroup: &OwnedCgroup) -> Result<tokio::process::Child, 
 pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
     let command = workload(&args)?;
     let mut sigs = Signals::install()?;
+    if let Some(addr) = args.listen {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        out.set_metrics(metrics.clone());
+        let health = std::sync::Arc::new(crate::health::Health::default());
+        health.set_ready();
+        let local = crate::health::serve_with_metrics(addr, health.clone(), Some(metrics))
+            .await
+            .map_err(RunError::Listen)?;
+        // Liveness follows the event loop's ticks.
+        tokio::spawn(async move {
+            loop {
+                health.tick();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        tracing::info!("metrics on http://{local}/metrics");
+    }
     let hierarchy = MemoryHierarchy::detect()?;
     let tracer = Tracer::load(LoadOptions {
         memory_hierarchy: hierarchy.hierarchy_id,

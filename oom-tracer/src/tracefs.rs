@@ -23,8 +23,6 @@ pub enum TracefsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: no field {field:?} in the tracepoint format")]
-    MissingField { path: PathBuf, field: String },
 }
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

@@ -36,6 +36,7 @@ fn api_metadata_for_a_kill() {
         "node-a",
         "--kubeconfig",
         kubeconfig.to_str().unwrap(),
+        "--post-events",
     ]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -60,6 +61,7 @@ fn api_metadata_for_a_kill() {
         k.remove_pod(&pod).await;
         pod
     });
+    let stderr = agent.stderr_text();
     let recs = agent.stop();
     let kill = recs
         .iter()
@@ -69,6 +71,28 @@ fn api_metadata_for_a_kill() {
     assert_eq!(kill["pod"]["namespace"], "team-api");
     assert_eq!(kill["container"]["name"], "hog");
     assert_eq!(kill["container"]["restart_count"], 0);
+    // An Event on the pod says what happened, in words a person reads in
+    // `kubectl describe pod`.
+    let posted = api.events_posted();
+    assert_eq!(
+        posted.len(),
+        1,
+        "{posted:#?}\n{stderr}\n{:#?}",
+        api.requests()
+    );
+    let ev = &posted[0];
+    assert_eq!(ev["involvedObject"]["uid"], pod.uid.as_str());
+    assert_eq!(ev["involvedObject"]["name"], "api-pod");
+    assert_eq!(ev["involvedObject"]["fieldPath"], "spec.containers{hog}");
+    assert_eq!(ev["reason"], "OOMKilled");
+    assert_eq!(ev["type"], "Warning");
+    let msg = ev["message"].as_str().unwrap();
+    assert!(
+        msg.contains("victim stress")
+            && msg.contains("container limit hit")
+            && msg.contains("50Mi"),
+        "{msg}"
+    );
     // The reflector listed and watched only this node's pods.
     let reqs = api.requests();
     assert!(reqs.iter().any(|r| r.contains("watch=true")), "{reqs:#?}");

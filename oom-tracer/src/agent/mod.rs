@@ -54,6 +54,10 @@ pub struct AgentArgs {
     /// A kubeconfig file for the API (default: in-cluster config, then $KUBECONFIG).
     #[arg(long, env = "OOM_TRACER_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Post a Kubernetes Event on the pod for each OOM kill (needs the API
+    /// source and RBAC `create` on events).
+    #[arg(long, env = "OOM_TRACER_POST_EVENTS")]
+    pub post_events: bool,
     /// Address of the /healthz and /readyz endpoint (e.g. 0.0.0.0:9090).
     #[arg(long, env = "OOM_TRACER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -90,6 +94,49 @@ fn is_kubepods_root(path: &str) -> bool {
     )
 }
 
+/// The Kubernetes Event for an `oom_kill` record of a known pod.
+fn oom_event(r: &Record) -> Option<crate::meta::kube::OomEvent> {
+    let Body::OomKill {
+        victim,
+        trigger,
+        memcg,
+        pod: Some(pod),
+        container,
+        kind,
+        ..
+    } = &r.body
+    else {
+        return None;
+    };
+    let b = crate::quantity::format_bytes;
+    let limit = match memcg {
+        Some(m) => format!(
+            "{} limit hit: usage {} of {}",
+            m.level
+                .and_then(|l| serde_json::to_value(l).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "memory cgroup".into()),
+            b(m.usage_bytes),
+            b(m.limit_bytes)
+        ),
+        None => format!("{kind} OOM"),
+    };
+    Some(crate::meta::kube::OomEvent {
+        namespace: pod.namespace.clone()?,
+        pod: pod.name.clone()?,
+        uid: pod.uid.clone(),
+        container: container.as_ref().and_then(|c| c.name.clone()),
+        message: format!(
+            "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}",
+            victim.comm,
+            victim.pid,
+            victim.anon_rss_bytes.map_or("?".into(), b),
+            trigger.comm,
+            trigger.pid
+        ),
+    })
+}
+
 /// A memory limit as read from the cgroup (`None`: unlimited or unreadable).
 fn read_limit(h: &MemoryHierarchy, path: &str) -> Option<u64> {
     let dir = h.dir(path);
@@ -112,6 +159,7 @@ struct Agent<'a> {
     roots: Vec<u64>,
     lost_seen: u64,
     health: Arc<Health>,
+    events: Option<crate::meta::kube::EventPoster>,
 }
 
 impl Agent<'_> {
@@ -323,6 +371,9 @@ impl Agent<'_> {
         }
         if let Some(r) = self.tr.translate(ev) {
             self.out.emit(&r)?;
+            if let (Some(poster), Some(ev)) = (self.events.as_mut(), oom_event(&r)) {
+                poster.post(ev);
+            }
         }
         match ev {
             RawEvent::Exit(e) => {
@@ -425,9 +476,11 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
     let mut sigterm = sig(SignalKind::terminate(), "SIGTERM")?;
     let health = Arc::new(Health::default());
     health.tick();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    out.set_metrics(metrics.clone());
     if let Some(addr) = args.listen {
-        let local = health::serve(addr, health.clone()).await?;
-        tracing::info!("health endpoints on http://{local}/healthz and /readyz");
+        let local = health::serve_with_metrics(addr, health.clone(), Some(metrics.clone())).await?;
+        tracing::info!("http://{local}/metrics, /healthz and /readyz");
     }
     let hierarchy = MemoryHierarchy::detect()?;
     let tracer = Tracer::load(LoadOptions {
@@ -464,6 +517,16 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
             }
         }
     };
+    let events = match (&kube, args.post_events) {
+        (Some(k), true) => Some(k.event_poster(args.node_name.clone())),
+        (None, true) => {
+            tracing::warn!(
+                "--post-events needs the Kubernetes API source, which is off: no Events will be posted"
+            );
+            None
+        }
+        _ => None,
+    };
     let clock = BootClock::measure();
     let mut tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
     tr.index.scan();
@@ -477,6 +540,7 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
         roots: Vec::new(),
         lost_seen: 0,
         health: health.clone(),
+        events,
     };
     let start = Body::Start {
         version: env!("CARGO_PKG_VERSION").into(),

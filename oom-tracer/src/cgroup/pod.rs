@@ -158,12 +158,6 @@ impl OwnedCgroup {
             }
         }
     }
-
-    /// `memory.events` `max` (v2) or `memory.failcnt` (v1): how often the
-    /// limit was hit. v2 does not maintain the page counter's failcnt.
-    pub fn limit_hits(&self, h: &MemoryHierarchy) -> Option<u64> {
-        read_limit_hits(h, &self.dir)
-    }
 }
 
 pub fn read_limit_hits(h: &MemoryHierarchy, dir: &Path) -> Option<u64> {
@@ -335,7 +329,7 @@ mod tests {
             "max"
         );
         std::fs::write(ctr_dir.join("memory.events"), "max 7\noom_kill 1\n").unwrap();
-        assert_eq!(ctr.limit_hits(&h), Some(7));
+        assert_eq!(read_limit_hits(&h, &ctr.dir), Some(7));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

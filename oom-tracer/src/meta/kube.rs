@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Client, Config,
     runtime::{WatchStreamExt as _, reflector, watcher},
@@ -136,7 +136,82 @@ pub fn api_pod(p: &Pod) -> Option<ApiPod> {
 /// A running reflector over this node's pods.
 pub struct KubeSource {
     store: reflector::Store<Pod>,
+    client: Client,
     _task: tokio::task::JoinHandle<()>,
+}
+
+/// A Kubernetes Event to post on a pod for an OOM kill.
+#[derive(Debug, Clone)]
+pub struct OomEvent {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub container: Option<String>,
+    pub message: String,
+}
+
+/// Posts Events from a bounded queue, off the event loop: a slow or
+/// unreachable API server never delays tracing; a full queue drops (and
+/// counts) Events.
+pub struct EventPoster {
+    tx: tokio::sync::mpsc::Sender<OomEvent>,
+    pub dropped: u64,
+}
+
+impl EventPoster {
+    pub fn post(&mut self, ev: OomEvent) {
+        if self.tx.try_send(ev).is_err() {
+            self.dropped += 1;
+            tracing::warn!(
+                "Kubernetes Event queue full: {} Events dropped",
+                self.dropped
+            );
+        }
+    }
+}
+
+/// The Event object for an OOM kill (core/v1, as `kubectl describe pod` shows).
+pub fn event_object(
+    ev: &OomEvent,
+    node: Option<&str>,
+    now: Time,
+) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::{
+        api::core::v1::{Event, EventSource, ObjectReference},
+        apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    };
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.oom-tracer-", ev.pod)),
+            namespace: Some(ev.namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(ev.pod.clone()),
+            namespace: Some(ev.namespace.clone()),
+            uid: Some(ev.uid.clone()),
+            field_path: ev
+                .container
+                .as_ref()
+                .map(|c| format!("spec.containers{{{c}}}")),
+            ..Default::default()
+        },
+        reason: Some("OOMKilled".into()),
+        message: Some(ev.message.clone()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource {
+            component: Some("oom-tracer".into()),
+            host: node.map(str::to_owned),
+        }),
+        reporting_component: Some("oom-tracer".into()),
+        reporting_instance: Some(node.unwrap_or("oom-tracer").to_owned()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    }
 }
 
 impl KubeSource {
@@ -160,7 +235,7 @@ impl KubeSource {
             None => Config::infer().await.map_err(KubeError::NoConfig)?,
         };
         let client = Client::try_from(config).map_err(KubeError::Client)?;
-        let pods: Api<Pod> = Api::all(client);
+        let pods: Api<Pod> = Api::all(client.clone());
         let mut wc = watcher::Config::default();
         if let Some(n) = node {
             wc = wc.fields(&format!("spec.nodeName={n}"));
@@ -191,7 +266,34 @@ impl KubeSource {
                 }
             }
         });
-        Ok(Self { store, _task: task })
+        Ok(Self {
+            store,
+            client,
+            _task: task,
+        })
+    }
+
+    /// Starts the Event poster (`--post-events`).
+    pub fn event_poster(&self, node: Option<String>) -> EventPoster {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<OomEvent>(256);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let api: Api<k8s_openapi::api::core::v1::Event> =
+                    Api::namespaced(client.clone(), &ev.namespace);
+                let now = Time(k8s_openapi::jiff::Timestamp::now());
+                let obj = event_object(&ev, node.as_deref(), now);
+                if let Err(e) = api.create(&Default::default(), &obj).await {
+                    tracing::warn!(
+                        "posting the OOM Event for pod {}/{}: {}",
+                        ev.namespace,
+                        ev.pod,
+                        crate::bpf::hooks::error_chain(&e)
+                    );
+                }
+            }
+        });
+        EventPoster { tx, dropped: 0 }
     }
 
     /// The pod with `uid`, if the reflector has it.
@@ -206,10 +308,6 @@ impl KubeSource {
                     .is_some_and(|u| super::same_uid(u, uid))
             })
             .and_then(|p| api_pod(p))
-    }
-
-    pub fn len(&self) -> usize {
-        self.store.state().len()
     }
 }
 

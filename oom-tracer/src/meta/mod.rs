@@ -109,10 +109,6 @@ impl Metadata {
         self.kube.is_some()
     }
 
-    pub fn cri_failures(&self) -> u64 {
-        self.cri_state.failures
-    }
-
     /// Re-lists the runtime's containers, at most every 500 ms.
     pub async fn refresh(&mut self) {
         self.refresh_within(CRI_REFRESH).await;
@@ -195,10 +191,5 @@ impl Metadata {
                 uid: uid.to_owned(),
                 ..Default::default()
             })
-    }
-
-    /// The API's view of a pod (labels, owner, limits, kubelet state).
-    pub fn api_pod(&self, uid: &str) -> Option<kube::ApiPod> {
-        self.kube.as_ref()?.pod(uid)
     }
 }

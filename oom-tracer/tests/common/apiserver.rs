@@ -22,6 +22,8 @@ struct State {
     events: Vec<(u64, &'static str, Value)>,
     /// Request lines seen.
     requests: Vec<String>,
+    /// Events POSTed (bodies).
+    events_posted: Vec<Value>,
     closed: bool,
 }
 
@@ -89,6 +91,10 @@ impl ApiServer {
         cv.notify_all();
     }
 
+    pub fn events_posted(&self) -> Vec<Value> {
+        self.state.0.lock().unwrap().events_posted.clone()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.state.0.lock().unwrap().requests.clone()
     }
@@ -139,6 +145,30 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
         st.0.lock().unwrap().requests.push(request.clone());
         let target = request.split_whitespace().nth(1).unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if request.starts_with("POST ")
+            && path.starts_with("/api/v1/namespaces/")
+            && path.ends_with("/events")
+        {
+            let mut ev: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let n = {
+                let mut s = st.0.lock().unwrap();
+                s.events_posted.push(ev.clone());
+                s.events_posted.len()
+            };
+            let prefix = ev["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("event.")
+                .to_owned();
+            ev["metadata"]["name"] = json!(format!("{prefix}{n}"));
+            let out = ev.to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+                out.len()
+            );
+            let _ = conn.flush();
+            continue;
+        }
         if path != "/api/v1/pods" {
             let body = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}).to_string();
             let _ = write!(
