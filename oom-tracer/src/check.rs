@@ -1,5 +1,4 @@
 //! `oom-tracer check`: what this kernel and machine offer.
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -74,6 +73,7 @@ pub fn check(args: &CheckArgs) -> CheckReport {
             0,
         ),
     };
+    report.btf = args.btf.exists();
     report.tracefs = tracefs_path;
     report.tracefs_error = tracefs_error;
     match Tracer::load(LoadOptions {
@@ -83,6 +83,8 @@ pub fn check(args: &CheckArgs) -> CheckReport {
         alloc_step_bytes: 4 << 20,
         ring_buffer_bytes: 4096 * 16,
         oom_source: args.oom_source,
+        skip_hooks: Vec::new(),
+        btf_path: args.btf.clone(),
     }) {
         Ok(t) => {
             report.ok = true;
@@ -96,7 +98,7 @@ pub fn check(args: &CheckArgs) -> CheckReport {
 fn empty() -> CheckReport {
     CheckReport {
         kernel: kernel_release(),
-        btf: Path::new(VMLINUX).exists(),
+        btf: false,
         tracefs: None,
         tracefs_error: None,
         cgroup_version: None,

@@ -90,6 +90,32 @@ pub struct TraceArgs {
         default_value = "auto"
     )]
     pub oom_source: OomSource,
+    /// Do not attach this hook (e.g. `tracepoint/kmem/rss_stat` or
+    /// `rss_stat` to save its cost); repeatable. The OOM source cannot be
+    /// skipped.
+    #[arg(long = "skip-hook", env = "OOM_TRACER_SKIP_HOOKS", value_delimiter = ',', value_parser = parse_hook)]
+    pub skip_hooks: Vec<String>,
+    /// Kernel BTF to read struct offsets from (for kernels that ship it elsewhere).
+    #[arg(long, env = "OOM_TRACER_BTF", default_value = crate::bpf::offsets::VMLINUX)]
+    pub btf: std::path::PathBuf,
+}
+
+fn parse_hook(s: &str) -> Result<String, String> {
+    use crate::bpf::hooks::{LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP};
+    let s = s.trim();
+    if let Some(h) = LIFECYCLE.iter().find(|h| h.program == s || h.label() == s) {
+        return Ok(h.program.to_owned());
+    }
+    if [MARK_VICTIM_BTF, MARK_VICTIM_TP]
+        .iter()
+        .any(|h| h.program == s || h.label() == s)
+    {
+        return Err(format!(
+            "{s:?} is an OOM source and cannot be skipped (see --oom-source)"
+        ));
+    }
+    let known: Vec<String> = LIFECYCLE.iter().map(|h| h.label()).collect();
+    Err(format!("unknown hook {s:?}; one of: {}", known.join(", ")))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -170,6 +196,9 @@ impl BackoffArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
+    /// Kernel BTF to read struct offsets from.
+    #[arg(long, env = "OOM_TRACER_BTF", default_value = crate::bpf::offsets::VMLINUX)]
+    pub btf: std::path::PathBuf,
     /// Output format.
     #[arg(long, env = "OOM_TRACER_FORMAT", value_enum, default_value = "pretty")]
     pub format: Format,

@@ -283,6 +283,8 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
         alloc_step_bytes: args.trace.alloc_step,
         ring_buffer_bytes: args.trace.ring_buffer_size,
         oom_source: args.trace.oom_source,
+        skip_hooks: args.trace.skip_hooks.clone(),
+        btf_path: args.trace.btf.clone(),
     })?;
     let clock = BootClock::measure();
     let tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);

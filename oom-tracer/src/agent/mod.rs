@@ -490,6 +490,8 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
         alloc_step_bytes: args.trace.alloc_step,
         ring_buffer_bytes: args.trace.ring_buffer_size,
         oom_source: args.trace.oom_source,
+        skip_hooks: args.trace.skip_hooks.clone(),
+        btf_path: args.trace.btf.clone(),
     })?;
     let cri = if args.no_cri {
         None

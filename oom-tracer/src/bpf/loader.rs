@@ -55,7 +55,7 @@ pub enum WatchError {
     },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub memory_hierarchy: u32,
     pub watch_all: bool,
@@ -64,6 +64,10 @@ pub struct LoadOptions {
     pub alloc_step_bytes: u64,
     pub ring_buffer_bytes: u32,
     pub oom_source: OomSource,
+    /// Programs not to attach (`--skip-hook`).
+    pub skip_hooks: Vec<String>,
+    /// Kernel BTF file.
+    pub btf_path: std::path::PathBuf,
 }
 
 /// Loaded and attached programs, and the maps userspace uses.
@@ -93,7 +97,7 @@ fn page_shift() -> u64 {
 impl Tracer {
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
         let started = std::time::Instant::now();
-        let kbtf = KernelBtf::load(Path::new(VMLINUX))?;
+        let kbtf = KernelBtf::load(&opts.btf_path)?;
         let koffs = kbtf.kernel_offsets()?;
         let mark_victim_has_task = kbtf.tp_arg_is_pointer("mark_victim", 0);
         drop(kbtf);
@@ -107,7 +111,12 @@ impl Tracer {
             oom_all: u32::from(opts.oom_all),
             _pad: 0,
         };
-        let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
+        let btf = if opts.btf_path == Path::new(VMLINUX) {
+            Btf::from_sys_fs()
+        } else {
+            Btf::parse_file(&opts.btf_path, aya::Endianness::default())
+        }
+        .map_err(LoadError::AyaBtf)?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("KOFFS", &koffs, true)
@@ -169,6 +178,10 @@ impl Tracer {
             );
         }
         for hook in LIFECYCLE {
+            if opts.skip_hooks.iter().any(|s| s == hook.program) {
+                report.missing(hook, "skipped (--skip-hook)");
+                continue;
+            }
             let needed = match hook.program {
                 "rss_stat" => layout.rss_size,
                 "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,

@@ -14,7 +14,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
     #[error(
-        "kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        "kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, or a BTF file for this kernel given with --btf"
     )]
     NoBtf { path: PathBuf },
     #[error("parsing kernel BTF at {path}")]
