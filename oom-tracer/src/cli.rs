@@ -44,7 +44,7 @@ fn parse_quantity(s: &str) -> Result<u64, String> {
     quantity::parse_memory(s).map_err(|e| e.to_string())
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration (e.g. 10s, 5m, 250ms): {e}"))
 }
@@ -165,8 +165,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub trace: TraceArgs,
     /// The workload and its arguments (default: the `stress` next to this binary).
-    #[arg(last = true)]
-    pub command: Vec<String>,
+    /// (Any bytes: file names need not be UTF-8.)
+    #[arg(last = true, value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// The kubelet's restart back-off: what `run` applies, and the schedule

@@ -310,12 +310,19 @@ impl Body {
     }
 }
 
-/// A kernel byte string (comm) as JSON-safe text: invalid UTF-8 becomes
-/// `\xNN` escapes, so odd process names never break a line.
+/// A kernel byte string (comm, cgroup path) as text, losslessly: invalid
+/// UTF-8 bytes become `\xNN` and a backslash becomes `\\`, so odd names
+/// never break a line and two different names never print the same.
 pub fn lossless_text(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }
@@ -376,6 +383,9 @@ mod tests {
     fn odd_names_stay_valid_json() {
         let s = lossless_text(b"a \"q\"\xff\xfe\n");
         assert_eq!(s, "a \"q\"\\xff\\xfe\n");
+        // A real backslash followed by "xff" differs from the byte 0xff.
+        assert_eq!(lossless_text(b"\\xff"), "\\\\xff");
+        assert_ne!(lossless_text(b"\\xff"), lossless_text(b"\xff"));
         let line = serde_json::to_string(&s).unwrap();
         assert!(!line.contains('\n'));
         let back: String = serde_json::from_str(&line).unwrap();

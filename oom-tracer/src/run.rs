@@ -4,6 +4,7 @@
 //! `--max-restarts`, Ctrl-C or SIGTERM. Its cgroups are removed on every
 //! way out.
 use std::{
+    ffi::OsString,
     os::{fd::AsRawFd as _, unix::process::ExitStatusExt as _},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
@@ -194,8 +195,13 @@ impl Runner<'_> {
     }
 }
 
+/// Command words as text for the records (invalid UTF-8 shown as U+FFFD).
+fn lossy(cmd: &[OsString]) -> Vec<String> {
+    cmd.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
 /// Resolves the workload: the command given, or the bundled stress.
-fn workload(args: &RunArgs) -> Result<Vec<String>, RunError> {
+fn workload(args: &RunArgs) -> Result<Vec<OsString>, RunError> {
     if !args.command.is_empty() {
         return Ok(args.command.clone());
     }
@@ -205,7 +211,7 @@ fn workload(args: &RunArgs) -> Result<Vec<String>, RunError> {
         return Err(RunError::NoStress { exe });
     }
     Ok(vec![
-        stress.to_string_lossy().into_owned(),
+        stress.into_os_string(),
         "--step".into(),
         "5Mi".into(),
         "--interval".into(),
@@ -216,9 +222,9 @@ fn workload(args: &RunArgs) -> Result<Vec<String>, RunError> {
 /// Starts `cmd` inside `cgroup`: the child writes itself into
 /// `cgroup.procs` between fork and exec, so it runs its first instruction
 /// under the limit.
-fn spawn(cmd: &[String], cgroup: &OwnedCgroup) -> Result<tokio::process::Child, RunError> {
+fn spawn(cmd: &[OsString], cgroup: &OwnedCgroup) -> Result<tokio::process::Child, RunError> {
     let spawn_err = |source| RunError::Spawn {
-        command: cmd.join(" "),
+        command: lossy(cmd).join(" "),
         source,
     };
     let procs = std::fs::OpenOptions::new()
@@ -355,7 +361,7 @@ async fn cycle(
     r: &mut Runner<'_>,
     sigs: &mut Signals,
     args: &RunArgs,
-    command: &[String],
+    command: &[OsString],
     pods: &PodCgroups,
     pod_uid: &str,
 ) -> Result<(Stop, u32), RunError> {
@@ -404,7 +410,7 @@ async fn cycle(
             container: container.clone(),
             cgroup: ctr.path.clone(),
             pid: child_pid,
-            command: command.to_vec(),
+            command: lossy(command),
             memory_limit_bytes: args.memory_limit.0,
             pod_memory_limit_bytes: pod_limit,
             discovered: false,

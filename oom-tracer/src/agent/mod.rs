@@ -58,6 +58,9 @@ pub struct AgentArgs {
     /// source and RBAC `create` on events).
     #[arg(long, env = "OOM_TRACER_POST_EVENTS")]
     pub post_events: bool,
+    /// How often to look for new kubepods roots and re-list the runtime.
+    #[arg(long, env = "OOM_TRACER_RESCAN_INTERVAL", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub rescan_interval: Duration,
     /// Address of the /healthz and /readyz endpoint (e.g. 0.0.0.0:9090).
     #[arg(long, env = "OOM_TRACER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -574,7 +577,7 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut rescan = tokio::time::interval(Duration::from_secs(10));
+    let mut rescan = tokio::time::interval(args.rescan_interval.max(Duration::from_millis(100)));
     rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let reason = loop {
         tokio::select! {

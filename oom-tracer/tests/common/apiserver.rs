@@ -49,13 +49,22 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
 
 impl ApiServer {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0)
+    }
+
+    /// On a given port (0: any), e.g. to come back where a stopped one was.
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
         let st = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                if st.0.lock().unwrap().closed {
+                    // Stopped: drop the listener, the port is free again.
+                    return;
+                }
                 let st = st.clone();
                 std::thread::spawn(move || serve(conn, st));
             }
@@ -115,6 +124,8 @@ impl Drop for ApiServer {
         let (m, cv) = &*self.state;
         m.lock().unwrap().closed = true;
         cv.notify_all();
+        // Unblock the accept loop so the port is released.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
@@ -123,7 +134,7 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
     let mut conn = conn;
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || st.0.lock().unwrap().closed {
             return;
         }
         let request = line.trim().to_owned();
