@@ -118,6 +118,27 @@ fn parse_hook(s: &str) -> Result<String, String> {
     Err(format!("unknown hook {s:?}; one of: {}", known.join(", ")))
 }
 
+impl TraceArgs {
+    /// Load options for the memory hierarchy `hierarchy_id`; `oom_all`:
+    /// record OOM kills in every cgroup (the node agent).
+    pub fn load_options(
+        &self,
+        hierarchy_id: u32,
+        oom_all: bool,
+    ) -> crate::bpf::loader::LoadOptions {
+        crate::bpf::loader::LoadOptions {
+            memory_hierarchy: hierarchy_id,
+            watch_all: false,
+            oom_all,
+            alloc_step_bytes: self.alloc_step,
+            ring_buffer_bytes: self.ring_buffer_size,
+            oom_source: self.oom_source,
+            skip_hooks: self.skip_hooks.clone(),
+            btf_path: self.btf.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OomSource {
     Auto,

@@ -18,7 +18,7 @@ use tokio::{
 
 use crate::{
     backoff::Backoff,
-    bpf::loader::{LoadError, LoadOptions, Tracer, WatchError},
+    bpf::loader::{LoadError, Tracer, WatchError},
     cgroup::{
         CgroupError, MemoryHierarchy,
         index::CgroupIndex,
@@ -197,7 +197,9 @@ impl Runner<'_> {
 
 /// Command words as text for the records (invalid UTF-8 shown as U+FFFD).
 fn lossy(cmd: &[OsString]) -> Vec<String> {
-    cmd.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    cmd.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Resolves the workload: the command given, or the bundled stress.
@@ -282,16 +284,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
         tracing::info!("metrics on http://{local}/metrics");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = Tracer::load(LoadOptions {
-        memory_hierarchy: hierarchy.hierarchy_id,
-        watch_all: false,
-        oom_all: false,
-        alloc_step_bytes: args.trace.alloc_step,
-        ring_buffer_bytes: args.trace.ring_buffer_size,
-        oom_source: args.trace.oom_source,
-        skip_hooks: args.trace.skip_hooks.clone(),
-        btf_path: args.trace.btf.clone(),
-    })?;
+    let tracer = Tracer::load(args.trace.load_options(hierarchy.hierarchy_id, false))?;
     let clock = BootClock::measure();
     let tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
     let mut r = Runner {

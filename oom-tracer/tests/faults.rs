@@ -5,10 +5,9 @@ mod common;
 
 use std::{
     collections::HashSet,
-    io::{BufRead as _, BufReader},
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -42,12 +41,18 @@ fn bpf_ids(pid: u32) -> (HashSet<u32>, HashSet<u32>) {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
         let link = text.contains("link_type:");
         for l in text.lines() {
-            if let Some(v) = l.strip_prefix("prog_id:").and_then(|v| v.trim().parse().ok()) {
+            if let Some(v) = l
+                .strip_prefix("prog_id:")
+                .and_then(|v| v.trim().parse().ok())
+            {
                 if !link {
                     progs.insert(v);
                 }
             }
-            if let Some(v) = l.strip_prefix("link_id:").and_then(|v| v.trim().parse().ok()) {
+            if let Some(v) = l
+                .strip_prefix("link_id:")
+                .and_then(|v| v.trim().parse().ok())
+            {
                 links.insert(v);
             }
         }
@@ -56,36 +61,15 @@ fn bpf_ids(pid: u32) -> (HashSet<u32>, HashSet<u32>) {
 }
 
 fn loaded() -> (HashSet<u32>, HashSet<u32>) {
-    let progs = aya::programs::loaded_programs().flatten().map(|p| p.id()).collect();
-    let links = aya::programs::loaded_links().flatten().map(|l| l.id()).collect();
+    let progs = aya::programs::loaded_programs()
+        .flatten()
+        .map(|p| p.id())
+        .collect();
+    let links = aya::programs::loaded_links()
+        .flatten()
+        .map(|l| l.id())
+        .collect();
     (progs, links)
-}
-
-/// Starts `oom-tracer run` holding a small workload; returns it once the
-/// workload exec'd, with the records so far.
-fn start_holding(parent: &str, extra: &[&str]) -> (Child, Vec<Value>, std::io::Lines<BufReader<std::process::ChildStdout>>) {
-    let stress = stress();
-    let mut child = Command::new(TRACER)
-        .args(["run", "--cgroup-parent", parent])
-        .args(extra)
-        .arg("--")
-        .arg(&stress)
-        .args(["--step", "1Mi", "--interval", "10ms", "--max", "4Mi", "--hold", "120s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut recs = Vec::new();
-    for line in lines.by_ref() {
-        let r: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        let exec = r["event"] == "exec";
-        recs.push(r);
-        if exec {
-            break;
-        }
-    }
-    (child, recs, lines)
 }
 
 /// SIGTERM and SIGINT: the tracer exits within 2 s, flushes its records
@@ -108,19 +92,35 @@ fn signals_exit_cleanly_and_release_bpf() {
             if let Some(st) = child.try_wait().unwrap() {
                 break st;
             }
-            assert!(sent.elapsed() < Duration::from_secs(2), "{name}: still running after 2 s");
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "{name}: still running after 2 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         assert!(status.success(), "{name}: {status:?}");
-        let rest: Vec<Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+        let rest: Vec<Value> = lines
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect();
         let stop = rest.last().expect("records after the signal");
         assert_eq!(stop["event"], "stop");
         assert_eq!(stop["reason"], format!("signal {name}"));
-        assert!(rest.iter().any(|r| r["event"] == "container_exit"), "{rest:#?}");
+        assert!(
+            rest.iter().any(|r| r["event"] == "container_exit"),
+            "{rest:#?}"
+        );
         assert!(!cgroup_exists(&cgroup) && !cgroup_exists(&parent));
         let (now_progs, now_links) = loaded();
-        assert!(progs.is_disjoint(&now_progs), "{name}: programs left loaded: {:?}", progs.intersection(&now_progs));
-        assert!(links.is_disjoint(&now_links), "{name}: links left: {:?}", links.intersection(&now_links));
+        assert!(
+            progs.is_disjoint(&now_progs),
+            "{name}: programs left loaded: {:?}",
+            progs.intersection(&now_progs)
+        );
+        assert!(
+            links.is_disjoint(&now_links),
+            "{name}: links left: {:?}",
+            links.intersection(&now_links)
+        );
     }
 }
 
@@ -130,12 +130,23 @@ fn mounts_tracefs_when_missing() {
     require_root();
     let _g = serial();
     // Unmount every tracefs (the mount can be stacked).
-    while Command::new("umount").arg("/sys/kernel/tracing").status().unwrap().success() {}
-    assert!(!Path::new("/sys/kernel/tracing/events").exists(), "tracefs still mounted");
+    while Command::new("umount")
+        .arg("/sys/kernel/tracing")
+        .status()
+        .unwrap()
+        .success()
+    {}
+    assert!(
+        !Path::new("/sys/kernel/tracing/events").exists(),
+        "tracefs still mounted"
+    );
     let parent = parent("tracefs");
     let (recs, stderr, out) = run(&["--max-restarts", "0", "--cgroup-parent", &parent]);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("mounted tracefs at /sys/kernel/tracing"), "{stderr}");
+    assert!(
+        stderr.contains("mounted tracefs at /sys/kernel/tracing"),
+        "{stderr}"
+    );
     assert_eq!(events(&recs, "oom_kill").len(), 1);
 }
 
@@ -145,7 +156,10 @@ fn missing_btf_is_a_clear_error() {
     let parent = parent("nobtf");
     let (recs, stderr, out) = run(&["--btf", "/nonexistent/vmlinux", "--cgroup-parent", &parent]);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("/nonexistent/vmlinux") && stderr.contains("CONFIG_DEBUG_INFO_BTF"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/vmlinux") && stderr.contains("CONFIG_DEBUG_INFO_BTF"),
+        "{stderr}"
+    );
     assert!(recs.is_empty(), "no records without programs");
     assert!(!cgroup_exists(&parent));
 }
@@ -155,14 +169,25 @@ fn missing_btf_is_a_clear_error() {
 #[test]
 fn a_missing_hook_degrades() {
     let parent = parent("nohook");
-    let (recs, stderr, out) = run(&["--skip-hook", "tracepoint/kmem/rss_stat", "--max-restarts", "0", "--cgroup-parent", &parent]);
+    let (recs, stderr, out) = run(&[
+        "--skip-hook",
+        "tracepoint/kmem/rss_stat",
+        "--max-restarts",
+        "0",
+        "--cgroup-parent",
+        &parent,
+    ]);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("missing: tracepoint/kmem/rss_stat (skipped (--skip-hook))"),
         "{stderr}"
     );
     let missing = recs[0]["hooks"]["missing"].as_array().unwrap();
-    assert!(missing.iter().any(|m| m["hook"] == "tracepoint/kmem/rss_stat"));
+    assert!(
+        missing
+            .iter()
+            .any(|m| m["hook"] == "tracepoint/kmem/rss_stat")
+    );
     assert!(events(&recs, "alloc").is_empty());
     assert_eq!(events(&recs, "oom_kill").len(), 1, "the OOM is still seen");
 }
@@ -194,12 +219,22 @@ fn full_ring_buffer_is_counted() {
         "128Mi",
     ]);
     assert!(out.status.success(), "{stderr}");
-    let lost: u64 = events(&recs, "lost").iter().map(|r| r["ringbuf_full"].as_u64().unwrap()).sum();
+    let lost: u64 = events(&recs, "lost")
+        .iter()
+        .map(|r| r["ringbuf_full"].as_u64().unwrap())
+        .sum();
     let stop = recs.last().unwrap();
-    assert!(lost > 0, "a 4Ki buffer under a 4Ki-step ramp loses records: {stop}");
+    assert!(
+        lost > 0,
+        "a 4Ki buffer under a 4Ki-step ramp loses records: {stop}"
+    );
     assert_eq!(stop["lost_events"].as_u64().unwrap(), lost);
     assert!(stderr.contains("records lost so far"), "{stderr}");
-    assert_eq!(events(&recs, "container_exit")[0]["reason"], "Completed", "the run went on");
+    assert_eq!(
+        events(&recs, "container_exit")[0]["reason"],
+        "Completed",
+        "the run went on"
+    );
 }
 
 /// Process names with spaces, quotes and invalid UTF-8 stay valid JSON.
@@ -212,7 +247,14 @@ fn odd_process_names_are_valid_json() {
     std::fs::copy(stress(), &exe).unwrap();
     let parent = parent("oddname");
     let out = Command::new(TRACER)
-        .args(["run", "--restart-policy", "Never", "--cgroup-parent", &parent, "--"])
+        .args([
+            "run",
+            "--restart-policy",
+            "Never",
+            "--cgroup-parent",
+            &parent,
+            "--",
+        ])
         .arg(&exe)
         .args(["--max", "8Mi", "--interval", "1ms"])
         .output()
@@ -244,12 +286,19 @@ fn unknown_cgroup_shapes_are_reported() {
     let rel = format!("oom-tracer-test-odd-{}/we ird\tname ü", std::process::id());
     let dir = memroot.join(&rel);
     std::fs::create_dir_all(&dir).unwrap();
-    let limit = if dir.join("memory.limit_in_bytes").exists() { "memory.limit_in_bytes" } else { "memory.max" };
+    let limit = if dir.join("memory.limit_in_bytes").exists() {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
     std::fs::write(dir.join(limit), "20971520").unwrap();
     let procs = dir.join("cgroup.procs");
     let st = Command::new("sh")
         .arg("-c")
-        .arg(format!("echo $$ > \"$0\" && exec {} --step 5Mi --interval 5ms", stress().display()))
+        .arg(format!(
+            "echo $$ > \"$0\" && exec {} --step 5Mi --interval 5ms",
+            stress().display()
+        ))
         .arg(&procs)
         .status()
         .unwrap();
@@ -274,11 +323,20 @@ fn api_server_down_then_back() {
     let api = ApiServer::start();
     let port = api.port;
     let kubeconfig = api.kubeconfig(&std::env::temp_dir());
-    let agent = Agent::start_with(&["--no-cri", "--node-name", "node-a", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let agent = Agent::start_with(&[
+        "--no-cri",
+        "--node-name",
+        "node-a",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
     drop(api);
     std::thread::sleep(Duration::from_secs(2));
     let api = ApiServer::start_on(port);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let pod = rt.block_on(async {
         let mut k = Kubelet::connect().await;
         let pod = k.run_pod("team-f", "flaky-api").await;
@@ -288,7 +346,15 @@ fn api_server_down_then_back() {
             memory_limit: Some(50 << 20),
         };
         let id = k.start(&pod, &spec, 0).await;
-        api.upsert(pod_json("team-f", "flaky-api", &pod.uid, "node-a", "hog", &id, 0));
+        api.upsert(pod_json(
+            "team-f",
+            "flaky-api",
+            &pod.uid,
+            "node-a",
+            "hog",
+            &id,
+            0,
+        ));
         k.wait_exit(&id, Duration::from_secs(60)).await;
         k.remove_container(&id).await;
         k.remove_pod(&pod).await;
@@ -296,8 +362,14 @@ fn api_server_down_then_back() {
     });
     let stderr = agent.stderr_text();
     let recs = agent.stop();
-    assert!(stderr.contains("Kubernetes API source degraded"), "{stderr}");
-    assert!(stderr.contains("Kubernetes API source recovered"), "{stderr}");
+    assert!(
+        stderr.contains("Kubernetes API source degraded"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Kubernetes API source recovered"),
+        "{stderr}"
+    );
     let kill = recs
         .iter()
         .find(|r| r["event"] == "oom_kill" && r["pod"]["uid"] == pod.uid.as_str())
@@ -313,12 +385,29 @@ fn cri_down_then_back() {
     let _g = serial();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let agent = Agent::start(&["--rescan-interval", "300ms"]);
-    let st = Command::new("bash").arg(root.join("tests/containerd/teardown.sh")).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let st = Command::new("bash")
+        .arg(root.join("tests/containerd/teardown.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     std::thread::sleep(Duration::from_secs(1));
-    let st = Command::new("bash").arg(root.join("tests/containerd/setup.sh")).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let st = Command::new("bash")
+        .arg(root.join("tests/containerd/setup.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let pod = rt.block_on(async {
         let mut k = Kubelet::connect().await;
         let pod = k.run_pod("team-g", "flaky-cri").await;
@@ -335,7 +424,10 @@ fn cri_down_then_back() {
     });
     let stderr = agent.stderr_text();
     let recs = agent.stop();
-    assert!(stderr.contains("unavailable, records lack its metadata"), "{stderr}");
+    assert!(
+        stderr.contains("unavailable, records lack its metadata"),
+        "{stderr}"
+    );
     assert!(stderr.contains("recovered"), "{stderr}");
     let kill = recs
         .iter()

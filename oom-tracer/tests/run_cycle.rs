@@ -240,44 +240,9 @@ fn tracepoint_oom_source() {
 /// 137 like an OOM kill, but the verdict says who did it.
 #[test]
 fn kill_9_is_not_an_oom() {
-    use std::io::{BufRead as _, BufReader};
     require_root();
     let parent = parent("kill9");
-    let stress = stress();
-    let mut child = std::process::Command::new(TRACER)
-        .args([
-            "run",
-            "--restart-policy",
-            "Never",
-            "--cgroup-parent",
-            &parent,
-            "--",
-        ])
-        .arg(&stress)
-        .args([
-            "--step",
-            "1Mi",
-            "--interval",
-            "10ms",
-            "--max",
-            "4Mi",
-            "--hold",
-            "60s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut recs: Vec<Value> = Vec::new();
-    for line in lines.by_ref() {
-        let r: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        let exec = r["event"] == "exec";
-        recs.push(r);
-        if exec {
-            break;
-        }
-    }
+    let (mut child, mut recs, lines) = start_holding(&parent, &["--restart-policy", "Never"]);
     let pid = recs.last().unwrap()["pid"].as_u64().unwrap() as i32;
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -17,7 +17,7 @@ pub mod containers;
 use containers::{CgroupRole, Containers, Tracked, role};
 
 use crate::{
-    bpf::loader::{LoadError, LoadOptions, Tracer},
+    bpf::loader::{LoadError, Tracer},
     cgroup::{CgroupError, CgroupVersion, MemoryHierarchy, index::CgroupIndex, pod::procs},
     cli::TraceArgs,
     clock::BootClock,
@@ -486,16 +486,7 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
         tracing::info!("http://{local}/metrics, /healthz and /readyz");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = Tracer::load(LoadOptions {
-        memory_hierarchy: hierarchy.hierarchy_id,
-        watch_all: false,
-        oom_all: true,
-        alloc_step_bytes: args.trace.alloc_step,
-        ring_buffer_bytes: args.trace.ring_buffer_size,
-        oom_source: args.trace.oom_source,
-        skip_hooks: args.trace.skip_hooks.clone(),
-        btf_path: args.trace.btf.clone(),
-    })?;
+    let tracer = Tracer::load(args.trace.load_options(hierarchy.hierarchy_id, true))?;
     let cri = if args.no_cri {
         None
     } else {

@@ -9,6 +9,7 @@ pub mod apiserver;
 pub mod kubelet;
 
 use std::{
+    io::BufRead as _,
     path::PathBuf,
     process::{Command, Output, Stdio},
 };
@@ -102,4 +103,47 @@ pub fn cgroup_exists(path: &str) -> bool {
     ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
         .iter()
         .any(|m| !rel.is_empty() && PathBuf::from(m).join(rel).exists())
+}
+
+/// Starts `oom-tracer run` holding a small workload; returns it once the
+/// workload exec'd, with the records so far.
+pub fn start_holding(
+    parent: &str,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    Vec<Value>,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    let stress = stress();
+    let mut child = Command::new(TRACER)
+        .args(["run", "--cgroup-parent", parent])
+        .args(extra)
+        .arg("--")
+        .arg(&stress)
+        .args([
+            "--step",
+            "1Mi",
+            "--interval",
+            "10ms",
+            "--max",
+            "4Mi",
+            "--hold",
+            "120s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut recs = Vec::new();
+    for line in lines.by_ref() {
+        let r: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let exec = r["event"] == "exec";
+        recs.push(r);
+        if exec {
+            break;
+        }
+    }
+    (child, recs, lines)
 }
