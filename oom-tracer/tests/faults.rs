@@ -20,7 +20,8 @@ use common::{
 };
 use serde_json::Value;
 
-/// Tests here change machine-wide state (tracefs, the test runtime): one at a time.
+/// Tests here change machine-wide state (tracefs, the test runtime) that
+/// the others depend on: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -153,6 +154,7 @@ fn mounts_tracefs_when_missing() {
 /// No kernel BTF: a clear error naming what is missing, no cgroups made.
 #[test]
 fn missing_btf_is_a_clear_error() {
+    let _g = serial();
     let parent = parent("nobtf");
     let (recs, stderr, out) = run(&["--btf", "/nonexistent/vmlinux", "--cgroup-parent", &parent]);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -168,6 +170,7 @@ fn missing_btf_is_a_clear_error() {
 /// the startup line and the start record say so, and the rest works.
 #[test]
 fn a_missing_hook_degrades() {
+    let _g = serial();
     let parent = parent("nohook");
     let (recs, stderr, out) = run(&[
         "--skip-hook",
@@ -196,6 +199,7 @@ fn a_missing_hook_degrades() {
 /// reported as `lost` and in `stop`, and tracing goes on.
 #[test]
 fn full_ring_buffer_is_counted() {
+    let _g = serial();
     let parent = parent("ringfull");
     let stress = stress();
     let (recs, stderr, out) = run(&[
@@ -240,6 +244,7 @@ fn full_ring_buffer_is_counted() {
 /// Process names with spaces, quotes and invalid UTF-8 stay valid JSON.
 #[test]
 fn odd_process_names_are_valid_json() {
+    let _g = serial();
     let dir = std::env::temp_dir().join(format!("oom-tracer-odd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let name = std::ffi::OsStr::from_bytes(b"a \"q\"\\\xff\xfe");
