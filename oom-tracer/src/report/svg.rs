@@ -1,0 +1,459 @@
+//! Drawing the lanes as one SVG: a header, then one chart per container
+//! with its legend on the right.
+//!
+//! Texts a program can look for (plotters writes each as a `<text>`):
+//! one starting with `OOM kill` next to every kill marker (always), `limit
+//! 50Mi` / `pod limit …` on the limit lines, `10s back-off` in each restart
+//! gap, the exit code (`137 OOMKilled`) at each exit marker, `#N` (restart
+//! count) at each attempt's start. Where many attempts crowd a lane, the
+//! back-off, exit and `#N` labels that would overlap are left out (their
+//! shapes stay).
+use plotters::{
+    coord::Shift,
+    element::DashedPathElement,
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
+
+use super::model::{LimitKind, Report};
+
+pub const WIDTH: u32 = 1280;
+const HEADER: u32 = 60;
+const LANE_HEIGHT: u32 = 340;
+const LEGEND_WIDTH: u32 = 230;
+/// More lanes than this make an SVG nobody can read: draw the first ones
+/// (lanes with kills first) and say how many were left out.
+pub const MAX_LANES: usize = 100;
+const MIB: f64 = (1u64 << 20) as f64;
+const FONT: &str = "sans-serif";
+
+/// One color per attempt (restarts cycle through them).
+const ATTEMPT_COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+];
+const KILL: RGBColor = RGBColor(214, 39, 40);
+const EXIT: RGBColor = RGBColor(40, 40, 40);
+const GAP: RGBColor = RGBColor(120, 120, 120);
+const GAP_TEXT: RGBColor = RGBColor(80, 80, 80);
+const GRID: RGBColor = RGBColor(235, 235, 235);
+
+pub type DrawError = DrawingAreaErrorKind<std::io::Error>;
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+fn attempt_color(i: usize) -> RGBColor {
+    ATTEMPT_COLORS[i % ATTEMPT_COLORS.len()]
+}
+
+fn limit_color(kind: LimitKind) -> RGBColor {
+    match kind {
+        LimitKind::Container | LimitKind::Unknown => RGBColor(0, 0, 0),
+        LimitKind::Pod => RGBColor(90, 60, 170),
+        LimitKind::Ancestor => RGBColor(150, 110, 0),
+    }
+}
+
+fn font(size: u32, color: RGBColor) -> TextStyle<'static> {
+    (FONT, size).into_font().color(&color)
+}
+
+/// Text as XML allows it (plotters escapes markup but not control
+/// characters), shortened to `max` characters.
+fn clean(s: &str, max: usize) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    let n = s.chars().count();
+    if n <= max {
+        return s;
+    }
+    let keep = max.saturating_sub(1) / 2;
+    let head: String = s.chars().take(keep).collect();
+    let tail: String = s.chars().skip(n - keep).collect();
+    format!("{head}…{tail}")
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The whole picture as SVG text.
+pub fn render(report: &Report, source: &str) -> Result<String, DrawError> {
+    let mut order: Vec<usize> = (0..report.lanes.len()).collect();
+    if order.len() > MAX_LANES {
+        order.sort_by_key(|&i| report.lanes[i].kills.is_empty());
+        order.truncate(MAX_LANES);
+        order.sort_unstable();
+    }
+    let drawn = order.len().max(1) as u32;
+    let height = HEADER + LANE_HEIGHT * drawn;
+    let x_max = if report.span_s > 0.0 && report.span_s.is_finite() {
+        report.span_s * 1.03
+    } else {
+        1.0
+    };
+
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (header, body) = root.split_vertically(HEADER);
+        draw_header(&header, report, source, order.len())?;
+        if order.is_empty() {
+            body.draw_text(
+                "no container records to draw",
+                &font(18, GAP_TEXT).pos(Pos::new(HPos::Center, VPos::Center)),
+                (WIDTH as i32 / 2, LANE_HEIGHT as i32 / 2),
+            )?;
+        } else {
+            let areas = body.split_evenly((order.len(), 1));
+            for (area, &i) in areas.iter().zip(&order) {
+                draw_lane(area, &report.lanes[i], x_max)?;
+            }
+        }
+        root.present()?;
+    }
+    Ok(buf)
+}
+
+fn draw_header(area: &Area, report: &Report, source: &str, drawn: usize) -> Result<(), DrawError> {
+    area.draw_text(
+        &format!("oom-tracer report: {}", clean(source, 90)),
+        &(FONT, 22).into_font().style(FontStyle::Bold).color(&BLACK),
+        (14, 10),
+    )?;
+    let mut sub = format!(
+        "{} · {} · {:.2} s from first to last",
+        plural(report.lanes.len(), "container"),
+        plural(report.records, "record"),
+        report.span_s,
+    );
+    if drawn < report.lanes.len() {
+        sub.push_str(&format!(
+            " · first {drawn} drawn ({} left out)",
+            report.lanes.len() - drawn
+        ));
+    }
+    if report.skipped > 0 {
+        sub.push_str(&format!(
+            " · {} skipped",
+            plural(report.skipped, "malformed line")
+        ));
+    }
+    if report.other_version > 0 {
+        sub.push_str(&format!(
+            " · {} of another schema version skipped",
+            plural(report.other_version, "record")
+        ));
+    }
+    area.draw_text(&sub, &font(14, GAP_TEXT), (14, 38))?;
+    Ok(())
+}
+
+fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), DrawError> {
+    let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let y_max = {
+        let m = lane.max_mib() * 1.2;
+        if m.is_finite() && m >= 1.0 { m } else { 1.0 }
+    };
+    let caption = format!(
+        "{} — {}, {}",
+        clean(&lane.title, 90),
+        plural(lane.kills.len(), "kill"),
+        plural(lane.restarts, "restart"),
+    );
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(caption, (FONT, 18))
+        .margin(10)
+        .margin_right(24)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    let decimals = if y_max >= 10.0 { 0 } else { 1 };
+    let y_fmt = move |v: &f64| format!("{v:.decimals$}");
+    chart
+        .configure_mesh()
+        .light_line_style(GRID)
+        .y_label_formatter(&y_fmt)
+        .x_desc("seconds since first record")
+        .y_desc("MiB")
+        .axis_desc_style((FONT, 14))
+        .draw()?;
+
+    let clip = |x: f64| x.clamp(0.0, x_max);
+    // Where a time lands in pixels, to keep labels from piling up.
+    let (left, right) = (
+        f64::from(chart.backend_coord(&(0.0, 0.0)).0),
+        f64::from(chart.backend_coord(&(x_max, 0.0)).0),
+    );
+    let px = |t: f64| (left + clip(t) / x_max * (right - left)).round() as i32;
+
+    // Back-off gaps behind everything else.
+    chart.draw_series(lane.gaps.iter().map(|g| {
+        Rectangle::new(
+            [(clip(g.start_s), 0.0), (clip(g.end_s), y_max)],
+            GAP.mix(0.18).filled(),
+        )
+    }))?;
+    let mut room = Room::default();
+    for g in &lane.gaps {
+        let mid = (clip(g.start_s) + clip(g.end_s)) / 2.0;
+        let label = g.label();
+        let w = text_width(&label, 13);
+        if room.take(px(mid) - w / 2, px(mid) + w / 2) {
+            chart.draw_series(std::iter::once(Text::new(
+                label,
+                (mid, y_max * 0.5),
+                font(13, GAP_TEXT).pos(Pos::new(HPos::Center, VPos::Center)),
+            )))?;
+        }
+    }
+
+    // Limits: dashed lines across, labelled at the left.
+    for (i, l) in lane.limits.iter().enumerate() {
+        let y = l.bytes as f64 / MIB;
+        let color = limit_color(l.kind);
+        chart.draw_series(DashedLineSeries::new(
+            vec![(0.0, y), (x_max, y)],
+            9,
+            5,
+            color.stroke_width(2),
+        ))?;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((0.0, y))
+                + Text::new(
+                    l.label(),
+                    (6 + 140 * i as i32, -4),
+                    font(13, color).pos(Pos::new(HPos::Left, VPos::Bottom)),
+                ),
+        ))?;
+    }
+
+    // Memory: one line per process per attempt, so attempts never join.
+    let mut room = Room::default();
+    for (ai, a) in lane.attempts.iter().enumerate() {
+        let color = attempt_color(ai);
+        for s in &a.series {
+            chart.draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?;
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+        }
+        // `#N` at the attempt's start, where restarts are known.
+        if a.restart_count.is_none() && lane.attempts.len() == 1 {
+            continue;
+        }
+        let label = format!("#{}", a.restart_count.map_or(ai, |n| n as usize));
+        let x = px(a.start_s) + 4;
+        if room.take(x, x + text_width(&label, 12)) {
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((clip(a.start_s), y_max))
+                    + Text::new(
+                        label,
+                        (4, 4),
+                        font(12, color).pos(Pos::new(HPos::Left, VPos::Top)),
+                    ),
+            ))?;
+        }
+    }
+
+    // Exits on the time axis, the code above them (where there is room).
+    let mut room = Room::default();
+    for e in &lane.exits {
+        let label = clean(&e.label, 60);
+        let w = text_width(&label, 12);
+        let x = px(e.t);
+        let (dx, h, span) = if e.t < x_max * 0.2 {
+            (6, HPos::Left, (x + 6, x + 6 + w))
+        } else {
+            (-6, HPos::Right, (x - 6 - w, x - 6))
+        };
+        let marker =
+            EmptyElement::at((clip(e.t), 0.0)) + TriangleMarker::new((0, -6), 6, EXIT.filled());
+        if room.take(span.0, span.1) {
+            chart.draw_series(std::iter::once(
+                marker
+                    + Text::new(
+                        label,
+                        (dx, -14),
+                        font(12, EXIT).pos(Pos::new(h, VPos::Bottom)),
+                    ),
+            ))?;
+        } else {
+            chart.draw_series(std::iter::once(marker))?;
+        }
+    }
+
+    // Kills: a red X at the memcg's usage and, always, a text starting with
+    // "OOM kill" beside it: the victim's name where there is room, else
+    // just "OOM kill", upright when even that does not fit.
+    let mut room = Room::default();
+    for k in &lane.kills {
+        let at = (clip(k.t), k.mib.clamp(0.0, y_max));
+        let x = px(k.t);
+        let right_side = k.t < x_max * 0.8;
+        let span = |w: i32| {
+            if right_side {
+                (x + 10, x + 10 + w)
+            } else {
+                (x - 10 - w, x - 10)
+            }
+        };
+        let (dx, h) = if right_side {
+            (10, HPos::Left)
+        } else {
+            (-10, HPos::Right)
+        };
+        let full = clean(&k.label(), 60);
+        let short = "OOM kill".to_owned();
+        let (fs, fl) = (span(text_width(&full, 13)), span(text_width(&short, 13)));
+        let text = if room.take(fs.0, fs.1) {
+            Text::new(
+                full,
+                (dx, -6),
+                font(13, KILL).pos(Pos::new(h, VPos::Bottom)),
+            )
+        } else if room.take(fl.0, fl.1) {
+            Text::new(
+                short,
+                (dx, -6),
+                font(13, KILL).pos(Pos::new(h, VPos::Bottom)),
+            )
+        } else {
+            let upright = (FONT, 12)
+                .into_font()
+                .transform(FontTransform::Rotate270)
+                .color(&KILL)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            Text::new(short, (0, -12), upright)
+        };
+        chart.draw_series(std::iter::once(
+            EmptyElement::at(at) + Cross::new((0, 0), 7, KILL.stroke_width(3)) + text,
+        ))?;
+    }
+
+    draw_legend(&legend, lane)
+}
+
+/// Horizontal pixel ranges taken by labels of one kind, left to right.
+#[derive(Default)]
+struct Room {
+    free_from: Option<i32>,
+}
+
+impl Room {
+    /// Takes `[left, right]` unless it overlaps the last label taken.
+    fn take(&mut self, left: i32, right: i32) -> bool {
+        if self.free_from.is_some_and(|f| left < f) {
+            return false;
+        }
+        self.free_from = Some(right + 8);
+        true
+    }
+}
+
+/// About how wide a text is in pixels (plotters' SVG font size is size/1.24).
+fn text_width(s: &str, size: u32) -> i32 {
+    (s.chars().count() as f64 * f64::from(size) / 1.24 * 0.6).ceil() as i32
+}
+
+/// The key, drawn by hand beside the chart so it never hides data.
+fn draw_legend(area: &Area, lane: &super::model::Lane) -> Result<(), DrawError> {
+    const X: i32 = 8;
+    const STEP: i32 = 22;
+    let mut y = 48;
+    let text = |area: &Area, s: &str, y: i32| {
+        area.draw(&Text::new(
+            s.to_owned(),
+            (X + 34, y),
+            font(13, BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+    };
+    area.draw(&Text::new(
+        "legend",
+        (X, y - 20),
+        (FONT, 14)
+            .into_font()
+            .style(FontStyle::Bold)
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    ))?;
+
+    const SHOWN: usize = 5;
+    let with_memory: Vec<_> = lane
+        .attempts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.series.is_empty())
+        .collect();
+    for &(ai, a) in with_memory.iter().take(SHOWN) {
+        let color = attempt_color(ai);
+        area.draw(&PathElement::new(
+            vec![(X, y), (X + 26, y)],
+            color.stroke_width(2),
+        ))?;
+        let n = a.restart_count.map_or(ai, |n| n as usize);
+        let id =
+            a.id.as_deref()
+                .map(|id| format!(" ({})", clean(&id.chars().take(8).collect::<String>(), 8)))
+                .unwrap_or_default();
+        text(area, &format!("anon RSS, #{n}{id}"), y)?;
+        y += STEP;
+    }
+    if with_memory.len() > SHOWN {
+        text(
+            area,
+            &format!("… {} more attempts", with_memory.len() - SHOWN),
+            y,
+        )?;
+        y += STEP;
+    }
+    let mut kinds: Vec<LimitKind> = lane.limits.iter().map(|l| l.kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        area.draw(&DashedPathElement::new(
+            vec![(X, y), (X + 26, y)],
+            6,
+            4,
+            limit_color(kind).stroke_width(2),
+        ))?;
+        let what = match kind {
+            LimitKind::Container => "container memory limit",
+            LimitKind::Pod => "pod memory limit",
+            LimitKind::Ancestor => "ancestor memory limit",
+            LimitKind::Unknown => "memory limit",
+        };
+        text(area, what, y)?;
+        y += STEP;
+    }
+    if !lane.kills.is_empty() {
+        area.draw(&Cross::new((X + 13, y), 6, KILL.stroke_width(3)))?;
+        text(area, "OOM victim (usage at kill)", y)?;
+        y += STEP;
+    }
+    if !lane.exits.is_empty() {
+        area.draw(&TriangleMarker::new((X + 13, y), 6, EXIT.filled()))?;
+        text(area, "exit (code, reason)", y)?;
+        y += STEP;
+    }
+    if !lane.gaps.is_empty() {
+        area.draw(&Rectangle::new(
+            [(X, y - 7), (X + 26, y + 7)],
+            GAP.mix(0.18).filled(),
+        ))?;
+        text(area, "down (restart back-off)", y)?;
+    }
+    Ok(())
+}
