@@ -111,7 +111,17 @@ fn signals_exit_cleanly_and_release_bpf() {
             "{rest:#?}"
         );
         assert!(!cgroup_exists(&cgroup) && !cgroup_exists(&parent));
-        let (now_progs, now_links) = loaded();
+        // The kernel frees programs asynchronously (perf events and RCU):
+        // give it a moment before calling anything left over.
+        let mut waited = Duration::ZERO;
+        let (now_progs, now_links) = loop {
+            let (p, l) = loaded();
+            if (progs.is_disjoint(&p) && links.is_disjoint(&l)) || waited > Duration::from_secs(5) {
+                break (p, l);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            waited += Duration::from_millis(50);
+        };
         assert!(
             progs.is_disjoint(&now_progs),
             "{name}: programs left loaded: {:?}",

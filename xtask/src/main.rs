@@ -288,7 +288,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let mut c = cargo();
-            c.args(["test", "--workspace", "--exclude", "oom-tracer-ebpf"])
+            c.args(["test", "--workspace", "--exclude", "oom-tracer-ebpf", "--no-fail-fast"])
                 .args(["--", "--test-threads", "2"])
                 .args(&args);
             with_path(&mut c, &bin);
