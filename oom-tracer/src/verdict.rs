@@ -24,6 +24,7 @@ pub enum Verdict {
     MemcgOom,
     GlobalOom,
     SigkillOther,
+    #[serde(rename = "exit_137_no_oom")]
     Exit137NoOom,
 }
 
@@ -197,6 +198,13 @@ mod tests {
             v.on_exit(26, 7, None, Some(137)).0,
             Some(Verdict::Exit137NoOom)
         );
+    }
+
+    #[test]
+    fn json_names_match_as_str() {
+        for v in [Verdict::MemcgOom, Verdict::GlobalOom, Verdict::SigkillOther, Verdict::Exit137NoOom] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
     }
 
     #[test]
