@@ -113,6 +113,45 @@ fn container_limit_oom_cycle() {
         .map(|r| r["backoff_ms"].as_u64().unwrap())
         .collect();
     assert_eq!(backoffs, [200, 400, 800], "kubelet back-off doubles");
+    // One cycle per attempt: three after their restarts, the last at shutdown.
+    let cycles = events(&recs, "cycle");
+    assert_eq!(cycles.len(), 4, "{cycles:#?}");
+    for (i, c) in cycles.iter().enumerate() {
+        assert_eq!(c["container"]["restart_count"], i as u64);
+        assert_eq!(c["last_state_reason"], "OOMKilled");
+        assert_eq!(c["exit"]["verdict"], "memcg_oom");
+        assert_eq!(c["limit"]["limit_bytes"], 52428800);
+        assert_eq!(c["limit"]["level"], "container");
+        // One victim per incident on a kill of a single process.
+        assert_eq!(c["incident"]["victims"].as_array().unwrap().len(), 1);
+        assert_eq!(c["incident"]["group_kill"], false);
+        assert_eq!(c["incident"]["victims"][0]["comm"], "stress");
+        assert!(c["ramp"]["samples"].as_u64().unwrap() >= 3, "{c}");
+        assert!(c["ramp"]["growth_mib_per_s"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["ramp"]["time_to_limit_ms"].as_u64().is_some(), "{c}");
+    }
+    // The restarts compared with the kubelet schedule of the same flags.
+    let expected: Vec<u64> = cycles[..3]
+        .iter()
+        .map(|c| c["restart"]["expected_backoff_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(expected, [200, 400, 800]);
+    let next: Vec<u64> = cycles[..3]
+        .iter()
+        .map(|c| c["restart"]["next_expected_backoff_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(next, [400, 800, 1600]);
+    for c in &cycles[..3] {
+        assert_eq!(c["state"], "Running");
+        let obs = c["restart"]["observed_backoff_ms"].as_u64().unwrap();
+        let dev = c["restart"]["deviation_ms"].as_i64().unwrap();
+        assert_eq!(
+            dev,
+            obs as i64 - c["restart"]["expected_backoff_ms"].as_i64().unwrap()
+        );
+    }
+    assert_eq!(cycles[3]["state"], "CrashLoopBackOff");
+    assert!(cycles[3]["restart"].is_null());
     let waits: Vec<&str> = events(&recs, "backoff")
         .iter()
         .map(|r| r["state"].as_str().unwrap())
