@@ -46,7 +46,7 @@ impl BootClock {
     }
 
     /// Wall-clock time of a boot-time stamp.
-    pub fn to_system_time(&self, boot_ns: u64) -> SystemTime {
+    pub fn to_system_time(self, boot_ns: u64) -> SystemTime {
         let ns = boot_ns as i128 + self.offset_ns;
         if ns <= 0 {
             return UNIX_EPOCH;

@@ -202,7 +202,12 @@ mod tests {
 
     #[test]
     fn json_names_match_as_str() {
-        for v in [Verdict::MemcgOom, Verdict::GlobalOom, Verdict::SigkillOther, Verdict::Exit137NoOom] {
+        for v in [
+            Verdict::MemcgOom,
+            Verdict::GlobalOom,
+            Verdict::SigkillOther,
+            Verdict::Exit137NoOom,
+        ] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
     }

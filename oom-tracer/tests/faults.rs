@@ -45,10 +45,9 @@ fn bpf_ids(pid: u32) -> (HashSet<u32>, HashSet<u32>) {
             if let Some(v) = l
                 .strip_prefix("prog_id:")
                 .and_then(|v| v.trim().parse().ok())
+                && !link
             {
-                if !link {
-                    progs.insert(v);
-                }
+                progs.insert(v);
             }
             if let Some(v) = l
                 .strip_prefix("link_id:")

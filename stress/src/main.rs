@@ -132,10 +132,10 @@ fn main() -> ExitCode {
             eprintln!("stress: step of {len} bytes does not fit in memory");
             return ExitCode::FAILURE;
         };
-        let mut block = Vec::<u8>::with_capacity(len_usize);
-        // Touch every page so it is resident and charged to the memcg.
-        // SAFETY: u8 has no invalid values; every page is written below.
-        unsafe { block.set_len(len_usize) };
+        // Zeroed allocations this large are fresh anonymous mappings: no
+        // page is resident until written. Touch every page so each is
+        // charged to the memcg now.
+        let mut block = vec![0u8; len_usize];
         for i in (0..len_usize).step_by(page) {
             block[i] = (step as u8) | 1;
         }

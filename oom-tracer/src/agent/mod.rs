@@ -152,6 +152,21 @@ fn read_limit(h: &MemoryHierarchy, path: &str) -> Option<u64> {
     (v < (1u64 << 62)).then_some(v)
 }
 
+/// A container cgroup seen for the first time.
+struct Sighting<'a> {
+    cgroup_id: u64,
+    path: &'a str,
+    pod_uid: &'a str,
+    /// The runtime's container id.
+    id: &'a str,
+    /// Its main process (the first exec, or the lowest pid when discovered).
+    pid: u32,
+    comm: &'a str,
+    at_ns: u64,
+    /// Found running at the agent's start.
+    discovered: bool,
+}
+
 struct Agent<'a> {
     tracer: Tracer,
     tr: Translator,
@@ -194,18 +209,18 @@ impl Agent<'_> {
         }
     }
 
-    /// Starts tracking a container cgroup, once. `pid` is its main process.
-    async fn track(
-        &mut self,
-        cgroup_id: u64,
-        path: &str,
-        pod_uid: &str,
-        id: &str,
-        pid: u32,
-        comm: &str,
-        at_ns: u64,
-        discovered: bool,
-    ) -> Result<(), AgentError> {
+    /// Starts tracking a container cgroup, once.
+    async fn track(&mut self, c: Sighting<'_>) -> Result<(), AgentError> {
+        let Sighting {
+            cgroup_id,
+            path,
+            pod_uid,
+            id,
+            pid,
+            comm,
+            at_ns,
+            discovered,
+        } = c;
         self.meta.refresh_for(id).await;
         // The pod sandbox runs `pause`: the runtime says so, or its comm does.
         if self.meta.is_sandbox(id) || comm == "pause" {
@@ -285,16 +300,16 @@ impl Agent<'_> {
                 pids.sort_unstable();
                 let Some(&pid) = pids.first() else { continue };
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                self.track(
-                    id,
-                    &path,
-                    &pod_uid,
-                    &cid,
-                    pid as u32,
-                    comm.trim(),
-                    BootClock::boot_now_ns(),
-                    true,
-                )
+                self.track(Sighting {
+                    cgroup_id: id,
+                    path: &path,
+                    pod_uid: &pod_uid,
+                    id: &cid,
+                    pid: pid as u32,
+                    comm: comm.trim(),
+                    at_ns: BootClock::boot_now_ns(),
+                    discovered: true,
+                })
                 .await?;
             }
         }
@@ -353,16 +368,16 @@ impl Agent<'_> {
                         self.out.emit(&r)?;
                     }
                     return self
-                        .track(
-                            memcg,
-                            &path,
-                            &pod_uid,
-                            &id,
-                            e.task.tgid,
-                            &comm,
-                            e.hdr.boot_ns,
-                            false,
-                        )
+                        .track(Sighting {
+                            cgroup_id: memcg,
+                            path: &path,
+                            pod_uid: &pod_uid,
+                            id: &id,
+                            pid: e.task.tgid,
+                            comm: &comm,
+                            at_ns: e.hdr.boot_ns,
+                            discovered: false,
+                        })
                         .await;
                 }
                 CgroupRole::Skip => {

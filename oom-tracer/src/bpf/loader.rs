@@ -317,7 +317,7 @@ impl Tracer {
 
 fn log_decode_error(e: &DecodeError, n: u64) {
     // Log the first few, then every thousandth: a bad stream must not flood stderr.
-    if n <= 5 || n % 1000 == 0 {
+    if n <= 5 || n.is_multiple_of(1000) {
         tracing::warn!("dropped a malformed ring-buffer record ({e}); {n} so far");
     }
 }
