@@ -5,12 +5,10 @@
 //! source is off, so every name in the records comes from the API.
 mod common;
 
-use std::time::Duration;
-
 use common::{
     agent::Agent,
-    apiserver::{ApiServer, pod_json},
-    kubelet::{ContainerSpec, Kubelet, require_runtime},
+    apiserver::{ApiServer, kubeconfig_for, pod_json},
+    kubelet::{ContainerSpec, HOG, require_runtime, run_to_exit},
 };
 
 #[test]
@@ -38,29 +36,18 @@ fn api_metadata_for_a_kill() {
         kubeconfig.to_str().unwrap(),
         "--post-events",
     ]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pod = rt.block_on(async {
-        let mut k = Kubelet::connect().await;
-        let pod = k.run_pod("team-api", "api-pod").await;
-        let spec = ContainerSpec {
-            name: "hog",
-            args: &["--step", "2Mi", "--interval", "50ms"],
-            memory_limit: Some(50 << 20),
-        };
-        let id = k.start(&pod, &spec, 0).await;
+    let spec = ContainerSpec {
+        name: "hog",
+        args: &["--step", "2Mi", "--interval", "50ms"],
+        memory_limit: Some(50 << 20),
+    };
+    let (pod, _, code, _) = run_to_exit("team-api", "api-pod", &spec, |pod, id| {
         // What the kubelet would write to the API once the container runs.
         api.upsert(pod_json(
-            "team-api", "api-pod", &pod.uid, "node-a", "hog", &id, 0,
+            "team-api", "api-pod", &pod.uid, "node-a", "hog", id, 0,
         ));
-        let (code, _) = k.wait_exit(&id, Duration::from_secs(60)).await;
-        assert_eq!(code, 137);
-        k.remove_container(&id).await;
-        k.remove_pod(&pod).await;
-        pod
     });
+    assert_eq!(code, 137);
     let stderr = agent.stderr_text();
     let recs = agent.stop();
     let kill = recs
@@ -117,31 +104,9 @@ fn unreachable_api_server_degrades() {
         .unwrap()
         .port();
     let dir = std::env::temp_dir();
-    let kubeconfig = dir.join(format!("kubeconfig-dead-{port}"));
-    std::fs::write(
-        &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig_for(port, &dir);
     let agent = Agent::start_with(&["--no-cri", "--kubeconfig", kubeconfig.to_str().unwrap()]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pod = rt.block_on(async {
-        let mut k = Kubelet::connect().await;
-        let pod = k.run_pod("team-x", "no-api").await;
-        let spec = ContainerSpec {
-            name: "hog",
-            args: &["--step", "5Mi", "--interval", "20ms"],
-            memory_limit: Some(50 << 20),
-        };
-        let id = k.start(&pod, &spec, 0).await;
-        k.wait_exit(&id, Duration::from_secs(60)).await;
-        k.remove_container(&id).await;
-        k.remove_pod(&pod).await;
-        pod
-    });
+    let (pod, ..) = run_to_exit("team-x", "no-api", &HOG, |_, _| {});
     let stderr = agent.stderr_text();
     let recs = agent.stop();
     assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     agent::Agent,
-    kubelet::{ContainerSpec, Kubelet, require_runtime},
+    kubelet::{ContainerSpec, HOG, Kubelet, require_runtime},
 };
 use serde_json::Value;
 
@@ -24,12 +24,6 @@ fn for_pod<'a>(recs: &'a [Value], event: &str, uid: &str) -> Vec<&'a Value> {
         .filter(|r| r["event"] == event && r["pod"]["uid"] == uid)
         .collect()
 }
-
-const HOG: ContainerSpec<'static> = ContainerSpec {
-    name: "hog",
-    args: &["--step", "5Mi", "--interval", "20ms"],
-    memory_limit: Some(50 << 20),
-};
 
 /// Three OOM kills and two restarts of one container: every kill, exit and
 /// restart names the pod, the container and its restart count.

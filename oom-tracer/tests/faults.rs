@@ -15,7 +15,7 @@ use std::{
 use common::{
     agent::Agent,
     apiserver::{ApiServer, pod_json},
-    kubelet::{ContainerSpec, Kubelet, require_runtime},
+    kubelet::{ContainerSpec, HOG, require_runtime, run_to_exit},
     *,
 };
 use serde_json::Value;
@@ -347,32 +347,21 @@ fn api_server_down_then_back() {
     drop(api);
     std::thread::sleep(Duration::from_secs(2));
     let api = ApiServer::start_on(port);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pod = rt.block_on(async {
-        let mut k = Kubelet::connect().await;
-        let pod = k.run_pod("team-f", "flaky-api").await;
-        let spec = ContainerSpec {
-            name: "hog",
-            args: &["--step", "2Mi", "--interval", "50ms"],
-            memory_limit: Some(50 << 20),
-        };
-        let id = k.start(&pod, &spec, 0).await;
+    let slow = ContainerSpec {
+        name: "hog",
+        args: &["--step", "2Mi", "--interval", "50ms"],
+        memory_limit: Some(50 << 20),
+    };
+    let (pod, ..) = run_to_exit("team-f", "flaky-api", &slow, |pod, id| {
         api.upsert(pod_json(
             "team-f",
             "flaky-api",
             &pod.uid,
             "node-a",
             "hog",
-            &id,
+            id,
             0,
         ));
-        k.wait_exit(&id, Duration::from_secs(60)).await;
-        k.remove_container(&id).await;
-        k.remove_pod(&pod).await;
-        pod
     });
     let stderr = agent.stderr_text();
     let recs = agent.stop();
@@ -418,24 +407,7 @@ fn cri_down_then_back() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pod = rt.block_on(async {
-        let mut k = Kubelet::connect().await;
-        let pod = k.run_pod("team-g", "flaky-cri").await;
-        let spec = ContainerSpec {
-            name: "hog",
-            args: &["--step", "5Mi", "--interval", "20ms"],
-            memory_limit: Some(50 << 20),
-        };
-        let id = k.start(&pod, &spec, 0).await;
-        k.wait_exit(&id, Duration::from_secs(60)).await;
-        k.remove_container(&id).await;
-        k.remove_pod(&pod).await;
-        pod
-    });
+    let (pod, ..) = run_to_exit("team-g", "flaky-cri", &HOG, |_, _| {});
     let stderr = agent.stderr_text();
     let recs = agent.stop();
     assert!(

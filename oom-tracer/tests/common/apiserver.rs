@@ -32,6 +32,19 @@ pub struct ApiServer {
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
+/// A kubeconfig for an API server on 127.0.0.1:`port` (listening or not).
+pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
+    let path = dir.join(format!("kubeconfig-{port}"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: nobody\ncurrent-context: stand-in\nusers:\n- name: nobody\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn node_of(pod: &Value) -> &str {
     pod["spec"]["nodeName"].as_str().unwrap_or("")
 }
@@ -74,16 +87,7 @@ impl ApiServer {
 
     /// A kubeconfig that points at this server.
     pub fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
-        let path = dir.join(format!("kubeconfig-{}", self.port));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: http://127.0.0.1:{}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: nobody\ncurrent-context: stand-in\nusers:\n- name: nobody\n  user: {{}}\n",
-                self.port
-            ),
-        )
-        .unwrap();
-        path
+        kubeconfig_for(self.port, dir)
     }
 
     /// Adds or replaces a pod (ADDED or MODIFIED) and wakes the watchers.

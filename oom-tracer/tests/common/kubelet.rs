@@ -63,6 +63,13 @@ pub fn new_uid() -> String {
     )
 }
 
+/// The usual hog: 5Mi every 20 ms into a 50Mi limit.
+pub const HOG: ContainerSpec<'static> = ContainerSpec {
+    name: "hog",
+    args: &["--step", "5Mi", "--interval", "20ms"],
+    memory_limit: Some(50 << 20),
+};
+
 pub struct ContainerSpec<'a> {
     pub name: &'a str,
     pub args: &'a [&'a str],
@@ -281,4 +288,30 @@ impl Kubelet {
         }
         out
     }
+}
+
+/// One pod with one container, run to the container's exit, as most tests
+/// need it: returns the pod and the container's id, exit code and reason.
+/// `started` runs once the container runs (e.g. to publish it to a
+/// stand-in API server, as the kubelet would).
+pub fn run_to_exit(
+    namespace: &str,
+    name: &str,
+    spec: &ContainerSpec<'_>,
+    started: impl FnOnce(&Pod, &str),
+) -> (Pod, String, i32, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut k = Kubelet::connect().await;
+        let pod = k.run_pod(namespace, name).await;
+        let id = k.start(&pod, spec, 0).await;
+        started(&pod, &id);
+        let (code, reason) = k.wait_exit(&id, Duration::from_secs(60)).await;
+        k.remove_container(&id).await;
+        k.remove_pod(&pod).await;
+        (pod, id, code, reason)
+    })
 }
