@@ -36,12 +36,8 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         restarts: u32,
     },
-    /// Build, then measure startup, idle RSS and per-hook kernel cost (root).
-    Bench {
-        /// Repetitions for the medians.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
+    /// Build, then benchmark oom-tracer side by side with bpftrace (root).
+    Bench(bench::BenchArgs),
     /// The DaemonSet on minikube: build and load the images, apply, show logs.
     #[command(subcommand)]
     Minikube(minikube::MinikubeCmd),
@@ -268,12 +264,12 @@ fn main() -> anyhow::Result<()> {
             ]))
         }
         Cmd::Minikube(cmd) => minikube::run(&workspace_root(), cmd),
-        Cmd::Bench { runs } => {
+        Cmd::Bench(args) => {
             build(true)?;
             if !is_root() {
                 bail!("the benchmark runs the tracer: run it as root");
             }
-            bench::bench(&workspace_root(), runs.max(1))
+            bench::bench(&workspace_root(), args)
         }
         Cmd::Test { args } => {
             let bin = setup()?;
