@@ -3,72 +3,36 @@
 //! fixed watch list, and enriches records with pod and container identity
 //! from the CRI and the Kubernetes API (`meta`). Containers already running
 //! at startup are rediscovered from the cgroup tree.
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use clap::Args;
 use oom_tracer_common::decode::RawEvent;
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::MissedTickBehavior,
 };
 
+mod args;
 pub mod containers;
+mod event;
+mod lifecycle;
 
-use containers::{CgroupRole, Containers, Tracked, role};
+pub use args::{AgentArgs, KubeApi};
+use event::oom_event;
+use lifecycle::Sighting;
+
+use containers::{CgroupRole, Containers, role};
 
 use crate::{
     bpf::loader::{LoadError, Tracer},
-    cgroup::{CgroupError, CgroupVersion, MemoryHierarchy, index::CgroupIndex, pod::procs},
-    cli::TraceArgs,
+    cgroup::{CgroupError, CgroupVersion, MemoryHierarchy, index::CgroupIndex},
     clock::BootClock,
     health::{self, Health},
-    kubepath,
     meta::{Metadata, cri, kube::KubeSource},
     output::{Output, OutputError},
     record::{Body, Record},
     run::kernel_release,
-    translate::{ContainerMeta, Translator, decode_exit_code},
+    translate::{Translator, decode_exit_code},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KubeApi {
-    /// Use the API when a configuration is found (in-cluster or KUBECONFIG).
-    Auto,
-    Off,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct AgentArgs {
-    /// This node's name (from the downward API): the API source lists only its pods.
-    #[arg(long, env = "OOM_TRACER_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// CRI socket (default: the first of containerd, cri-o, k3s, cri-dockerd that exists).
-    #[arg(long, env = "OOM_TRACER_CRI_SOCKET")]
-    pub cri_socket: Option<PathBuf>,
-    /// Do not use the CRI.
-    #[arg(long, env = "OOM_TRACER_NO_CRI")]
-    pub no_cri: bool,
-    /// Whether to use the Kubernetes API.
-    #[arg(long, env = "OOM_TRACER_KUBE_API", value_enum, default_value = "auto")]
-    pub kube_api: KubeApi,
-    /// A kubeconfig file for the API (default: in-cluster config, then $KUBECONFIG).
-    #[arg(long, env = "OOM_TRACER_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Post a Kubernetes Event on the pod for each OOM kill (needs the API
-    /// source and RBAC `create` on events).
-    #[arg(long, env = "OOM_TRACER_POST_EVENTS")]
-    pub post_events: bool,
-    /// How often to look for new kubepods roots and re-list the runtime.
-    #[arg(long, env = "OOM_TRACER_RESCAN_INTERVAL", default_value = "10s", value_parser = crate::cli::parse_duration)]
-    pub rescan_interval: Duration,
-    /// Address of the /healthz and /readyz endpoint (e.g. 0.0.0.0:9090).
-    #[arg(long, env = "OOM_TRACER_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    #[command(flatten)]
-    pub backoff: crate::cli::BackoffArgs,
-    #[command(flatten)]
-    pub trace: TraceArgs,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -97,49 +61,6 @@ fn is_kubepods_root(path: &str) -> bool {
     )
 }
 
-/// The Kubernetes Event for an `oom_kill` record of a known pod.
-fn oom_event(r: &Record) -> Option<crate::meta::kube::OomEvent> {
-    let Body::OomKill {
-        victim,
-        trigger,
-        memcg,
-        pod: Some(pod),
-        container,
-        kind,
-        ..
-    } = &r.body
-    else {
-        return None;
-    };
-    let b = crate::quantity::format_bytes;
-    let limit = match memcg {
-        Some(m) => format!(
-            "{} limit hit: usage {} of {}",
-            m.level
-                .and_then(|l| serde_json::to_value(l).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "memory cgroup".into()),
-            b(m.usage_bytes),
-            b(m.limit_bytes)
-        ),
-        None => format!("{kind} OOM"),
-    };
-    Some(crate::meta::kube::OomEvent {
-        namespace: pod.namespace.clone()?,
-        pod: pod.name.clone()?,
-        uid: pod.uid.clone(),
-        container: container.as_ref().and_then(|c| c.name.clone()),
-        message: format!(
-            "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}",
-            victim.comm,
-            victim.pid,
-            victim.anon_rss_bytes.map_or("?".into(), b),
-            trigger.comm,
-            trigger.pid
-        ),
-    })
-}
-
 /// A memory limit as read from the cgroup (`None`: unlimited or unreadable).
 fn read_limit(h: &MemoryHierarchy, path: &str) -> Option<u64> {
     let dir = h.dir(path);
@@ -150,21 +71,6 @@ fn read_limit(h: &MemoryHierarchy, path: &str) -> Option<u64> {
     let v: u64 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     // v1 reports "unlimited" as PAGE_COUNTER_MAX pages in bytes.
     (v < (1u64 << 62)).then_some(v)
-}
-
-/// A container cgroup seen for the first time.
-struct Sighting<'a> {
-    cgroup_id: u64,
-    path: &'a str,
-    pod_uid: &'a str,
-    /// The runtime's container id.
-    id: &'a str,
-    /// Its main process (the first exec, or the lowest pid when discovered).
-    pid: u32,
-    comm: &'a str,
-    at_ns: u64,
-    /// Found running at the agent's start.
-    discovered: bool,
 }
 
 struct Agent<'a> {
@@ -207,138 +113,6 @@ impl Agent<'_> {
                 }
             }
         }
-    }
-
-    /// Starts tracking a container cgroup, once.
-    async fn track(&mut self, c: Sighting<'_>) -> Result<(), AgentError> {
-        let Sighting {
-            cgroup_id,
-            path,
-            pod_uid,
-            id,
-            pid,
-            comm,
-            at_ns,
-            discovered,
-        } = c;
-        self.meta.refresh_for(id).await;
-        // The pod sandbox runs `pause`: the runtime says so, or its comm does.
-        if self.meta.is_sandbox(id) || comm == "pause" {
-            self.ctrs.skip(cgroup_id);
-            return Ok(());
-        }
-        let info = self.meta.container(pod_uid, id);
-        let pod_path = kubepath::pod_path(path).unwrap_or("").to_owned();
-        let pod_cgroup_id = self.tr.index.id_of(&pod_path).unwrap_or(0);
-        let t = Tracked {
-            cgroup_id,
-            path: path.to_owned(),
-            info,
-            main_pid: pid,
-            started_ns: at_ns,
-            exited: false,
-        };
-        let limit = read_limit(&self.hierarchy, path);
-        let pod_limit = read_limit(&self.hierarchy, &pod_path);
-        self.tr.add_container(
-            cgroup_id,
-            path,
-            ContainerMeta {
-                pod: t.pod_ref(),
-                container: t.container_ref(),
-                pod_cgroup_id,
-                limit_bytes: limit,
-                pod_limit_bytes: pod_limit,
-            },
-        );
-        let time = self.tr.time(at_ns);
-        self.emit(
-            time.clone(),
-            Body::ContainerStart {
-                pod: t.pod_ref(),
-                container: t.container_ref(),
-                cgroup: path.to_owned(),
-                pid,
-                command: Vec::new(),
-                memory_limit_bytes: limit,
-                pod_memory_limit_bytes: pod_limit,
-                discovered,
-            },
-        )?;
-        if !discovered
-            && let Some(prev) = self
-                .ctrs
-                .take_previous(&t.info.pod.uid, t.info.name.as_deref())
-        {
-            self.emit(
-                time,
-                Body::Restart {
-                    pod: t.pod_ref(),
-                    container: t.container_ref(),
-                    restart_count: t.info.restart_count.unwrap_or(0),
-                    backoff_ms: at_ns.saturating_sub(prev.at_ns) / 1_000_000,
-                    last_reason: prev.reason,
-                },
-            )?;
-        }
-        self.ctrs.track(t);
-        Ok(())
-    }
-
-    /// Containers running before the agent started.
-    async fn discover(&mut self) -> Result<(), AgentError> {
-        self.meta.refresh().await;
-        let found: Vec<(u64, String)> = self
-            .tr
-            .index
-            .entries()
-            .map(|(id, p)| (id, p.to_owned()))
-            .collect();
-        for (id, path) in found {
-            if let CgroupRole::Container { pod_uid, id: cid } = role(&path) {
-                let mut pids = procs(&self.hierarchy.dir(&path));
-                pids.sort_unstable();
-                let Some(&pid) = pids.first() else { continue };
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                self.track(Sighting {
-                    cgroup_id: id,
-                    path: &path,
-                    pod_uid: &pod_uid,
-                    id: &cid,
-                    pid: pid as u32,
-                    comm: comm.trim(),
-                    at_ns: BootClock::boot_now_ns(),
-                    discovered: true,
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Completes a tracked container's metadata if a source learnt it since
-    /// (the kubelet writes a container's id into the pod status only after
-    /// it started, so the API often knows a container later than the kernel).
-    fn complete_meta(&mut self, memcg: u64) {
-        let Some(t) = self.ctrs.get(memcg) else {
-            return;
-        };
-        if t.info.name.is_some() && t.info.pod.name.is_some() {
-            return;
-        }
-        let info = self.meta.container(&t.info.pod.uid, &t.info.id);
-        if info == t.info {
-            return;
-        }
-        let mut t = t.clone();
-        t.info = info;
-        if let Some(m) = self.tr.container_meta(memcg) {
-            let mut m = m.clone();
-            m.pod = t.pod_ref();
-            m.container = t.container_ref();
-            self.tr.add_container(memcg, &t.path, m);
-        }
-        self.ctrs.track(t);
     }
 
     /// Handles one kernel record: container bookkeeping, then the record.
