@@ -284,9 +284,15 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let mut c = cargo();
-            c.args(["test", "--workspace", "--exclude", "oom-tracer-ebpf", "--no-fail-fast"])
-                .args(["--", "--test-threads", "2"])
-                .args(&args);
+            c.args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "oom-tracer-ebpf",
+                "--no-fail-fast",
+            ])
+            .args(["--", "--test-threads", "2"])
+            .args(&args);
             with_path(&mut c, &bin);
             run(&mut c)
         }
