@@ -1,10 +1,13 @@
 //! `oom-tracer report`: pictures from recorded NDJSON.
 //!
 //! `model.rs` reads the records into one timeline per container (restarts
-//! of a container share it); `svg.rs` draws them, one chart per container:
+//! of a container share it), with `parse.rs` turning each line into a typed
+//! event and `lanes.rs` grouping the events into lanes; `svg.rs` draws them, one chart per container:
 //! memory over time per attempt, the limits, the OOM kills, the exits and
 //! the restart back-off.
+mod lanes;
 mod model;
+mod parse;
 mod svg;
 
 use std::{

@@ -1,0 +1,183 @@
+//! The OOM phases: kill → record latency, and the OOM storm.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use super::{
+    Ctx, OOM_LIMIT, Tool, is_event,
+    measure::{bt_lost_line, lost_events, stop_tool},
+    percentile, storm,
+    sys::{self, Cgroups, Prog},
+    tool::Proc,
+};
+
+impl Ctx {
+    /// OOM kill → stdout latency: `--kills` kills under `oom-tracer run`,
+    /// per run; bpftrace (`bt`, already running) times its own lines for
+    /// the same victims.
+    pub(super) fn latency(&mut self, bt: &Proc) -> anyhow::Result<()> {
+        let parent = sys::cgroup_path(&self.own);
+        let kills = self.args.kills.max(1);
+        for r in 0..self.args.runs {
+            eprintln!(
+                "xtask: bench: OOM latency, run {}/{}: {kills} kills",
+                r + 1,
+                self.args.runs
+            );
+            let mark = bt.mark();
+            let mut c = Command::new(&self.tracer);
+            c.args(["run", "--cgroup-parent", &parent])
+                .args(["--memory-limit", "20Mi", "--restart-policy", "Always"])
+                .args(["--max-restarts", &(kills - 1).to_string()])
+                .args(["--backoff-initial", "100ms", "--backoff-max", "100ms", "--"])
+                .arg(&self.stress)
+                .args(["--step", "5Mi", "--interval", "1ms"])
+                .env("OOM_TRACER_LOG", "warn");
+            let mut p = Proc::spawn("oom-tracer run", c, &self.out.join("oom-tracer-run.stderr"))?;
+            p.wait_for(0, Duration::from_secs(120), |l| is_event(&l.text, "stop"))?;
+            let lines = p.finish(None, Duration::from_secs(10))?;
+            let mut lat = Vec::new();
+            let mut pids = BTreeSet::new();
+            for l in &lines {
+                if !is_event(&l.text, "oom_kill") {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&l.text)?;
+                let t = v["time"]
+                    .as_str()
+                    .and_then(sys::parse_rfc3339_ns)
+                    .context("oom_kill without a time")?;
+                lat.push((l.real_ns as f64 - t as f64) / 1e6);
+                if let Some(pid) = v["victim"]["pid"].as_u64() {
+                    pids.insert(pid);
+                }
+            }
+            sys::sleep(Duration::from_millis(300))?;
+            let bt_lat: Vec<f64> = bt.with_lines(mark, |ls| {
+                ls.iter()
+                    .filter_map(|l| {
+                        let f: Vec<&str> = l.text.split_whitespace().collect();
+                        if f.first() != Some(&"oom_kill") {
+                            return None;
+                        }
+                        let ns: u64 = f.get(1)?.parse().ok()?;
+                        let pid: u64 = f.get(2)?.parse().ok()?;
+                        pids.contains(&pid)
+                            .then(|| (l.mono_ns as f64 - ns as f64) / 1e6)
+                    })
+                    .collect()
+            });
+            for (tool, mut v) in [(Tool::OomTracer, lat), (Tool::Bpftrace, bt_lat)] {
+                self.samples.add(tool, "latency.kills", v.len() as f64);
+                self.samples
+                    .add(tool, "latency.p50_ms", percentile(&mut v, 50.0));
+                self.samples
+                    .add(tool, "latency.p99_ms", percentile(&mut v, 99.0));
+                self.latencies.entry(tool).or_default().extend(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// `--storm` container cgroups OOM-killed at once while the agent and
+    /// bpftrace (`bt`) trace.
+    pub(super) fn oom_storm(&mut self, bt: &Proc, bt_progs: &[Prog]) -> anyhow::Result<()> {
+        let n = self.args.storm.max(1);
+        let burstable = self.pod.parent().context("pod parent")?.to_owned();
+        for r in 0..self.args.runs {
+            eprintln!(
+                "xtask: bench: OOM storm, run {}/{}: {n} cgroups",
+                r + 1,
+                self.args.runs
+            );
+            let pod = burstable.join(format!("pod{}", sys::uuid()));
+            let mut cgs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let d = pod.join(sys::random_hex(32));
+                self.cgroups.create(&d)?;
+                Cgroups::set_limit(&d, OOM_LIMIT)?;
+                cgs.push(d);
+            }
+            let mut agent = self.spawn(Tool::OomTracer)?;
+            agent.wait_for(0, Duration::from_secs(60), |l| is_event(&l.text, "start"))?;
+            // The agent watches kubepods right after its start record.
+            sys::sleep(Duration::from_millis(500))?;
+            let agent_progs = sys::attached_progs(agent.pid());
+            let ids: Vec<u32> = agent_progs.iter().chain(bt_progs).map(|x| x.id).collect();
+            let mark = bt.mark();
+            let mut armed = storm::arm(&self.stress, &cgs)?;
+            let before = sys::prog_stats(&ids);
+            let (killed, secs) = storm::release(&mut armed, Duration::from_secs(60))?;
+            sys::sleep(Duration::from_millis(500))?;
+            let after = sys::prog_stats(&ids);
+            let s = &mut self.samples;
+            s.hook_deltas(Tool::OomTracer, "oom_storm", &agent_progs, &before, &after);
+            s.hook_deltas(Tool::Bpftrace, "oom_storm", bt_progs, &before, &after);
+            let by_pid: BTreeMap<u64, PathBuf> = armed
+                .iter()
+                .map(|a| (u64::from(a.child.id()), a.cgroup.clone()))
+                .collect();
+            drop(armed);
+            let lines = stop_tool(Tool::OomTracer, agent)?;
+            let (mut seen, mut right) = (BTreeSet::new(), 0);
+            for l in &lines {
+                if !is_event(&l.text, "oom_kill") {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&l.text)?;
+                let Some(cg) = v["victim"]["pid"].as_u64().and_then(|p| by_pid.get(&p)) else {
+                    continue;
+                };
+                seen.insert(v["victim"]["pid"].as_u64().unwrap_or(0));
+                let path = sys::cgroup_path(cg);
+                if v["victim_cgroup"] == path.as_str() && v["memcg"]["path"] == path.as_str() {
+                    right += 1;
+                }
+            }
+            let agent_lost = lost_events(Tool::OomTracer, &lines)?;
+            let ids: BTreeMap<PathBuf, u64> = cgs
+                .iter()
+                .filter_map(|d| Some((d.clone(), sys::cgroup_id(d).ok()?)))
+                .collect();
+            let (bt_seen, bt_right, bt_lost) = bt.with_lines(mark, |ls| {
+                let (mut seen, mut right, mut lost) = (BTreeSet::new(), 0, 0);
+                for l in ls {
+                    lost += bt_lost_line(&l.text);
+                    let f: Vec<&str> = l.text.split_whitespace().collect();
+                    if f.first() != Some(&"oom_kill") {
+                        continue;
+                    }
+                    let Some(pid) = f.get(2).and_then(|p| p.parse::<u64>().ok()) else {
+                        continue;
+                    };
+                    let Some(cg) = by_pid.get(&pid) else { continue };
+                    seen.insert(pid);
+                    let id = f.last().and_then(|x| x.parse::<u64>().ok());
+                    if id.is_some() && id == ids.get(cg).copied() {
+                        right += 1;
+                    }
+                }
+                (seen.len(), right, lost)
+            });
+            self.cgroups.remove(&pod)?;
+            let s = &mut self.samples;
+            for (tool, seen, right, lost) in [
+                (Tool::OomTracer, seen.len(), right, agent_lost),
+                (Tool::Bpftrace, bt_seen, bt_right, bt_lost),
+            ] {
+                s.add(tool, "oom_storm.killed", killed as f64);
+                s.add(tool, "oom_storm.records", seen as f64);
+                s.add(tool, "oom_storm.right_cgroup", right as f64);
+                s.add(tool, "oom_storm.lost", lost as f64);
+                s.add(tool, "oom_storm.secs", secs);
+            }
+        }
+        Ok(())
+    }
+}

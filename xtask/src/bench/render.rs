@@ -1,0 +1,288 @@
+//! The markdown table and bench.json.
+use serde_json::{Value, json};
+
+use super::{Ctx, TOOLS, Tool, machine, percentile, sys::HOOKS};
+
+/// A median for the table: `-` when absent.
+fn fmt(v: Option<f64>, dec: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.dec$}"))
+}
+
+fn fmt_unit(v: Option<f64>, dec: usize, unit: &str) -> String {
+    v.map_or("-".into(), |v| format!("{v:.dec$}{unit}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// What the numbers mean and where the comparison is not like for like.
+const NOTES: &str = "\
+Notes:
+- ratio = oom-tracer / bpftrace: below 1, oom-tracer costs less (or is faster).
+- Same filters in the kernel: the bpftrace script (xtask/src/bench.bt) walks the \
+task's memory cgroup ancestry (css->parent, 12 levels) against the kubepods cgroup's \
+id as the agent does, filters rss_stat on curr==1 && member==MM_ANONPAGES with a \
+per-tgid 4Mi step map, keeps cgroup_* of the memory hierarchy only and \
+cgroup_attach_task into the watched id only. bpftrace's `cgroup` builtin is the \
+cgroup v2 id, always 1 on this cgroup v1 machine, so it cannot filter. Where \
+bpftrace cannot express the filter it prints unfiltered: signal_generate (the \
+tracepoint has the target's pid, not its task: every SIGKILL is printed; the agent \
+also records every SIGKILL) and mark_victim (every memcg OOM kill, in both tools). \
+bpftrace's oom_kill line names the trigger's memory cgroup id; the victim's cannot be \
+read from the tracepoint. In the OOM storm each victim is its own trigger.
+- Printing: bpftrace's printf writes to a perf buffer that wakes its reader on every \
+event: one IRQ-work interrupt per line (IWI in /proc/interrupts), taken while the \
+program runs. That is where bpftrace's printing hooks spend their tens of µs on this \
+VM: a printf-only exec probe measures about 30 µs per run, a map update about 1 µs. \
+oom-tracer's bulk records go to a ring buffer without wake-up, drained every 100 ms; \
+OOM records wake the reader.
+- oom-tracer's exec, exit, signal_generate and mark_victim are tp_btf programs. \
+bpftrace 0.17 attaches classic tracepoints, where the kernel fills the trace record \
+before the program runs, outside run_time_ns: for those four hooks bpftrace's real \
+per-event cost is higher than shown. rss_stat and cgroup_* are classic tracepoints \
+in both tools. oom-tracer reads their fields with bpf_probe_read_kernel; bpftrace \
+loads them directly from the context, which is why its filtered-out rss_stat and \
+cgroup_attach_task runs are cheaper.
+- The tools run one at a time for startup, idle RSS and the storms, with the \
+order alternating between runs. In the OOM phases bpftrace runs alongside \
+oom-tracer: `oom-tracer run` drives the latency kills, and the agent traces the \
+storm. Latency: oom-tracer's is CLOCK_REALTIME at the read minus the record's \
+`time`; bpftrace's is CLOCK_MONOTONIC at the read minus its `nsecs`.
+- CPU comes from /proc/<pid>/stat in 10 ms ticks, so values under 1 % are rough. The \
+machine's other work runs too, and both tools also trace any other container under \
+kubepods.
+";
+
+/// Storms for the per-hook table, with their labels.
+const STORMS: [(&str, &str); 5] = [
+    ("exec_watched", "fork/exec storm, watched"),
+    ("exec_unwatched", "fork/exec storm, unwatched"),
+    ("alloc_watched", "allocation storm, watched"),
+    ("cgroup_churn", "cgroup churn, watched pod"),
+    ("oom_storm", "OOM storm"),
+];
+/// Hooks that ran fewer times than this in a storm are left out of the
+/// markdown table (their ns/run is a handful of cold runs); bench.json has them.
+const MIN_RUNS: f64 = 50.0;
+
+impl Ctx {
+    pub(super) fn report(&self, elapsed: f64) -> (String, Value) {
+        let s = &self.samples;
+        let a = &self.args;
+        let mut md = String::new();
+        let mut summary = Vec::new();
+        let mut row = |md: &mut String, label: &str, key: &str, unit: &str, dec: usize| {
+            let (o, b) = (
+                s.median(Tool::OomTracer, key),
+                s.median(Tool::Bpftrace, key),
+            );
+            let r = ratio(o, b);
+            md.push_str(&format!(
+                "| {label} | {} | {} | {} |\n",
+                fmt_unit(o, dec, unit),
+                fmt_unit(b, dec, unit),
+                fmt(r, 2)
+            ));
+            summary.push(json!({
+                "measure": label, "metric": key, "unit": unit.trim(),
+                "oom-tracer": o, "bpftrace": b, "ratio": r,
+            }));
+        };
+        md.push_str(&format!(
+            "Medians of {} runs; ratio = oom-tracer / bpftrace.\n\n",
+            a.runs
+        ));
+        md.push_str("| measure | oom-tracer | bpftrace | ratio |\n|---|---|---|---|\n");
+        row(
+            &mut md,
+            "startup: spawn → first record possible (`start` line / `Attaching 10 probes...`)",
+            "startup.wall_ms",
+            " ms",
+            0,
+        );
+        row(
+            &mut md,
+            "startup: spawn → every probe attached (`start` line / BEGIN probe's line)",
+            "startup.attached_ms",
+            " ms",
+            0,
+        );
+        row(
+            &mut md,
+            "startup: oom-tracer's own `startup_ms` (BTF offsets, load, attach)",
+            "startup.own_ms",
+            " ms",
+            0,
+        );
+        row(
+            &mut md,
+            "idle RSS, 1 s after start",
+            "idle.rss_mib",
+            " MiB",
+            1,
+        );
+        for (storm, label) in [
+            ("exec_watched", "exec storm, watched"),
+            ("exec_unwatched", "exec storm, unwatched"),
+        ] {
+            row(
+                &mut md,
+                &format!(
+                    "{label}: execs/s achieved (2 × `/bin/true` loop, {} s)",
+                    a.exec_secs
+                ),
+                &format!("{storm}.exec_rate"),
+                "",
+                0,
+            );
+            row(
+                &mut md,
+                &format!("{label}: tool CPU, user+sys, % of one CPU"),
+                &format!("{storm}.cpu_pct"),
+                " %",
+                1,
+            );
+            row(
+                &mut md,
+                &format!("{label}: tool RSS, peak"),
+                &format!("{storm}.rss_mib"),
+                " MiB",
+                1,
+            );
+            row(
+                &mut md,
+                &format!("{label}: exec lines printed per exec"),
+                &format!("{storm}.records_per_exec"),
+                "",
+                2,
+            );
+        }
+        row(
+            &mut md,
+            &format!("OOM kill → line on stdout, p50 ({} kills per run)", a.kills),
+            "latency.p50_ms",
+            " ms",
+            2,
+        );
+        row(
+            &mut md,
+            &format!("OOM kill → line on stdout, p99 ({} kills per run)", a.kills),
+            "latency.p99_ms",
+            " ms",
+            2,
+        );
+        row(
+            &mut md,
+            &format!(
+                "OOM storm ({} cgroups at once): processes OOM-killed",
+                a.storm
+            ),
+            "oom_storm.killed",
+            "",
+            0,
+        );
+        row(
+            &mut md,
+            "OOM storm: oom_kill lines for them",
+            "oom_storm.records",
+            "",
+            0,
+        );
+        row(
+            &mut md,
+            "OOM storm: lines naming the victim's cgroup",
+            "oom_storm.right_cgroup",
+            "",
+            0,
+        );
+        row(&mut md, "OOM storm: lost events", "oom_storm.lost", "", 0);
+        row(
+            &mut md,
+            "storms: lost events, per tool run",
+            "lost_events",
+            "",
+            0,
+        );
+
+        md.push_str("\nKernel cost per hook, ns per run (run_time_ns / run_cnt, kernel.bpf_stats_enabled):\n\n");
+        md.push_str("| storm | hook | oom-tracer | bpftrace | ratio | runs per storm (oom-tracer / bpftrace) |\n|---|---|---|---|---|---|\n");
+        let mut hooks = Vec::new();
+        for (storm, label) in STORMS {
+            for hook in HOOKS {
+                let ns = |t| s.median(t, &format!("hook.{storm}.{hook}.ns"));
+                let runs = |t| s.median(t, &format!("hook.{storm}.{hook}.runs"));
+                let (o, b) = (ns(Tool::OomTracer), ns(Tool::Bpftrace));
+                if o.is_none() && b.is_none() {
+                    continue;
+                }
+                let r = ratio(o, b);
+                // mark_victim runs once per kill: shown for the OOM storm.
+                let shown = TOOLS
+                    .iter()
+                    .all(|&t| runs(t).is_some_and(|n| n >= MIN_RUNS))
+                    || (storm == "oom_storm" && hook == "mark_victim");
+                hooks.push(json!({
+                    "storm": storm, "hook": hook,
+                    "oom-tracer": {"ns_per_run": o, "runs": runs(Tool::OomTracer)},
+                    "bpftrace": {"ns_per_run": b, "runs": runs(Tool::Bpftrace)},
+                    "ratio": r,
+                    "in_table": shown,
+                }));
+                if !shown {
+                    continue;
+                }
+                md.push_str(&format!(
+                    "| {label} | {hook} | {} | {} | {} | {} / {} |\n",
+                    fmt(o, 0),
+                    fmt(b, 0),
+                    fmt(r, 2),
+                    fmt(runs(Tool::OomTracer), 0),
+                    fmt(runs(Tool::Bpftrace), 0)
+                ));
+            }
+        }
+        md.push_str(&format!(
+            "\nHooks that ran fewer than {MIN_RUNS} times in a storm are left out; bench.json has them.\n"
+        ));
+        let mut pooled = serde_json::Map::new();
+        for (t, v) in &self.latencies {
+            let mut v = v.clone();
+            pooled.insert(
+                t.name().into(),
+                json!({"n": v.len(), "p50": percentile(&mut v, 50.0), "p99": percentile(&mut v, 99.0)}),
+            );
+        }
+        md.push('\n');
+        md.push_str(NOTES);
+        for n in &self.notes {
+            md.push_str(&format!("- {n}\n"));
+        }
+        let mut samples = serde_json::Map::new();
+        for ((t, k), v) in &s.0 {
+            samples
+                .entry(t.name())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|m| m.insert(k.clone(), json!(v)));
+        }
+        let report = json!({
+            "command": format!(
+                "cargo xtask bench --runs {} --storm {} --kills {} --exec-secs {}",
+                a.runs, a.storm, a.kills, a.exec_secs
+            ),
+            "machine": machine(),
+            "elapsed_s": elapsed,
+            "summary": summary,
+            "hook_cost": hooks,
+            "oom_latency_pooled_ms": pooled,
+            "programs": self.programs,
+            "notes": self.notes,
+            "samples": samples,
+        });
+        (md, report)
+    }
+}
