@@ -1,16 +1,26 @@
 //! The allocation ramp: `kmem/rss_stat`, filtered in the kernel.
 //!
 //! This is the hottest hook (tens of calls per fork/exec anywhere on the
-//! box), so the cheap checks run first: the counter belongs to the current
-//! task's mm, it is MM_ANONPAGES, and the per-process size grew by a step
-//! since the last record. The memcg walk runs once per process.
-use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
+//! box), so the cheap checks run first: the counter is MM_ANONPAGES, it
+//! belongs to the current task's mm, and the per-process size grew by a
+//! step since the last record. The memcg walk runs once per process.
+//!
+//! Two programs, one attached: `rss_stat` (tp_btf: the member is a plain
+//! argument, so most calls end after one load, with no helper call) and
+//! `kmem_rss_stat` (the classic tracepoint, fields read by offset) where
+//! tp_btf is not available.
+use aya_ebpf::{
+    EbpfContext as _,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
 use oom_tracer_common::{AllocEvent, EventKind};
 
 use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, current_info, current_task, is_watched, koff, read, setting, task_memcg, tpl,
+        ReadResult, current_info, current_task, is_watched, koff, pages_to_bytes, read, setting,
+        task_memcg, tpl,
     },
     maps::ALLOC_LAST,
 };
@@ -18,23 +28,60 @@ use crate::{
 /// `ALLOC_LAST` value of a process outside the watched cgroups.
 const UNWATCHED: u64 = u64::MAX;
 
-#[tracepoint(category = "kmem", name = "rss_stat")]
-pub fn rss_stat(ctx: TracePointContext) -> u32 {
+/// tp_btf/rss_stat(struct mm_struct *mm, int member)
+#[btf_tracepoint(function = "rss_stat")]
+pub fn rss_stat(ctx: BtfTracePointContext) -> u32 {
     match try_rss_stat(&ctx) {
         Ok(()) | Err(_) => 0,
     }
 }
 
-fn try_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
-    let base = ctx.as_ptr() as u64;
-    if read::<u32>(base, tpl!(rss_curr))? != 1 {
+fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
+    let member: i32 = ctx.arg(1);
+    if member as u32 != koff!(mm_anonpages) {
         return Ok(());
     }
+    let mm: u64 = ctx.arg(0);
+    // The tracepoint's `curr`: the counter of the current task's mm.
+    if read::<u64>(current_task(), koff!(task_mm))? != mm {
+        return Ok(());
+    }
+    // percpu_counter.count (or atomic_long_t), as get_mm_counter() reads it.
+    let pages = read::<i64>(
+        mm,
+        koff!(mm_rss_base) + member as u32 * koff!(mm_rss_stride),
+    )?;
+    ramp(if pages < 0 {
+        0
+    } else {
+        pages_to_bytes(pages as u64)
+    })
+}
+
+/// tracepoint/kmem/rss_stat: fields per the kernel's format file.
+#[tracepoint(category = "kmem", name = "rss_stat")]
+pub fn kmem_rss_stat(ctx: TracePointContext) -> u32 {
+    match try_kmem_rss_stat(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
+    let base = ctx.as_ptr() as u64;
     if read::<i32>(base, tpl!(rss_member))? as u32 != koff!(mm_anonpages) {
         return Ok(());
     }
+    if read::<u32>(base, tpl!(rss_curr))? != 1 {
+        return Ok(());
+    }
     let size = read::<i64>(base, tpl!(rss_size))?;
-    let size = if size < 0 { 0 } else { size as u64 };
+    ramp(if size < 0 { 0 } else { size as u64 })
+}
+
+/// The current process's anonymous memory is `size` bytes: record it if it
+/// grew by a step since the last record and the process is watched.
+#[inline(always)]
+fn ramp(size: u64) -> ReadResult<()> {
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     let step = setting!(alloc_step_bytes);
     let last = match ALLOC_LAST.get_ptr(tgid) {

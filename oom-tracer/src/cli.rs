@@ -90,9 +90,10 @@ pub struct TraceArgs {
         default_value = "auto"
     )]
     pub oom_source: OomSource,
-    /// Do not attach this hook (e.g. `tracepoint/kmem/rss_stat` or
-    /// `rss_stat` to save its cost); repeatable. The OOM source cannot be
-    /// skipped.
+    /// Do not attach this hook, by label or program name; repeatable.
+    /// `tp_btf/rss_stat,tracepoint/kmem/rss_stat` drops the allocation ramp
+    /// (the hottest hook); `tp_btf/rss_stat` alone uses the tracepoint
+    /// instead. The OOM source cannot be skipped.
     #[arg(long = "skip-hook", env = "OOM_TRACER_SKIP_HOOKS", value_delimiter = ',', value_parser = parse_hook)]
     pub skip_hooks: Vec<String>,
     /// Kernel BTF to read struct offsets from (for kernels that ship it elsewhere).
@@ -101,9 +102,13 @@ pub struct TraceArgs {
 }
 
 fn parse_hook(s: &str) -> Result<String, String> {
-    use crate::bpf::hooks::{LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP};
+    use crate::bpf::hooks::{LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_TP};
     let s = s.trim();
-    if let Some(h) = LIFECYCLE.iter().find(|h| h.program == s || h.label() == s) {
+    if let Some(h) = LIFECYCLE
+        .iter()
+        .chain([&RSS_STAT_TP])
+        .find(|h| h.program == s || h.label() == s)
+    {
         return Ok(h.program.to_owned());
     }
     if [MARK_VICTIM_BTF, MARK_VICTIM_TP]
@@ -114,7 +119,11 @@ fn parse_hook(s: &str) -> Result<String, String> {
             "{s:?} is an OOM source and cannot be skipped (see --oom-source)"
         ));
     }
-    let known: Vec<String> = LIFECYCLE.iter().map(|h| h.label()).collect();
+    let known: Vec<String> = LIFECYCLE
+        .iter()
+        .chain([&RSS_STAT_TP])
+        .map(|h| h.label())
+        .collect();
     Err(format!("unknown hook {s:?}; one of: {}", known.join(", ")))
 }
 
@@ -292,5 +301,27 @@ mod tests {
         let Command::Run(r) = c.command else { panic!() };
         assert_eq!(r.command, ["sleep", "1"]);
         assert_eq!(r.memory_limit, Limit(None));
+    }
+
+    #[test]
+    fn skip_hook_names() {
+        let e = Cli::try_parse_from(["oom-tracer", "run", "--skip-hook", "nope"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("tp_btf/rss_stat"), "{e}");
+        let e =
+            Cli::try_parse_from(["oom-tracer", "run", "--skip-hook", "mark_victim"]).unwrap_err();
+        assert!(e.to_string().contains("cannot be skipped"), "{e}");
+        let c = Cli::try_parse_from([
+            "oom-tracer",
+            "run",
+            "--skip-hook",
+            "tracepoint/kmem/rss_stat,tp_btf/rss_stat,signal_generate",
+        ])
+        .unwrap();
+        let Command::Run(r) = c.command else { panic!() };
+        assert_eq!(
+            r.trace.skip_hooks,
+            ["kmem_rss_stat", "rss_stat", "signal_generate"]
+        );
     }
 }

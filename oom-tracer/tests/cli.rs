@@ -53,7 +53,7 @@ fn check_reports_every_hook() {
         "tp_btf/signal_generate",
         "tp_btf/sched_process_exec",
         "tp_btf/sched_process_exit",
-        "tracepoint/kmem/rss_stat",
+        "tp_btf/rss_stat",
         "tracepoint/cgroup/cgroup_mkdir",
         "tracepoint/cgroup/cgroup_rmdir",
         "tracepoint/cgroup/cgroup_attach_task",

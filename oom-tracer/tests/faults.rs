@@ -183,7 +183,7 @@ fn a_missing_hook_degrades() {
     let parent = parent("nohook");
     let (recs, stderr, out) = run(&[
         "--skip-hook",
-        "tracepoint/kmem/rss_stat",
+        "tp_btf/rss_stat,tracepoint/kmem/rss_stat",
         "--max-restarts",
         "0",
         "--cgroup-parent",
@@ -191,7 +191,7 @@ fn a_missing_hook_degrades() {
     ]);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("missing: tracepoint/kmem/rss_stat (skipped (--skip-hook))"),
+        stderr.contains("missing: tp_btf/rss_stat (skipped (--skip-hook)), tracepoint/kmem/rss_stat (skipped (--skip-hook))"),
         "{stderr}"
     );
     let missing = recs[0]["hooks"]["missing"].as_array().unwrap();
@@ -202,6 +202,36 @@ fn a_missing_hook_degrades() {
     );
     assert!(events(&recs, "alloc").is_empty());
     assert_eq!(events(&recs, "oom_kill").len(), 1, "the OOM is still seen");
+}
+
+/// Without tp_btf for rss_stat (refused, or a kernel before 6.2), the
+/// classic tracepoint carries the allocation ramp.
+#[test]
+fn rss_stat_falls_back_to_the_tracepoint() {
+    let _g = serial();
+    let parent = parent("rssfallback");
+    let (recs, stderr, out) = run(&[
+        "--skip-hook",
+        "tp_btf/rss_stat",
+        "--max-restarts",
+        "0",
+        "--cgroup-parent",
+        &parent,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    let active = recs[0]["hooks"]["active"].as_array().unwrap();
+    assert!(
+        active.iter().any(|h| h == "tracepoint/kmem/rss_stat"),
+        "{active:?}"
+    );
+    let sizes: Vec<u64> = events(&recs, "alloc")
+        .iter()
+        .map(|r| r["anon_rss_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sizes.len() >= 3 && sizes.windows(2).all(|w| w[0] < w[1]),
+        "{sizes:?}"
+    );
 }
 
 /// A ring buffer too small for the load: losses are counted in the kernel,

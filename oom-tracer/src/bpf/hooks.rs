@@ -43,6 +43,16 @@ pub const MARK_VICTIM_TP: Hook = Hook {
     program: "oom_mark_victim",
     attach: Attach::Tracepoint("oom", "mark_victim"),
 };
+/// The allocation ramp: tp_btf where the kernel's rss_stat passes the mm
+/// (6.2+), else the classic tracepoint.
+pub const RSS_STAT_BTF: Hook = Hook {
+    program: "rss_stat",
+    attach: Attach::TpBtf("rss_stat"),
+};
+pub const RSS_STAT_TP: Hook = Hook {
+    program: "kmem_rss_stat",
+    attach: Attach::Tracepoint("kmem", "rss_stat"),
+};
 /// Everything but the OOM source, in attach order.
 pub const LIFECYCLE: [Hook; 7] = [
     Hook {
@@ -57,10 +67,7 @@ pub const LIFECYCLE: [Hook; 7] = [
         program: "sched_process_exit",
         attach: Attach::TpBtf("sched_process_exit"),
     },
-    Hook {
-        program: "rss_stat",
-        attach: Attach::Tracepoint("kmem", "rss_stat"),
-    },
+    RSS_STAT_BTF,
     Hook {
         program: "cgroup_mkdir",
         attach: Attach::Tracepoint("cgroup", "cgroup_mkdir"),

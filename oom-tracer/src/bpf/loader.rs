@@ -13,7 +13,9 @@ use oom_tracer_common::{
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
-    hooks::{self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, Report},
+    hooks::{
+        self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
+    },
     offsets::{KernelBtf, OffsetsError, VMLINUX},
 };
 use crate::{cli::OomSource, record::HookStat, tracefs};
@@ -100,6 +102,9 @@ impl Tracer {
         let kbtf = KernelBtf::load(&opts.btf_path)?;
         let koffs = kbtf.kernel_offsets()?;
         let mark_victim_has_task = kbtf.tp_arg_is_pointer("mark_victim", 0);
+        // rss_stat(struct mm_struct *mm, int member) since 6.2.
+        let rss_stat_has_mm = kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
+            && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false);
         drop(kbtf);
         let trace_root = tracefs::root()?;
         let layout = tracefs::layout(&trace_root);
@@ -177,13 +182,47 @@ impl Tracer {
                 &mut report,
             );
         }
+        let skipped = |h: Hook| opts.skip_hooks.iter().any(|s| s == h.program);
         for hook in LIFECYCLE {
-            if opts.skip_hooks.iter().any(|s| s == hook.program) {
+            if skipped(hook) {
                 report.missing(hook, "skipped (--skip-hook)");
+            } else if hook.program == RSS_STAT_BTF.program && !rss_stat_has_mm {
+                report.missing(hook, "this kernel's rss_stat passes no mm (before 6.2)");
+            }
+            if hook.program == RSS_STAT_BTF.program {
+                // tp_btf first; the classic tracepoint where it is refused.
+                let btf_ok = !skipped(hook)
+                    && rss_stat_has_mm
+                    && match hooks::attach(&mut ebpf, &btf, hook) {
+                        Ok(()) => {
+                            report.active(hook);
+                            true
+                        }
+                        Err(e) => {
+                            report.missing(hook, e);
+                            false
+                        }
+                    };
+                if !btf_ok {
+                    if skipped(RSS_STAT_TP) {
+                        report.missing(RSS_STAT_TP, "skipped (--skip-hook)");
+                    } else {
+                        attach_checked(
+                            &mut ebpf,
+                            &btf,
+                            &trace_root,
+                            RSS_STAT_TP,
+                            layout.rss_size,
+                            &mut report,
+                        );
+                    }
+                }
+                continue;
+            }
+            if skipped(hook) {
                 continue;
             }
             let needed = match hook.program {
-                "rss_stat" => layout.rss_size,
                 "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,
                 "cgroup_attach_task" => layout.at_id,
                 _ => 0,
