@@ -40,12 +40,13 @@ program runs. That is where bpftrace's printing hooks spend their tens of µs on
 VM: a printf-only exec probe measures about 30 µs per run, a map update about 1 µs. \
 oom-tracer's bulk records go to a ring buffer without wake-up, drained every 100 ms; \
 OOM records wake the reader.
-- oom-tracer's exec, exit, signal_generate and mark_victim are tp_btf programs. \
-bpftrace 0.17 attaches classic tracepoints, where the kernel fills the trace record \
-before the program runs, outside run_time_ns: for those four hooks bpftrace's real \
-per-event cost is higher than shown. rss_stat and cgroup_* are classic tracepoints \
-in both tools. oom-tracer reads their fields with bpf_probe_read_kernel; bpftrace \
-loads them directly from the context, which is why its filtered-out rss_stat and \
+- oom-tracer's exec, exit, signal_generate, mark_victim and rss_stat are tp_btf \
+programs. bpftrace 0.17 attaches classic tracepoints, where the kernel fills the \
+trace record before the program runs, outside run_time_ns: for those five hooks \
+bpftrace's real per-event cost is higher than shown. cgroup_* are classic \
+tracepoints in both tools; oom-tracer reads their fields with bpf_probe_read_kernel \
+(its offsets come from .rodata, and the verifier refuses context loads at such \
+offsets), bpftrace loads them directly from the context, which is why its \
 cgroup_attach_task runs are cheaper.
 - The tools run one at a time for startup, idle RSS and the storms, with the \
 order alternating between runs. In the OOM phases bpftrace runs alongside \
