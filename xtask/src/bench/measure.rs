@@ -215,27 +215,22 @@ impl Ctx {
         let secs = self.args.exec_secs;
         let stopfile = self.out.join("exec-storm.stop");
 
-        let cg = self.container()?;
-        self.measure(tool, &p, &progs, "exec_watched", |_| {
-            let (n, s) = storm::exec_storm(&cg, secs, &stopfile)?;
+        // Two exec loops for `secs` inside `cg`.
+        let exec_load = |cg: &std::path::Path| -> anyhow::Result<Load> {
+            let (n, s) = storm::exec_storm(cg, secs, &stopfile)?;
             Ok(Load {
                 execs: Some(n),
                 secs: s,
-                cgroup: Some(cg.clone()),
+                cgroup: Some(cg.to_owned()),
             })
-        })?;
+        };
+        let cg = self.container()?;
+        self.measure(tool, &p, &progs, "exec_watched", |_| exec_load(&cg))?;
         self.cgroups.remove(&cg)?;
 
         let cg = self.own.join(format!("exec-{}", sys::random_hex(6)));
         self.cgroups.create(&cg)?;
-        self.measure(tool, &p, &progs, "exec_unwatched", |_| {
-            let (n, s) = storm::exec_storm(&cg, secs, &stopfile)?;
-            Ok(Load {
-                execs: Some(n),
-                secs: s,
-                cgroup: Some(cg.clone()),
-            })
-        })?;
+        self.measure(tool, &p, &progs, "exec_unwatched", |_| exec_load(&cg))?;
         self.cgroups.remove(&cg)?;
 
         let cg = self.container()?;
