@@ -278,9 +278,19 @@ fn main() -> anyhow::Result<()> {
             c.args(["build", "--package", "stress"]);
             with_path(&mut c, &bin);
             run(&mut c)?;
-            if !is_root() {
+            if is_root() {
+                // The agent's integration tests drive a private containerd
+                // over the CRI. Start it (or repair it) on every run: a
+                // socket left from an earlier boot answers nobody.
+                run(Command::new("bash").arg(workspace_root().join("tests/containerd/setup.sh")))
+                    .context(
+                    "starting the test containerd (tests/containerd/setup.sh) failed; \
+                     its log is /var/log/oom-tracer-test-containerd.log",
+                )?;
+            } else {
                 eprintln!(
-                    "xtask: not root: the privileged integration tests will fail, naming what they need"
+                    "xtask: not root: the test containerd cannot start and the privileged \
+                     integration tests will fail, naming what they need"
                 );
             }
             let mut c = cargo();

@@ -32,6 +32,14 @@ pub fn require_runtime() {
         "the test containerd is not running ({SOCKET} missing): run tests/containerd/setup.sh \
          (cargo xtask test does)"
     );
+    // A socket left from an earlier boot exists but nobody listens on it.
+    if let Err(e) = std::os::unix::net::UnixStream::connect(SOCKET) {
+        panic!(
+            "the test containerd does not answer on {SOCKET} ({e}): the socket is stale or \
+             containerd died; run tests/containerd/setup.sh (cargo xtask test does) and see \
+             /var/log/oom-tracer-test-containerd.log"
+        );
+    }
 }
 
 pub struct Pod {
