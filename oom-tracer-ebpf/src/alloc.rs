@@ -1,9 +1,11 @@
 //! The allocation ramp: `kmem/rss_stat`, filtered in the kernel.
 //!
 //! This is the hottest hook (tens of calls per fork/exec anywhere on the
-//! box), so the cheap checks run first: the counter is MM_ANONPAGES, it
-//! belongs to the current task's mm, and the per-process size grew by a
-//! step since the last record. The memcg walk runs once per process.
+//! box), so the cheap checks run first: the counter is MM_ANONPAGES, the
+//! process is watched (one map lookup; the memcg walk runs once per
+//! process), the counter belongs to the current task's mm, and the
+//! per-process size grew by a step since the last record. Kernel memory is
+//! read only for watched processes.
 //!
 //! Two programs, one attached: `rss_stat` (tp_btf: the member is a plain
 //! argument, so most calls end after one load, with no helper call) and
@@ -41,6 +43,11 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if member as u32 != koff!(mm_anonpages) {
         return Ok(());
     }
+    // Unwatched processes end here, before any read of kernel memory.
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(last) = last_record(tgid)? else {
+        return Ok(());
+    };
     let mm: u64 = ctx.arg(0);
     // The tracepoint's `curr`: the counter of the current task's mm.
     if read::<u64>(current_task(), koff!(task_mm))? != mm {
@@ -51,11 +58,12 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
         mm,
         koff!(mm_rss_base) + member as u32 * koff!(mm_rss_stride),
     )?;
-    ramp(if pages < 0 {
+    let size = if pages < 0 {
         0
     } else {
         pages_to_bytes(pages as u64)
-    })
+    };
+    ramp(tgid, last, size)
 }
 
 /// tracepoint/kmem/rss_stat: fields per the kernel's format file.
@@ -74,16 +82,18 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
     if read::<u32>(base, tpl!(rss_curr))? != 1 {
         return Ok(());
     }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(last) = last_record(tgid)? else {
+        return Ok(());
+    };
     let size = read::<i64>(base, tpl!(rss_size))?;
-    ramp(if size < 0 { 0 } else { size as u64 })
+    ramp(tgid, last, if size < 0 { 0 } else { size as u64 })
 }
 
-/// The current process's anonymous memory is `size` bytes: record it if it
-/// grew by a step since the last record and the process is watched.
+/// The anonymous size at the process's last `alloc` record (0 before the
+/// first), or `None` for a process outside the watched cgroups.
 #[inline(always)]
-fn ramp(size: u64) -> ReadResult<()> {
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let step = setting!(alloc_step_bytes);
+fn last_record(tgid: u32) -> ReadResult<Option<u64>> {
     let last = match ALLOC_LAST.get_ptr(tgid) {
         // SAFETY: value pointer from a successful lookup.
         Some(p) => unsafe { *p },
@@ -95,9 +105,14 @@ fn ramp(size: u64) -> ReadResult<()> {
             v
         }
     };
-    if last == UNWATCHED {
-        return Ok(());
-    }
+    Ok((last != UNWATCHED).then_some(last))
+}
+
+/// The current process's anonymous memory is `size` bytes: record it if it
+/// grew by a step since the last record.
+#[inline(always)]
+fn ramp(tgid: u32, last: u64, size: u64) -> ReadResult<()> {
+    let step = setting!(alloc_step_bytes);
     if size < last.saturating_add(step) {
         if size.saturating_add(step) <= last {
             // Shrunk by a step: follow it down so regrowth is reported.
