@@ -21,8 +21,8 @@ use oom_tracer_common::{AllocEvent, EventKind};
 use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, current_info, current_task, is_watched, koff, pages_to_bytes, read, setting,
-        task_memcg, tpl,
+        ReadResult, btf_load, current_info, current_task, current_task_btf, is_watched, koff,
+        pages_to_bytes, read, setting, task_memcg, tpl,
     },
     maps::ALLOC_LAST,
 };
@@ -48,15 +48,17 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let Some(last) = last_record(tgid)? else {
         return Ok(());
     };
+    // Both pointers are BTF-typed: plain loads, no probe-read helper.
     let mm: u64 = ctx.arg(0);
     // The tracepoint's `curr`: the counter of the current task's mm.
-    if read::<u64>(current_task(), koff!(task_mm))? != mm {
+    if btf_load::<u64>(current_task_btf(), koff!(task_mm))? != mm {
         return Ok(());
     }
     // percpu_counter.count (or atomic_long_t), as get_mm_counter() reads it.
-    let pages = read::<i64>(
+    // The offset uses the constant member, so the verifier knows it.
+    let pages = btf_load::<i64>(
         mm,
-        koff!(mm_rss_base) + member as u32 * koff!(mm_rss_stride),
+        koff!(mm_rss_base) + koff!(mm_anonpages) * koff!(mm_rss_stride),
     )?;
     let size = if pages < 0 {
         0

@@ -55,6 +55,28 @@ pub fn read<T>(base: u64, off: u32) -> ReadResult<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.map_err(|e| e as i64)
 }
 
+/// Loads a `T` at `base + off` from a BTF-typed pointer (a tp_btf argument,
+/// or `bpf_get_current_task_btf()`): a plain load, with no helper call. The
+/// verifier checks `off` against the kernel's BTF (it is a constant from the
+/// frozen `.rodata`) and the JIT guards the load against faults.
+#[inline(always)]
+pub fn btf_load<T: Copy>(base: u64, off: u32) -> ReadResult<T> {
+    if off == OFFSET_ABSENT || base == 0 {
+        return Err(-2);
+    }
+    // SAFETY: `base` is a BTF pointer; the kernel turns the load into a
+    // guarded one (BPF_PROBE_MEM) and refuses the program if `off` does not
+    // land on a field of type `T`'s size.
+    Ok(unsafe { core::ptr::read_volatile((base as *const u8).add(off as usize) as *const T) })
+}
+
+/// The current task as a BTF pointer (loads through it need no helper).
+#[inline(always)]
+pub fn current_task_btf() -> u64 {
+    // SAFETY: helper without arguments; its result is never null.
+    unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() as u64 }
+}
+
 /// The current task's `task_struct` pointer.
 #[inline(always)]
 pub fn current_task() -> u64 {
