@@ -54,12 +54,17 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if btf_load::<u64>(current_task_btf(), koff!(task_mm))? != mm {
         return Ok(());
     }
-    // percpu_counter.count (or atomic_long_t), as get_mm_counter() reads it.
-    // The offset uses the constant member, so the verifier knows it.
-    let pages = btf_load::<i64>(
-        mm,
-        koff!(mm_rss_base) + koff!(mm_anonpages) * koff!(mm_rss_stride),
-    )?;
+    // percpu_counter.count (6.2+) or atomic_long_t, as get_mm_counter()
+    // reads it. The offset uses the constant member, so the verifier knows
+    // it. Verifiers of kernels with the atomic_long_t array (6.1) cannot walk
+    // it through BTF ("not a struct"): those read it with the helper. The
+    // stride is a constant, so the verifier sees only one of the two paths.
+    let off = koff!(mm_rss_base) + koff!(mm_anonpages) * koff!(mm_rss_stride);
+    let pages = if koff!(mm_rss_stride) == 8 {
+        read::<i64>(mm, off)?
+    } else {
+        btf_load::<i64>(mm, off)?
+    };
     let size = if pages < 0 {
         0
     } else {

@@ -77,6 +77,28 @@ pub fn current_task_btf() -> u64 {
     unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() as u64 }
 }
 
+/// Reads a `T` at `base + off`, or zeroes where the read fails (an absent
+/// offset, a null base, a faulting address). No branch on the helper's
+/// result: walks over ancestors use it so that old verifiers (6.1) do not
+/// split every step into an ok and an error path.
+#[inline(always)]
+pub fn read_or_zero<T: Copy>(base: u64, off: u32) -> T {
+    let mut v = core::mem::MaybeUninit::<T>::zeroed();
+    if off != OFFSET_ABSENT {
+        // SAFETY: the helper writes at most size_of::<T>() bytes into `v`
+        // and zero-fills it when the read fails; `v` starts zeroed too.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                v.as_mut_ptr().cast(),
+                core::mem::size_of::<T>() as u32,
+                (base + off as u64) as *const core::ffi::c_void,
+            );
+        }
+    }
+    // SAFETY: zeroed, then possibly overwritten by the helper; T is plain data.
+    unsafe { v.assume_init() }
+}
+
 /// The current task's `task_struct` pointer.
 #[inline(always)]
 pub fn current_task() -> u64 {
@@ -103,7 +125,15 @@ pub fn css_id(css: u64) -> ReadResult<u64> {
 
 #[inline(always)]
 pub fn css_parent(css: u64) -> u64 {
-    read(css, koff!(css_parent)).unwrap_or(0)
+    read_or_zero(css, koff!(css_parent))
+}
+
+/// `css_id`, 0 where any step of the chain cannot be read (no branches).
+#[inline(always)]
+pub fn css_id_or_zero(css: u64) -> u64 {
+    let cgrp: u64 = read_or_zero(css, koff!(css_cgroup));
+    let kn: u64 = read_or_zero(cgrp, koff!(cgroup_kn));
+    read_or_zero(kn, koff!(kn_id))
 }
 
 /// Whether the memcg `css`, or one of its ancestors, is watched.
@@ -117,9 +147,7 @@ pub fn is_watched(css: u64) -> bool {
         if css == 0 {
             return false;
         }
-        if let Ok(id) = css_id(css)
-            && WATCHED.get_ptr(id).is_some()
-        {
+        if WATCHED.get_ptr(css_id_or_zero(css)).is_some() {
             return true;
         }
         css = css_parent(css);

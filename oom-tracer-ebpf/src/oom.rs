@@ -19,7 +19,7 @@ use crate::{
     emit::{WAKE, header, output},
     kernel::{
         ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
-        pages_to_bytes, read, read_data_loc, task_info, task_memcg, tpl,
+        pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
     },
 };
 
@@ -109,7 +109,7 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
         if css == 0 {
             break;
         }
-        if read::<u8>(css, lock_off).unwrap_or(0) != 0 {
+        if read_or_zero::<u8>(css, lock_off) != 0 {
             found = css;
         }
         css = css_parent(css);

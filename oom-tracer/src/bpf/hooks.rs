@@ -90,16 +90,56 @@ pub fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<(), String> {
     match hook.attach {
         Attach::TpBtf(func) => {
             let p: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load(func, btf).map_err(|e| error_chain(&e))?;
+            p.load(func, btf).map_err(|e| load_error(hook, &e))?;
             p.attach().map_err(|e| error_chain(&e))?;
         }
         Attach::Tracepoint(cat, name) => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| error_chain(&e))?;
+            p.load().map_err(|e| load_error(hook, &e))?;
             p.attach(cat, name).map_err(|e| error_chain(&e))?;
         }
     }
     Ok(())
+}
+
+/// A refused program load, in one line: the syscall's error and the
+/// verifier's own complaint (the last line of its log that says what went
+/// wrong). The whole log goes to the debug log.
+fn load_error(hook: Hook, e: &aya::programs::ProgramError) -> String {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = e
+    {
+        let log = verifier_log.to_string();
+        tracing::debug!("{}: verifier log:\n{log}", hook.label());
+        let mut s = format!("the kernel refused the program ({io_error})");
+        if let Some(line) = verifier_complaint(&log) {
+            s.push_str(": verifier: ");
+            s.push_str(line);
+        }
+        return s;
+    }
+    error_chain(e)
+}
+
+/// The line of a verifier log that says why it refused the program: the
+/// last one that is not an instruction, a register state, a source line or
+/// the closing statistics.
+pub fn verifier_complaint(log: &str) -> Option<&str> {
+    log.lines().map(str::trim).rev().find(|l| {
+        !l.is_empty()
+            && !l.starts_with(';')
+            && !l.starts_with("processed ")
+            && !l.starts_with("verification time")
+            && !l.starts_with("stack depth")
+            && !l.starts_with("-- END PROG LOAD LOG --")
+            && !l.split(':').next().is_some_and(|n| {
+                // "12: (85) call ..." and "12: R1=..." are instructions and states.
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+            })
+            && !l.starts_with("from ")
+    })
 }
 
 /// An error with its sources, on one line.
@@ -185,6 +225,29 @@ mod tests {
             r.summary(),
             "hooks active: tracepoint/oom/mark_victim; missing: tp_btf/mark_victim (EPERM)"
         );
+    }
+
+    #[test]
+    fn the_verifier_complaint_is_found() {
+        let log = "reg type unsupported for arg#0 function mark_victim#26
+0: R1=ctx(off=0,imm=0) R10=fp0
+; #[btf_tracepoint(function = \"mark_victim\")]
+0: (bf) r8 = r1                       ; R1=ctx(off=0,imm=0) R8_w=ctx(off=0,imm=0)
+1: (79) r1 = *(u64 *)(r8 +0)
+func 'mark_victim' doesn't have 1-th argument
+invalid bpf_context access off=8 size=8
+processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+";
+        assert_eq!(
+            verifier_complaint(log),
+            Some("invalid bpf_context access off=8 size=8")
+        );
+        assert_eq!(
+            verifier_complaint("5: (61) r2 = *(u32 *)(r1 +0)\nR1 invalid mem access 'scalar'\n"),
+            Some("R1 invalid mem access 'scalar'")
+        );
+        assert_eq!(verifier_complaint(""), None);
+        assert_eq!(verifier_complaint("0: R1=ctx()\nprocessed 1 insns"), None);
     }
 
     #[test]
