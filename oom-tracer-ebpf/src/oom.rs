@@ -11,8 +11,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use oom_tracer_common::{
-    EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS,
-    OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OomEvent,
+    EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND,
+    OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID,
+    OOM_VICTIM_MEMCG, OomEvent,
 };
 
 use crate::{
@@ -92,45 +93,70 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
     ev.flags |= OOM_RSS;
 }
 
-/// Finds the memcg that hit its limit: while `mem_cgroup_out_of_memory()`
-/// runs, `oom_lock` is held on the OOMing memcg's whole subtree, so the
-/// topmost ancestor of the victim's memcg with `oom_lock` set is the one
-/// whose limit was hit. None set: a global OOM.
+/// Pages a charge may still have wanted when it failed: a THP (order 9).
+/// The kernel's charge walk fails where `usage + nr_pages > max`.
+const AT_LIMIT_SLACK_PAGES: u64 = 512;
+
+/// Finds the memcg that hit its limit.
+///
+/// While `mem_cgroup_out_of_memory()` runs, `oom_lock` is held on the
+/// OOMing memcg's whole subtree, so the topmost ancestor of `start` with
+/// `oom_lock` set is the one whose limit was hit. Kernels built without
+/// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) take no `oom_lock` on cgroup v2
+/// (and may lack the field): there, as the kernel's charge walk fails at the
+/// lowest ancestor whose page counter cannot take the charge, the lowest
+/// ancestor within `AT_LIMIT_SLACK_PAGES` of its `max` is the one. None
+/// found: a global OOM.
 #[inline(always)]
 fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
-    let lock_off = koff!(memcg_oom_lock);
-    if lock_off == OFFSET_ABSENT {
-        ev.flags |= OOM_NO_LOCK_FIELD;
-        return;
-    }
-    let mut css = start;
-    let mut found = 0u64;
-    for _ in 0..MAX_CGROUP_DEPTH {
-        if css == 0 {
-            break;
-        }
-        if read_or_zero::<u8>(css, lock_off) != 0 {
-            found = css;
-        }
-        css = css_parent(css);
-    }
-    if found == 0 {
-        return;
-    }
     let counter = koff!(memcg_memory);
     if counter == OFFSET_ABSENT {
         return;
     }
-    let pc = |f: u32| -> u64 {
+    let at = |css: u64, f: u32| -> u64 {
         if f == OFFSET_ABSENT {
             return 0;
         }
-        read::<u64>(found, counter + f).unwrap_or(0)
+        read_or_zero::<u64>(css, counter + f)
     };
+    let lock_off = koff!(memcg_oom_lock);
+    let mut found = 0u64;
+    // `lock_off` is a constant to the verifier: it checks one walk only (two
+    // walks in one program exceed the 1M-instruction budget of 6.1's).
+    if lock_off != OFFSET_ABSENT {
+        let mut css = start;
+        for _ in 0..MAX_CGROUP_DEPTH {
+            if css == 0 {
+                break;
+            }
+            if read_or_zero::<u8>(css, lock_off) != 0 {
+                found = css;
+            }
+            css = css_parent(css);
+        }
+    } else {
+        ev.flags |= OOM_NO_LOCK_FIELD;
+        let mut css = start;
+        for _ in 0..MAX_CGROUP_DEPTH {
+            if css == 0 {
+                break;
+            }
+            let max = at(css, koff!(page_counter_max));
+            if max != 0 && at(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max {
+                found = css;
+                ev.flags |= OOM_MEMCG_AT_LIMIT;
+                break;
+            }
+            css = css_parent(css);
+        }
+    }
+    if found == 0 {
+        return;
+    }
     ev.oom_memcg_id = css_id(found).unwrap_or(0);
-    ev.usage_bytes = pages_to_bytes(pc(koff!(page_counter_usage)));
-    ev.limit_bytes = pages_to_bytes(pc(koff!(page_counter_max)));
-    ev.failcnt = pc(koff!(page_counter_failcnt));
+    ev.usage_bytes = pages_to_bytes(at(found, koff!(page_counter_usage)));
+    ev.limit_bytes = pages_to_bytes(at(found, koff!(page_counter_max)));
+    ev.failcnt = at(found, koff!(page_counter_failcnt));
     ev.flags |= OOM_MEMCG_FOUND;
 }
 

@@ -119,13 +119,17 @@ pub const OOM_RSS: u32 = 1 << 1;
 pub const OOM_SCORE_ADJ: u32 = 1 << 2;
 /// `OomEvent::flags`: `uid` is valid.
 pub const OOM_UID: u32 = 1 << 3;
-/// `OomEvent::flags`: a memcg holding `oom_lock` was found: this is a memcg
+/// `OomEvent::flags`: a memcg holding `oom_lock` (or at its limit, see
+/// `OOM_MEMCG_AT_LIMIT`) was found: this is a memcg
 /// OOM and `oom_memcg_id`/usage/limit/failcnt describe the memcg that hit
 /// its limit. Unset: a global (system-wide) OOM, or the walk was impossible.
 pub const OOM_MEMCG_FOUND: u32 = 1 << 4;
-/// `OomEvent::flags`: the kernel has no `mem_cgroup.oom_lock`; the limit
-/// search could not run.
+/// `OomEvent::flags`: the kernel has no `mem_cgroup.oom_lock`; the memcg
+/// that hit its limit was searched by usage against max only.
 pub const OOM_NO_LOCK_FIELD: u32 = 1 << 5;
+/// `OomEvent::flags`: the memcg was found at its limit, not by `oom_lock` (kernels without
+/// CONFIG_MEMCG_V1 on cgroup v2).
+pub const OOM_MEMCG_AT_LIMIT: u32 = 1 << 6;
 
 /// `OomEvent::source`: from `tp_btf/mark_victim` (task pointer).
 pub const OOM_SOURCE_TP_BTF: u32 = 1;
