@@ -115,25 +115,18 @@ pub fn task_memcg(task: u64) -> ReadResult<u64> {
     if css == 0 { Err(-2) } else { Ok(css) }
 }
 
-/// `css->cgroup->kn->id`: the cgroup id userspace sees as the directory inode.
+/// `css->cgroup->kn->id`: the cgroup id userspace sees as the directory
+/// inode; 0 where any step of the chain cannot be read (no branches).
 #[inline(always)]
-pub fn css_id(css: u64) -> ReadResult<u64> {
-    let cgrp: u64 = read(css, koff!(css_cgroup))?;
-    let kn: u64 = read(cgrp, koff!(cgroup_kn))?;
-    read(kn, koff!(kn_id))
+pub fn css_id(css: u64) -> u64 {
+    let cgrp: u64 = read_or_zero(css, koff!(css_cgroup));
+    let kn: u64 = read_or_zero(cgrp, koff!(cgroup_kn));
+    read_or_zero(kn, koff!(kn_id))
 }
 
 #[inline(always)]
 pub fn css_parent(css: u64) -> u64 {
     read_or_zero(css, koff!(css_parent))
-}
-
-/// `css_id`, 0 where any step of the chain cannot be read (no branches).
-#[inline(always)]
-pub fn css_id_or_zero(css: u64) -> u64 {
-    let cgrp: u64 = read_or_zero(css, koff!(css_cgroup));
-    let kn: u64 = read_or_zero(cgrp, koff!(cgroup_kn));
-    read_or_zero(kn, koff!(kn_id))
 }
 
 /// Whether the memcg `css`, or one of its ancestors, is watched.
@@ -147,7 +140,7 @@ pub fn is_watched(css: u64) -> bool {
         if css == 0 {
             return false;
         }
-        if WATCHED.get_ptr(css_id_or_zero(css)).is_some() {
+        if WATCHED.get_ptr(css_id(css)).is_some() {
             return true;
         }
         css = css_parent(css);
@@ -165,9 +158,9 @@ pub fn is_oom_watched(css: u64) -> bool {
 #[inline(always)]
 pub fn task_info(task: u64, css: u64) -> TaskInfo {
     let mut t = TaskInfo {
-        pid: read::<u32>(task, koff!(task_pid)).unwrap_or(0),
-        tgid: read::<u32>(task, koff!(task_tgid)).unwrap_or(0),
-        memcg_id: css_id(css).unwrap_or(0),
+        pid: read_or_zero::<u32>(task, koff!(task_pid)),
+        tgid: read_or_zero::<u32>(task, koff!(task_tgid)),
+        memcg_id: css_id(css),
         comm: [0; COMM_LEN],
     };
     if let Ok(comm) = read::<[u8; COMM_LEN]>(task, koff!(task_comm)) {
@@ -183,7 +176,7 @@ pub fn current_info(css: u64) -> TaskInfo {
     TaskInfo {
         pid: pid_tgid as u32,
         tgid: (pid_tgid >> 32) as u32,
-        memcg_id: css_id(css).unwrap_or(0),
+        memcg_id: css_id(css),
         comm: aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     }
 }

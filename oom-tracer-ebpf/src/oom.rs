@@ -83,13 +83,13 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
     let counter = |i: u32| -> u64 {
         // percpu_counter.count (or atomic_long_t): an approximate s64, like
         // the tracepoint's own get_mm_counter().
-        let v = read::<i64>(mm, base + i * stride).unwrap_or(0);
+        let v = read_or_zero::<i64>(mm, base + i * stride);
         if v < 0 { 0 } else { pages_to_bytes(v as u64) }
     };
     ev.anon_rss_bytes = counter(koff!(mm_anonpages));
     ev.file_rss_bytes = counter(koff!(mm_filepages));
     ev.shmem_rss_bytes = counter(koff!(mm_shmempages));
-    ev.total_vm_bytes = pages_to_bytes(read::<u64>(mm, koff!(mm_total_vm)).unwrap_or(0));
+    ev.total_vm_bytes = pages_to_bytes(read_or_zero::<u64>(mm, koff!(mm_total_vm)));
     ev.flags |= OOM_RSS;
 }
 
@@ -102,8 +102,8 @@ const AT_LIMIT_SLACK_PAGES: u64 = 512;
 /// While `mem_cgroup_out_of_memory()` runs, `oom_lock` is held on the
 /// OOMing memcg's whole subtree, so the topmost ancestor of `start` with
 /// `oom_lock` set is the one whose limit was hit. Kernels built without
-/// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) take no `oom_lock` on cgroup v2
-/// (and may lack the field): there, as the kernel's charge walk fails at the
+/// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) have no `oom_lock` field: there,
+/// as the kernel's charge walk fails at the
 /// lowest ancestor whose page counter cannot take the charge, the lowest
 /// ancestor within `AT_LIMIT_SLACK_PAGES` of its `max` is the one. None
 /// found: a global OOM.
@@ -153,7 +153,7 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
     if found == 0 {
         return;
     }
-    ev.oom_memcg_id = css_id(found).unwrap_or(0);
+    ev.oom_memcg_id = css_id(found);
     ev.usage_bytes = pages_to_bytes(at(found, koff!(page_counter_usage)));
     ev.limit_bytes = pages_to_bytes(at(found, koff!(page_counter_max)));
     ev.failcnt = at(found, koff!(page_counter_failcnt));

@@ -5,7 +5,8 @@ use oom_tracer_common::{EventKind, ExecEvent, ExitEvent};
 use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, current_info, current_task, is_watched, koff, read, task_info, task_memcg,
+        ReadResult, current_info, current_task, is_watched, koff, read_or_zero, task_info,
+        task_memcg,
     },
     maps::ALLOC_LAST,
 };
@@ -53,7 +54,7 @@ fn try_sched_process_exit(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let ev = ExitEvent {
         hdr: header(EventKind::Exit),
         task: task_info(task, css),
-        exit_code: read::<u32>(task, koff!(task_exit_code)).unwrap_or(0),
+        exit_code: read_or_zero::<u32>(task, koff!(task_exit_code)),
         _pad: 0,
     };
     let _ = ALLOC_LAST.remove(ev.task.tgid);
