@@ -11,7 +11,7 @@ use crate::{
     cli::CheckArgs,
     output::Format,
     record::HookStatus,
-    run::kernel_release,
+    host::kernel_release,
     tracefs,
 };
 

@@ -20,6 +20,11 @@ pub struct Cli {
     /// Diagnostics filter for stderr (tracing syntax: info, debug, oom_tracer=trace).
     #[arg(long, global = true, env = "OOM_TRACER_LOG", default_value = "info")]
     pub log: String,
+    /// Diagnostics format on stderr: `text` (colour only on a terminal and
+    /// without NO_COLOR) or `json` (one object per line). Default: text on
+    /// a terminal, json otherwise (a file, a pipe, a container log).
+    #[arg(long, global = true, env = "OOM_TRACER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +62,21 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(b as u32)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for crate::logging::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
 }
 
 /// Kubernetes' restartPolicy.

@@ -15,7 +15,9 @@ mod cli;
 mod clock;
 mod cycle;
 mod health;
+mod host;
 mod kubepath;
+mod logging;
 mod meta;
 mod metrics;
 mod output;
@@ -30,22 +32,10 @@ mod verdict;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!(
-            "oom-tracer: bad --log filter {:?} ({e}); using info",
-            cli.log
-        );
-        EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    logging::init(&cli.log, cli.log_format.map(Into::into));
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -30,7 +30,7 @@ use crate::{
     meta::{Metadata, cri, kube::KubeSource},
     output::{Output, OutputError},
     record::{Body, Record},
-    run::kernel_release,
+    host::kernel_release,
     translate::{Translator, decode_exit_code},
 };
 
@@ -345,8 +345,7 @@ pub async fn run(args: AgentArgs, out: &mut Output) -> Result<(), AgentError> {
     }
     a.discover().await?;
     // Startup parsed BTF and listed the runtime: give that memory back.
-    // SAFETY: glibc call without preconditions.
-    unsafe { libc::malloc_trim(0) };
+    crate::host::trim_heap();
     health.set_ready();
     tracing::info!(
         "agent ready: {} containers running, CRI {}, Kubernetes API {}",

@@ -86,16 +86,6 @@ pub struct Tracer {
     ebpf: Ebpf,
 }
 
-fn page_shift() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        (p as u64).trailing_zeros() as u64
-    } else {
-        12
-    }
-}
-
 impl Tracer {
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
         let started = std::time::Instant::now();
@@ -109,7 +99,7 @@ impl Tracer {
         let trace_root = tracefs::root()?;
         let layout = tracefs::layout(&trace_root);
         let settings = Settings {
-            page_shift: page_shift(),
+            page_shift: crate::host::page_shift(),
             alloc_step_bytes: opts.alloc_step_bytes.max(1),
             memory_hierarchy: opts.memory_hierarchy,
             watch_all: u32::from(opts.watch_all),
@@ -271,8 +261,7 @@ impl Tracer {
         })?;
         drop(btf);
         // Give back the memory BTF parsing used: the agent idles for days.
-        // SAFETY: glibc call without preconditions.
-        unsafe { libc::malloc_trim(0) };
+        crate::host::trim_heap();
         Ok(Self {
             startup,
             ring,

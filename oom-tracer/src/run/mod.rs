@@ -194,7 +194,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
     r.emit(Body::Start {
         version: env!("CARGO_PKG_VERSION").into(),
         mode: "run".into(),
-        kernel: kernel_release(),
+        kernel: crate::host::kernel_release(),
         cgroup_version: Some(format!("{:?}", hierarchy.version).to_lowercase()),
         hooks: r.tracer.report.status.clone(),
         startup_ms: r.tracer.startup.as_millis() as u64,
@@ -397,10 +397,4 @@ async fn cycle(
             last_reason: reason.into(),
         })?;
     }
-}
-
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
