@@ -3,15 +3,13 @@
 use serde::Serialize;
 
 use crate::{
-    bpf::{
-        loader::{LoadOptions, Tracer},
-        offsets::VMLINUX,
-    },
+    bpf::loader,
     cgroup::MemoryHierarchy,
     cli::CheckArgs,
-    output::Format,
-    record::HookStatus,
-    host::kernel_release,
+    errors,
+    host::{effective_caps, kernel_release},
+    schema::{CgroupVersion, HookStatus},
+    sinks::stdout::Format,
     tracefs,
 };
 
@@ -19,9 +17,10 @@ use crate::{
 pub struct CheckReport {
     pub kernel: String,
     pub btf: bool,
+    pub btf_path: String,
     pub tracefs: Option<String>,
     pub tracefs_error: Option<String>,
-    pub cgroup_version: Option<String>,
+    pub cgroup_version: Option<CgroupVersion>,
     pub memory_mount: Option<String>,
     pub memory_hierarchy_id: Option<u32>,
     pub cgroup_error: Option<String>,
@@ -34,30 +33,16 @@ pub struct CheckReport {
     pub ok: bool,
 }
 
-fn effective_caps() -> Vec<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    [(21, "CAP_SYS_ADMIN"), (38, "CAP_PERFMON"), (39, "CAP_BPF")]
-        .iter()
-        .filter(|(bit, _)| eff & (1u64 << bit) != 0)
-        .map(|(_, n)| (*n).to_owned())
-        .collect()
-}
-
 pub fn check(args: &CheckArgs) -> CheckReport {
     let (tracefs_path, tracefs_error) = match tracefs::root() {
         Ok(p) => (Some(p.display().to_string()), None),
-        Err(e) => (None, Some(crate::bpf::hooks::error_chain(&e))),
+        Err(e) => (None, Some(errors::chain(&e))),
     };
     let h = MemoryHierarchy::detect();
     let (mut report, hid) = match &h {
         Ok(h) => (
             CheckReport {
-                cgroup_version: Some(format!("{:?}", h.version).to_lowercase()),
+                cgroup_version: Some(h.version),
                 memory_mount: Some(h.mount.display().to_string()),
                 memory_hierarchy_id: Some(h.hierarchy_id),
                 cgroup_error: None,
@@ -73,24 +58,16 @@ pub fn check(args: &CheckArgs) -> CheckReport {
             0,
         ),
     };
-    report.btf = args.btf.exists();
+    report.btf = args.trace.btf.exists();
+    report.btf_path = args.trace.btf.display().to_string();
     report.tracefs = tracefs_path;
     report.tracefs_error = tracefs_error;
-    match Tracer::load(LoadOptions {
-        memory_hierarchy: hid,
-        watch_all: false,
-        oom_all: false,
-        alloc_step_bytes: 4 << 20,
-        ring_buffer_bytes: 4096 * 16,
-        oom_source: args.oom_source,
-        skip_hooks: Vec::new(),
-        btf_path: args.btf.clone(),
-    }) {
+    match loader::load(&args.trace.load_options(hid, false)) {
         Ok(t) => {
             report.ok = true;
-            report.hooks = Some(t.report.status.clone());
+            report.hooks = Some(t.hooks().clone());
         }
-        Err(e) => report.load_error = Some(crate::bpf::hooks::error_chain(&e)),
+        Err(e) => report.load_error = Some(errors::chain(&e)),
     }
     report
 }
@@ -99,6 +76,7 @@ fn empty() -> CheckReport {
     CheckReport {
         kernel: kernel_release(),
         btf: false,
+        btf_path: String::new(),
         tracefs: None,
         tracefs_error: None,
         cgroup_version: None,
@@ -107,7 +85,7 @@ fn empty() -> CheckReport {
         cgroup_error: None,
         // SAFETY: geteuid cannot fail.
         euid: unsafe { libc::geteuid() },
-        capabilities: effective_caps(),
+        capabilities: effective_caps().into_iter().map(str::to_owned).collect(),
         hooks: None,
         load_error: None,
         ok: false,
@@ -115,12 +93,13 @@ fn empty() -> CheckReport {
 }
 
 pub fn print(report: &CheckReport, format: Format) {
+    // `check` writes a report, not records: pretty unless asked for JSON.
     match format {
         Format::Json => println!("{}", serde_json::to_string(report).unwrap_or_default()),
         Format::Pretty => {
             let yn = |b: bool| if b { "yes" } else { "NO" };
             println!("kernel            {}", report.kernel);
-            println!("BTF               {} ({VMLINUX})", yn(report.btf));
+            println!("BTF               {} ({})", yn(report.btf), report.btf_path);
             match (&report.tracefs, &report.tracefs_error) {
                 (Some(p), _) => println!("tracefs           {p}"),
                 (None, Some(e)) => println!("tracefs           NO: {e}"),
@@ -128,7 +107,8 @@ pub fn print(report: &CheckReport, format: Format) {
             }
             match (&report.cgroup_version, &report.cgroup_error) {
                 (Some(v), _) => println!(
-                    "memory cgroup     {v} at {} (hierarchy {})",
+                    "memory cgroup     {} at {} (hierarchy {})",
+                    v.as_str(),
                     report.memory_mount.as_deref().unwrap_or("?"),
                     report.memory_hierarchy_id.unwrap_or(0)
                 ),

@@ -1,33 +1,37 @@
 //! oom-tracer: what happens, at kernel level, when a container runs out of memory.
 //!
-//! Where things are:
-//! - `cli.rs`: flags; `run.rs`: the local kubelet-like cycle; `check.rs`: capability report
-//! - `bpf/`: BTF offsets, hooks (capability probe), loader and ring buffer
-//! - `translate.rs`: kernel records → output records; `record.rs`: the output schema
-//! - `cgroup/`: memory hierarchy detection, pod cgroups, id → path index
-//! - `tracefs.rs`, `quantity.rs`, `backoff.rs`, `clock.rs`, `output.rs`
+//! Where things are (README "Layout" and "How a record flows" say more):
+//! - the modes: `run/` (the local kubelet), `agent/` (the DaemonSet),
+//!   `check.rs` (what this kernel offers), `report/` (pictures); their
+//!   flags in `cli/`, the only module they share that nothing else reads;
+//! - the one record pipeline: `bpf/` (load, attach, ring buffer) →
+//!   `pipeline/` (decode, translate, enrich, lifecycle) → `analyse/`
+//!   (verdicts, exits, cycles) → `sinks/` (stdout, metrics, Events);
+//! - enrichment: `pods/` (who a cgroup belongs to), `kubepath.rs` (the
+//!   kubelet's cgroup paths);
+//! - the output types: `schema/` (docs/schema.md);
+//! - below them: `cgroup/`, `host/`, `tracefs.rs`, `quantity.rs`,
+//!   `backoff.rs`, `errors.rs`, `logging.rs`, `health/`.
 mod agent;
+mod analyse;
 mod backoff;
 mod bpf;
 mod cgroup;
 mod check;
 mod cli;
-mod clock;
-mod cycle;
+mod errors;
 mod health;
 mod host;
 mod kubepath;
 mod logging;
-mod meta;
-mod metrics;
-mod output;
+mod pipeline;
+mod pods;
 mod quantity;
-mod record;
 mod report;
 mod run;
+mod schema;
+mod sinks;
 mod tracefs;
-mod translate;
-mod verdict;
 
 use std::process::ExitCode;
 
@@ -35,57 +39,37 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(&cli.log, cli.log_format.map(Into::into));
-
+    logging::init(&cli.log, cli.log_format());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("oom-tracer: starting the async runtime: {e}");
+            tracing::error!("starting the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    let result: anyhow::Result<()> = match cli.command {
         cli::Command::Check(args) => {
             let report = rt.block_on(async { check::check(&args) });
-            check::print(&report, args.format);
+            check::print(&report, args.output.format_or(sinks::stdout::Format::Pretty));
             if report.ok {
-                ExitCode::SUCCESS
+                Ok(())
             } else {
-                ExitCode::FAILURE
+                // The report says why; the exit status says it failed.
+                return ExitCode::FAILURE;
             }
         }
-        cli::Command::Report(args) => match report::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                let e = anyhow::Error::from(e);
-                tracing::error!("{e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        cli::Command::Agent(args) => {
-            let mut out = output::Output::new(args.trace.format).with_cycles(args.backoff.policy());
-            match rt.block_on(agent::run(args, &mut out)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let e = anyhow::Error::from(e);
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        cli::Command::Run(args) => {
-            let mut out = output::Output::new(args.trace.format).with_cycles(args.backoff.policy());
-            match rt.block_on(run::run(args, &mut out)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let e = anyhow::Error::from(e);
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        cli::Command::Report(args) => report::run(&args).map_err(Into::into),
+        cli::Command::Agent(args) => rt.block_on(agent::run(args)).map_err(Into::into),
+        cli::Command::Run(args) => rt.block_on(run::run(args)).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -72,7 +72,8 @@ fn agent_reports_every_kill_and_restart() {
     assert!(
         exits
             .iter()
-            .all(|e| e["exit_code"] == 137 && e["reason"] == "OOMKilled")
+            .all(|e| e["exit_code"] == 137 && e["reason"] == "OOMKilled"),
+        "{exits:#?}"
     );
     let restarts = for_pod(&recs, "restart", &pod.uid);
     let counts: Vec<u64> = restarts

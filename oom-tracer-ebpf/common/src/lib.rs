@@ -13,6 +13,7 @@
 
 #[cfg(feature = "user")]
 pub mod decode;
+pub mod names;
 
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;

@@ -6,7 +6,17 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 
-use crate::record::{HookStatus, MissingHook};
+use oom_tracer_common::names::{
+    PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR, PROG_KMEM_RSS_STAT,
+    PROG_MARK_VICTIM, PROG_OOM_MARK_VICTIM, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC,
+    PROG_SCHED_PROCESS_EXIT, PROG_SIGNAL_GENERATE,
+};
+
+use crate::{
+    errors::chain as error_chain,
+    host,
+    schema::{HookStatus, MissingHook},
+};
 
 /// How a program attaches.
 #[derive(Clone, Copy, Debug)]
@@ -36,48 +46,48 @@ impl Hook {
 }
 
 pub const MARK_VICTIM_BTF: Hook = Hook {
-    program: "mark_victim",
+    program: PROG_MARK_VICTIM,
     attach: Attach::TpBtf("mark_victim"),
 };
 pub const MARK_VICTIM_TP: Hook = Hook {
-    program: "oom_mark_victim",
+    program: PROG_OOM_MARK_VICTIM,
     attach: Attach::Tracepoint("oom", "mark_victim"),
 };
 /// The allocation ramp: tp_btf where the kernel's rss_stat passes the mm
 /// (6.2+), else the classic tracepoint.
 pub const RSS_STAT_BTF: Hook = Hook {
-    program: "rss_stat",
+    program: PROG_RSS_STAT,
     attach: Attach::TpBtf("rss_stat"),
 };
 pub const RSS_STAT_TP: Hook = Hook {
-    program: "kmem_rss_stat",
+    program: PROG_KMEM_RSS_STAT,
     attach: Attach::Tracepoint("kmem", "rss_stat"),
 };
 /// Everything but the OOM source, in attach order.
 pub const LIFECYCLE: [Hook; 7] = [
     Hook {
-        program: "signal_generate",
+        program: PROG_SIGNAL_GENERATE,
         attach: Attach::TpBtf("signal_generate"),
     },
     Hook {
-        program: "sched_process_exec",
+        program: PROG_SCHED_PROCESS_EXEC,
         attach: Attach::TpBtf("sched_process_exec"),
     },
     Hook {
-        program: "sched_process_exit",
+        program: PROG_SCHED_PROCESS_EXIT,
         attach: Attach::TpBtf("sched_process_exit"),
     },
     RSS_STAT_BTF,
     Hook {
-        program: "cgroup_mkdir",
+        program: PROG_CGROUP_MKDIR,
         attach: Attach::Tracepoint("cgroup", "cgroup_mkdir"),
     },
     Hook {
-        program: "cgroup_rmdir",
+        program: PROG_CGROUP_RMDIR,
         attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
     },
     Hook {
-        program: "cgroup_attach_task",
+        program: PROG_CGROUP_ATTACH_TASK,
         attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
     },
 ];
@@ -114,6 +124,12 @@ fn load_error(hook: Hook, e: &aya::programs::ProgramError) -> String {
         let log = verifier_log.to_string();
         tracing::debug!("{}: verifier log:\n{log}", hook.label());
         let mut s = format!("the kernel refused the program ({io_error})");
+        if io_error.kind() == std::io::ErrorKind::PermissionDenied {
+            let missing = host::missing_bpf_caps();
+            if !missing.is_empty() {
+                s.push_str(&format!(": this process lacks {}", missing.join(" and ")));
+            }
+        }
         if let Some(line) = verifier_complaint(&log) {
             s.push_str(": verifier: ");
             s.push_str(line);
@@ -140,30 +156,6 @@ pub fn verifier_complaint(log: &str) -> Option<&str> {
             })
             && !l.starts_with("from ")
     })
-}
-
-/// An error with its sources, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let t = src.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = src.source();
-    }
-    // Verifier logs are long: keep the first line or two.
-    if s.len() > 300 {
-        let mut end = 300;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 /// Collects what attached and what did not.
@@ -248,20 +240,5 @@ processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_stat
         );
         assert_eq!(verifier_complaint(""), None);
         assert_eq!(verifier_complaint("0: R1=ctx()\nprocessed 1 insns"), None);
-    }
-
-    #[test]
-    fn long_errors_are_cut_on_a_char_boundary() {
-        #[derive(Debug)]
-        struct E(String);
-        impl std::fmt::Display for E {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl std::error::Error for E {}
-        let s = error_chain(&E("é".repeat(400)));
-        assert!(s.ends_with('…'));
-        assert!(s.len() <= 304);
     }
 }

@@ -1,27 +1,31 @@
 //! Loading the embedded eBPF object with this kernel's offsets and layouts,
-//! attaching its programs, and reading the ring buffer.
-use std::path::Path;
+//! attaching its programs (each attach is a capability probe, see
+//! `hooks.rs`), and handing over the maps userspace reads.
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, include_bytes_aligned,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use oom_tracer_common::{
-    COUNTERS_LEN, Counter, OFFSET_ABSENT, Settings,
-    decode::{DecodeError, RawEvent, decode},
+    KernelOffsets, OFFSET_ABSENT, Settings, TracepointLayout,
+    names::{GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_WATCHED},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
-    hooks::{
-        self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
-    },
+    hooks::{self, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report},
     offsets::{KernelBtf, OffsetsError, VMLINUX},
+    options::{LoadOptions, OomSourceChoice},
+    tracer::Tracer,
 };
-use crate::{cli::OomSource, record::HookStat, tracefs};
+use crate::{host, tracefs};
 
 /// The eBPF object built by build.rs (aya-build) from oom-tracer-ebpf.
-static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
+pub(super) static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -31,7 +35,7 @@ pub enum LoadError {
     Tracefs(#[from] tracefs::TracefsError),
     #[error("parsing kernel BTF for aya")]
     AyaBtf(#[source] aya::BtfError),
-    #[error("loading the eBPF object (needs root, or CAP_BPF + CAP_PERFMON)")]
+    #[error("loading the eBPF object{}", missing_caps_hint())]
     Load(#[source] aya::EbpfError),
     #[error("map {name} missing from the eBPF object")]
     MissingMap { name: &'static str },
@@ -43,337 +47,296 @@ pub enum LoadError {
     },
     #[error("registering the ring buffer with the async runtime")]
     AsyncFd(#[source] std::io::Error),
-    #[error("no OOM source could attach, so no OOM kill can be seen: {report}")]
+    #[error("no OOM source could attach, so no OOM kill can be seen: {report}{}", missing_caps_hint())]
     NoOomSource { report: String },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("adding cgroup id {id} to the watch list")]
-    Insert {
-        id: u64,
-        #[source]
-        source: aya::maps::MapError,
-    },
+/// ", and this process lacks CAP_BPF (…)" where capabilities are missing.
+fn missing_caps_hint() -> String {
+    let missing = host::missing_bpf_caps();
+    if missing.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; this process lacks {} (loading eBPF programs and maps needs CAP_BPF, \
+         attaching them to tracepoints and reading kernel memory needs CAP_PERFMON; \
+         or run as root)",
+        missing.join(" and ")
+    )
 }
 
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    pub memory_hierarchy: u32,
-    pub watch_all: bool,
-    /// Record OOM kills and SIGKILLs in every memcg (the node agent).
-    pub oom_all: bool,
-    pub alloc_step_bytes: u64,
-    pub ring_buffer_bytes: u32,
-    pub oom_source: OomSource,
-    /// Programs not to attach (`--skip-hook`).
-    pub skip_hooks: Vec<String>,
-    /// Kernel BTF file.
-    pub btf_path: std::path::PathBuf,
+/// What the running kernel's BTF says the programs need to know.
+struct KernelFacts {
+    offsets: KernelOffsets,
+    /// tp_btf/mark_victim passes the victim's task (6.8+ or backports).
+    mark_victim_has_task: Option<bool>,
+    /// rss_stat(struct mm_struct *mm, int member), since 6.2.
+    rss_stat_has_mm: bool,
 }
 
-/// Loaded and attached programs, and the maps userspace uses.
-pub struct Tracer {
-    ring: AsyncFd<RingBuf<MapData>>,
-    watched: HashMap<MapData, u64, u8>,
-    counters: PerCpuArray<MapData, u64>,
-    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    pub report: Report,
-    pub decode_errors: u64,
-    /// Load + attach time.
-    pub startup: std::time::Duration,
-    // Last: the programs stay attached while the Ebpf lives.
-    ebpf: Ebpf,
-}
-
-impl Tracer {
-    pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
-        let started = std::time::Instant::now();
-        let kbtf = KernelBtf::load(&opts.btf_path)?;
-        let koffs = kbtf.kernel_offsets()?;
-        let mark_victim_has_task = kbtf.tp_arg_is_pointer("mark_victim", 0);
-        // rss_stat(struct mm_struct *mm, int member) since 6.2.
-        let rss_stat_has_mm = kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
-            && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false);
-        drop(kbtf);
-        let trace_root = tracefs::root()?;
-        let layout = tracefs::layout(&trace_root);
-        let settings = Settings {
-            page_shift: crate::host::page_shift(),
-            alloc_step_bytes: opts.alloc_step_bytes.max(1),
-            memory_hierarchy: opts.memory_hierarchy,
-            watch_all: u32::from(opts.watch_all),
-            oom_all: u32::from(opts.oom_all),
-            _pad: 0,
-        };
-        let btf = if opts.btf_path == Path::new(VMLINUX) {
-            Btf::from_sys_fs()
-        } else {
-            Btf::parse_file(&opts.btf_path, aya::Endianness::default())
-        }
-        .map_err(LoadError::AyaBtf)?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("KOFFS", &koffs, true)
-            .override_global("TPL", &layout, true)
-            .override_global("SETTINGS", &settings, true)
-            .map_max_entries("EVENTS", opts.ring_buffer_bytes)
-            .load(OBJECT)
-            .map_err(LoadError::Load)?;
-        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::debug!("eBPF logs unavailable: {e}");
-                None
-            }
-        };
-
-        let mut report = Report::default();
-        // The OOM source: tp_btf where the tracepoint passes the victim's
-        // task, else the classic tracepoint.
-        let tp_reason = match mark_victim_has_task {
-            _ if opts.oom_source == OomSource::Tracepoint => {
-                report.missing(MARK_VICTIM_BTF, "not selected (--oom-source tracepoint)");
-                Some(())
-            }
-            Some(true) => match hooks::attach(&mut ebpf, &btf, MARK_VICTIM_BTF) {
-                Ok(()) => {
-                    report.active(MARK_VICTIM_BTF);
-                    None
-                }
-                Err(e) => {
-                    report.missing(MARK_VICTIM_BTF, e);
-                    Some(())
-                }
-            },
-            Some(false) => {
-                report.missing(
-                    MARK_VICTIM_BTF,
-                    "this kernel's mark_victim passes a pid, not the task (before 6.8)",
-                );
-                Some(())
-            }
-            None => {
-                report.missing(MARK_VICTIM_BTF, "no btf_trace_mark_victim in kernel BTF");
-                Some(())
-            }
-        };
-        if opts.oom_source == OomSource::TpBtf {
-            if tp_reason.is_some() {
-                report.missing(MARK_VICTIM_TP, "not selected (--oom-source tp-btf)");
-            }
-        } else if tp_reason.is_some() {
-            attach_checked(
-                &mut ebpf,
-                &btf,
-                &trace_root,
-                MARK_VICTIM_TP,
-                layout.mv_pid,
-                &mut report,
-            );
-        }
-        let skipped = |h: Hook| opts.skip_hooks.iter().any(|s| s == h.program);
-        for hook in LIFECYCLE {
-            if skipped(hook) {
-                report.missing(hook, "skipped (--skip-hook)");
-            } else if hook.program == RSS_STAT_BTF.program && !rss_stat_has_mm {
-                report.missing(hook, "this kernel's rss_stat passes no mm (before 6.2)");
-            }
-            if hook.program == RSS_STAT_BTF.program {
-                // tp_btf first; the classic tracepoint where it is refused.
-                let btf_ok = !skipped(hook)
-                    && rss_stat_has_mm
-                    && match hooks::attach(&mut ebpf, &btf, hook) {
-                        Ok(()) => {
-                            report.active(hook);
-                            true
-                        }
-                        Err(e) => {
-                            report.missing(hook, e);
-                            false
-                        }
-                    };
-                if !btf_ok {
-                    if skipped(RSS_STAT_TP) {
-                        report.missing(RSS_STAT_TP, "skipped (--skip-hook)");
-                    } else {
-                        attach_checked(
-                            &mut ebpf,
-                            &btf,
-                            &trace_root,
-                            RSS_STAT_TP,
-                            layout.rss_size,
-                            &mut report,
-                        );
-                    }
-                }
-                continue;
-            }
-            if skipped(hook) {
-                continue;
-            }
-            let needed = match hook.program {
-                "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,
-                "cgroup_attach_task" => layout.at_id,
-                _ => 0,
-            };
-            attach_checked(&mut ebpf, &btf, &trace_root, hook, needed, &mut report);
-        }
-        if koffs.memcg_oom_lock == OFFSET_ABSENT {
-            tracing::warn!(
-                "kernel BTF has no mem_cgroup.oom_lock: oom_kill records cannot name the memcg that hit its limit"
-            );
-        }
-        let startup = started.elapsed();
-        tracing::info!("{}", report.summary());
-        tracing::info!(
-            "loaded and attached {} programs in {} ms",
-            report.status.active.len(),
-            startup.as_millis()
-        );
-        if !report.has_oom_source() {
-            return Err(LoadError::NoOomSource {
-                report: report.summary(),
-            });
-        }
-
-        let take = |ebpf: &mut Ebpf, name: &'static str| {
-            ebpf.take_map(name).ok_or(LoadError::MissingMap { name })
-        };
-        let ring =
-            RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|source| LoadError::Map {
-                name: "EVENTS",
-                source,
-            })?;
-        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| LoadError::AsyncFd(e.into()))?;
-        let watched =
-            HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(|source| LoadError::Map {
-                name: "WATCHED",
-                source,
-            })?;
-        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|source| {
-            LoadError::Map {
-                name: "COUNTERS",
-                source,
-            }
-        })?;
-        drop(btf);
-        // Give back the memory BTF parsing used: the agent idles for days.
-        crate::host::trim_heap();
+impl KernelFacts {
+    fn read(btf_path: &Path) -> Result<Self, OffsetsError> {
+        let kbtf = KernelBtf::load(btf_path)?;
         Ok(Self {
-            startup,
-            ring,
-            watched,
-            counters,
-            logger,
-            report,
-            decode_errors: 0,
-            ebpf,
+            offsets: kbtf.kernel_offsets()?,
+            mark_victim_has_task: kbtf.tp_arg_is_pointer("mark_victim", 0),
+            rss_stat_has_mm: kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
+                && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false),
         })
     }
+}
 
-    /// Traces tasks in the cgroup `id` and its descendants.
-    pub fn watch(&mut self, id: u64) -> Result<(), WatchError> {
-        self.watched
-            .insert(id, 1, 0)
-            .map_err(|source| WatchError::Insert { id, source })
-    }
-
-    pub fn unwatch(&mut self, id: u64) {
-        let _ = self.watched.remove(&id);
-    }
-
-    /// Waits until the kernel wakes the reader (OOM records force a wakeup).
-    pub async fn readable(&mut self) {
-        if let Ok(mut guard) = self.ring.readable_mut().await {
-            guard.clear_ready();
+/// Loads the object, attaches what this kernel allows, and returns the
+/// tracer. Fails only when no OOM source could attach.
+pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
+    let started = Instant::now();
+    let facts = KernelFacts::read(&opts.btf_path)?;
+    let trace_root = tracefs::root()?;
+    let layout = tracefs::layout(&trace_root);
+    let btf = aya_btf(&opts.btf_path)?;
+    let mut ebpf = open(opts, &facts.offsets, &layout, &btf)?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::debug!("eBPF logs unavailable: {e}");
+            None
         }
+    };
+    let mut attacher = Attacher {
+        ebpf: &mut ebpf,
+        btf: &btf,
+        trace_root: &trace_root,
+        layout,
+        skip: &opts.skip_hooks,
+        report: Report::default(),
+    };
+    attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
+    attacher.lifecycle(facts.rss_stat_has_mm);
+    let report = attacher.report;
+    if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
+        tracing::info!(
+            "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its usage at the limit"
+        );
+    }
+    let startup = started.elapsed();
+    tracing::info!("{}", report.summary());
+    tracing::info!(
+        "loaded and attached {} programs in {} ms",
+        report.status.active.len(),
+        startup.as_millis()
+    );
+    if !report.has_oom_source() {
+        return Err(LoadError::NoOomSource {
+            report: report.summary(),
+        });
+    }
+    let tracer = take_maps(ebpf, logger, report, startup)?;
+    drop(btf);
+    // Give back the memory BTF parsing used: the agent idles for days.
+    host::trim_heap();
+    Ok(tracer)
+}
+
+fn aya_btf(path: &Path) -> Result<Btf, LoadError> {
+    if path == Path::new(VMLINUX) {
+        Btf::from_sys_fs()
+    } else {
+        Btf::parse_file(path, aya::Endianness::default())
+    }
+    .map_err(LoadError::AyaBtf)
+}
+
+/// The object, with this kernel's offsets and the settings frozen into its
+/// read-only globals (the verifier then sees them as constants).
+fn open(
+    opts: &LoadOptions,
+    offsets: &KernelOffsets,
+    layout: &TracepointLayout,
+    btf: &Btf,
+) -> Result<Ebpf, LoadError> {
+    let settings = Settings {
+        page_shift: host::page_shift(),
+        alloc_step_bytes: opts.alloc_step_bytes.max(1),
+        memory_hierarchy: opts.memory_hierarchy,
+        watch_all: 0,
+        oom_all: u32::from(opts.oom_all),
+        _pad: 0,
+    };
+    EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global(GLOBAL_KOFFS, offsets, true)
+        .override_global(GLOBAL_TPL, layout, true)
+        .override_global(GLOBAL_SETTINGS, &settings, true)
+        .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)
+        .load(OBJECT)
+        .map_err(LoadError::Load)
+}
+
+/// Attaches programs and writes down what attached and what did not.
+struct Attacher<'a> {
+    ebpf: &'a mut Ebpf,
+    btf: &'a Btf,
+    trace_root: &'a PathBuf,
+    layout: TracepointLayout,
+    skip: &'a [String],
+    report: Report,
+}
+
+impl Attacher<'_> {
+    fn skipped(&self, h: Hook) -> bool {
+        self.skip.iter().any(|s| s == h.program)
     }
 
-    /// Takes every record that is in the ring buffer now. Records that do
-    /// not decode are counted and logged, never fatal.
-    pub fn drain(&mut self, out: &mut Vec<RawEvent>) {
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(ev) => out.push(ev),
-                Err(e) => {
-                    self.decode_errors += 1;
-                    log_decode_error(&e, self.decode_errors);
-                }
+    /// Attaches `hook`, or writes down why not.
+    fn try_attach(&mut self, hook: Hook) -> bool {
+        if let Attach::Tracepoint(cat, name) = hook.attach {
+            if !tracefs::has_event(self.trace_root, cat, name) {
+                let why = format!("tracepoint {cat}/{name} not in this kernel");
+                self.report.missing(hook, why);
+                return false;
+            }
+            if self.needed_offset(hook) == OFFSET_ABSENT {
+                let why = format!("tracepoint {cat}/{name} lacks a field oom-tracer reads");
+                self.report.missing(hook, why);
+                return false;
             }
         }
-        if let Some(l) = self.logger.as_mut() {
-            l.flush();
+        match hooks::attach(self.ebpf, self.btf, hook) {
+            Ok(()) => {
+                self.report.active(hook);
+                true
+            }
+            Err(e) => {
+                self.report.missing(hook, e);
+                false
+            }
         }
     }
 
-    /// Per-program kernel run time, where `kernel.bpf_stats_enabled` is on
-    /// (otherwise the kernel counts nothing and this is empty).
-    pub fn hook_stats(&self) -> Vec<HookStat> {
-        let mut v: Vec<HookStat> = self
-            .ebpf
-            .programs()
-            .filter_map(|(name, p)| {
-                let info = p.info().ok()?;
-                Some(HookStat {
-                    program: name.to_owned(),
-                    run_count: info.run_count(),
-                    run_time_ns: info.run_time().as_nanos() as u64,
-                })
-            })
-            .filter(|s| s.run_count > 0)
-            .collect();
-        v.sort_by(|a, b| a.program.cmp(&b.program));
-        v
+    /// The classic tracepoint field a program cannot do without.
+    fn needed_offset(&self, hook: Hook) -> u32 {
+        let l = &self.layout;
+        match hook.program {
+            p if p == MARK_VICTIM_TP.program => l.mv_pid,
+            p if p == RSS_STAT_TP.program => l.rss_size,
+            "cgroup_mkdir" | "cgroup_rmdir" => l.cg_id,
+            "cgroup_attach_task" => l.at_id,
+            _ => 0,
+        }
     }
 
-    /// Kernel-side counters summed over CPUs: (ring buffer full, read errors).
-    pub fn counters(&self) -> (u64, u64) {
-        let sum = |c: Counter| -> u64 {
-            debug_assert!((c as u32) < COUNTERS_LEN);
-            self.counters
-                .get(&(c as u32), 0)
-                .map(|v| v.iter().copied().sum())
-                .unwrap_or(0)
+    /// The OOM source: tp_btf where the tracepoint passes the victim's
+    /// task, else the classic tracepoint.
+    fn oom_source(&mut self, choice: OomSourceChoice, has_task: Option<bool>) {
+        let btf_ok = match (choice, has_task) {
+            (OomSourceChoice::Tracepoint, _) => {
+                let why = "not selected (--oom-source tracepoint)";
+                self.report.missing(MARK_VICTIM_BTF, why);
+                false
+            }
+            (_, Some(true)) => self.try_attach(MARK_VICTIM_BTF),
+            (_, Some(false)) => {
+                let why = "this kernel's mark_victim passes a pid, not the task (before 6.8)";
+                self.report.missing(MARK_VICTIM_BTF, why);
+                false
+            }
+            (_, None) => {
+                let why = "no btf_trace_mark_victim in kernel BTF";
+                self.report.missing(MARK_VICTIM_BTF, why);
+                false
+            }
         };
-        (sum(Counter::RingbufFull), sum(Counter::ReadError))
+        if btf_ok {
+            return;
+        }
+        if choice == OomSourceChoice::TpBtf {
+            self.report
+                .missing(MARK_VICTIM_TP, "not selected (--oom-source tp-btf)");
+        } else {
+            self.try_attach(MARK_VICTIM_TP);
+        }
+    }
+
+    /// Everything but the OOM source, in the table's order.
+    fn lifecycle(&mut self, rss_stat_has_mm: bool) {
+        for hook in LIFECYCLE {
+            if hook.program == RSS_STAT_BTF.program {
+                self.allocation_ramp(rss_stat_has_mm);
+            } else if self.skipped(hook) {
+                self.report.missing(hook, "skipped (--skip-hook)");
+            } else {
+                self.try_attach(hook);
+            }
+        }
+    }
+
+    /// `rss_stat` as tp_btf where the kernel passes the mm, else as the
+    /// classic tracepoint.
+    fn allocation_ramp(&mut self, has_mm: bool) {
+        let btf_ok = if self.skipped(RSS_STAT_BTF) {
+            self.report.missing(RSS_STAT_BTF, "skipped (--skip-hook)");
+            false
+        } else if !has_mm {
+            let why = "this kernel's rss_stat passes no mm (before 6.2)";
+            self.report.missing(RSS_STAT_BTF, why);
+            false
+        } else {
+            self.try_attach(RSS_STAT_BTF)
+        };
+        if btf_ok {
+            return;
+        }
+        if self.skipped(RSS_STAT_TP) {
+            self.report.missing(RSS_STAT_TP, "skipped (--skip-hook)");
+        } else {
+            self.try_attach(RSS_STAT_TP);
+        }
     }
 }
 
-fn log_decode_error(e: &DecodeError, n: u64) {
-    // Log the first few, then every thousandth: a bad stream must not flood stderr.
-    if n <= 5 || n.is_multiple_of(1000) {
-        tracing::warn!("dropped a malformed ring-buffer record ({e}); {n} so far");
-    }
+/// The maps userspace reads, and the tracer that holds them.
+fn take_maps(
+    mut ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    report: Report,
+    startup: std::time::Duration,
+) -> Result<Tracer, LoadError> {
+    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap { name });
+    let map_err = |name| move |source| LoadError::Map { name, source };
+    let ring = RingBuf::try_from(take(MAP_EVENTS)?).map_err(map_err(MAP_EVENTS))?;
+    let watched = HashMap::try_from(take(MAP_WATCHED)?).map_err(map_err(MAP_WATCHED))?;
+    let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).map_err(map_err(MAP_COUNTERS))?;
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| LoadError::AsyncFd(e.into()))?;
+    Ok(Tracer {
+        ring,
+        watched,
+        counters,
+        logger,
+        hooks: report.status,
+        startup,
+        ebpf,
+    })
 }
 
-/// Attaches `hook` if its tracepoint exists and its layout was read.
-fn attach_checked(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    trace_root: &Path,
-    hook: Hook,
-    needed_offset: u32,
-    report: &mut Report,
-) {
-    if let hooks::Attach::Tracepoint(cat, name) = hook.attach {
-        if !tracefs::has_event(trace_root, cat, name) {
-            report.missing(hook, format!("tracepoint {cat}/{name} not in this kernel"));
-            return;
+#[cfg(test)]
+mod tests {
+    use oom_tracer_common::names::{GLOBALS, MAPS, PROGRAMS};
+
+    use super::OBJECT;
+
+    /// The object defines every name the loader and the hook table use.
+    #[test]
+    fn the_object_has_every_name_the_loader_uses() {
+        let has = |name: &str| OBJECT.windows(name.len() + 1).any(|w| {
+            w[..name.len()] == *name.as_bytes() && w[name.len()] == 0
+        });
+        for name in MAPS.iter().chain(&GLOBALS).chain(&PROGRAMS) {
+            assert!(has(name), "{name} is not in the eBPF object");
         }
-        if needed_offset == OFFSET_ABSENT {
-            report.missing(
-                hook,
-                format!("tracepoint {cat}/{name} lacks a field oom-tracer reads"),
-            );
-            return;
+        for hook in super::LIFECYCLE.iter().chain([&super::MARK_VICTIM_BTF, &super::MARK_VICTIM_TP, &super::RSS_STAT_TP]) {
+            assert!(PROGRAMS.contains(&hook.program), "{}", hook.program);
         }
-    }
-    match hooks::attach(ebpf, btf, hook) {
-        Ok(()) => report.active(hook),
-        Err(e) => report.missing(hook, e),
     }
 }

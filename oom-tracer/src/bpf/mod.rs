@@ -1,6 +1,9 @@
 //! The kernel side as userspace sees it: BTF offsets (`offsets.rs`), the
-//! hooks and their capability probe (`hooks.rs`), loading and the ring
-//! buffer (`loader.rs`).
+//! hooks and their capability probe (`hooks.rs`), loading (`loader.rs`),
+//! and the loaded tracer with its ring buffer (`tracer.rs`). Callers hand
+//! it plain options (`options.rs`).
 pub mod hooks;
 pub mod loader;
 pub mod offsets;
+pub mod options;
+pub mod tracer;

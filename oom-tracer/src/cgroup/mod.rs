@@ -41,13 +41,7 @@ pub enum CgroupError {
     BadName { name: String, why: &'static str },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum CgroupVersion {
-    #[serde(rename = "v1")]
-    V1,
-    #[serde(rename = "v2")]
-    V2,
-}
+pub use crate::schema::CgroupVersion;
 
 /// Where the memory controller lives on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +118,21 @@ impl MemoryHierarchy {
     /// Absolute directory of a cgroup path such as `/oom-tracer/pod1`.
     pub fn dir(&self, cgroup_path: &str) -> PathBuf {
         self.mount.join(cgroup_path.trim_start_matches('/'))
+    }
+
+    /// The memory limit of the cgroup at `path` (`None`: unlimited or unreadable).
+    pub fn limit_of(&self, path: &str) -> Option<u64> {
+        let file = match self.version {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        let v: u64 = std::fs::read_to_string(self.dir(path).join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // v1 reports "unlimited" as PAGE_COUNTER_MAX pages in bytes.
+        (v < (1u64 << 62)).then_some(v)
     }
 
     /// The cgroup path (`/a/b`) of a directory below the mount.

@@ -23,7 +23,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{clock::BootClock, metrics::Metrics};
+use crate::{host::clock::BootClock, sinks::metrics::Metrics};
 
 #[derive(Debug, Default)]
 pub struct Health {

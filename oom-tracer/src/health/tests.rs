@@ -2,7 +2,7 @@
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
 use super::*;
-use crate::metrics::testing;
+use crate::sinks::metrics::testing;
 
 #[test]
 fn probes() {

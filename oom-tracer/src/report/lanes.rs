@@ -1,24 +1,129 @@
-//! Typed events → lanes: attempts, limit lines, kills, exits and restart
-//! gaps per container.
+//! Records → lanes: attempts, limit lines, kills, exits and restart gaps
+//! per container.
 use std::collections::{BTreeSet, HashMap};
 
 use super::{
     model::{
         Attempt, Backoff, ExitMark, Gap, Kill, Lane, LimitKind, LimitLine, MIB, Series, UNLIMITED,
     },
-    parse::{CtrId, Ev, Parsed, PodId},
+    parse::whose,
+};
+use crate::schema::{
+    Alloc, Backoff as BackoffRecord, Body, ContainerExit, ContainerRef, ContainerStart, Exit,
+    LimitLevel, OomKill, PodRef, Record, Restart, Verdict,
 };
 
-pub(super) fn secs(us: i64) -> f64 {
+fn secs(us: i64) -> f64 {
     us as f64 / 1e6
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB
 }
 
 /// Which attempt of a lane a record belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum AttemptKey {
     Id(String),
-    Count(u32),
     Single,
+}
+
+/// Pod and container names learnt anywhere in the file, so that a record
+/// written before the metadata was known still lands in the right lane.
+#[derive(Default)]
+struct Names {
+    pods: HashMap<String, (Option<String>, Option<String>)>,
+    containers: HashMap<String, String>,
+}
+
+impl Names {
+    fn learn(records: &[Record]) -> Self {
+        let mut n = Self::default();
+        for r in records {
+            let (pod, ctr, _) = whose(&r.body);
+            if let Some(p) = pod {
+                let e = n.pods.entry(p.uid.clone()).or_default();
+                if e.0.is_none() {
+                    e.0.clone_from(&p.namespace);
+                }
+                if e.1.is_none() {
+                    e.1.clone_from(&p.name);
+                }
+            }
+            if let Some(ContainerRef {
+                name: Some(name),
+                id,
+                ..
+            }) = ctr
+            {
+                n.containers
+                    .entry(id.clone())
+                    .or_insert_with(|| name.clone());
+            }
+        }
+        n
+    }
+
+    /// Lane key and title of a record's pod and container (or cgroup).
+    fn lane(
+        &self,
+        pod: Option<&PodRef>,
+        ctr: Option<&ContainerRef>,
+        cgroup: Option<&str>,
+    ) -> Option<(String, String)> {
+        if pod.is_none() && ctr.is_none() {
+            let cg = cgroup?;
+            return Some((format!("cgroup:{cg}"), cg.to_owned()));
+        }
+        let known = pod.and_then(|p| self.pods.get(&p.uid));
+        let ns = pod
+            .and_then(|p| p.namespace.clone())
+            .or_else(|| known.and_then(|k| k.0.clone()));
+        let name = pod
+            .and_then(|p| p.name.clone())
+            .or_else(|| known.and_then(|k| k.1.clone()));
+        let pod_part = match (ns, name, pod) {
+            (Some(ns), Some(n), _) => format!("{ns}/{n}"),
+            (None, Some(n), _) => format!("?/{n}"),
+            (_, None, Some(p)) => format!("pod {}", p.uid),
+            (_, None, None) => "?".to_owned(),
+        };
+        let ctr_part = ctr
+            .and_then(|c| {
+                c.name
+                    .clone()
+                    .or_else(|| self.containers.get(&c.id).cloned())
+                    .or_else(|| Some(c.id.chars().take(12).collect()))
+            })
+            .unwrap_or_else(|| "?".to_owned());
+        Some((
+            format!("{pod_part}/{ctr_part}"),
+            format!("{pod_part} · {ctr_part}"),
+        ))
+    }
+}
+
+pub(super) fn build(records: &[Record], t0: i64) -> Vec<Lane> {
+    let names = Names::learn(records);
+    let mut lanes: Vec<LaneBuilder> = Vec::new();
+    let mut lane_index: HashMap<String, usize> = HashMap::new();
+    for r in records {
+        let (pod, ctr, cgroup) = whose(&r.body);
+        let Some((key, title)) = names.lane(pod, ctr, cgroup) else {
+            continue;
+        };
+        let t = secs(r.time.micros() - t0);
+        let li = *lane_index.entry(key.clone()).or_insert_with(|| {
+            lanes.push(LaneBuilder::new(key, title, t));
+            lanes.len() - 1
+        });
+        lanes[li].add(r, t, t0);
+    }
+    let end = records
+        .iter()
+        .map(|r| secs(r.time.micros() - t0))
+        .fold(0.0, f64::max);
+    lanes.into_iter().map(|lb| lb.finish(end)).collect()
 }
 
 struct LaneBuilder {
@@ -30,13 +135,35 @@ struct LaneBuilder {
 }
 
 impl LaneBuilder {
-    fn attempt(&mut self, key: AttemptKey, t: f64, restart_count: Option<u32>) -> usize {
+    fn new(key: String, title: String, t: f64) -> Self {
+        Self {
+            lane: Lane {
+                key,
+                title,
+                attempts: Vec::new(),
+                limits: Vec::new(),
+                kills: Vec::new(),
+                exits: Vec::new(),
+                gaps: Vec::new(),
+                restarts: 0,
+                first_s: t,
+            },
+            attempt_index: HashMap::new(),
+            explicit_limits: BTreeSet::new(),
+            alloc_limits: BTreeSet::new(),
+            restart_records: 0,
+        }
+    }
+
+    /// The attempt a record of container `ctr` at `t` belongs to.
+    fn attempt(&mut self, ctr: Option<&ContainerRef>, t: f64) -> usize {
+        let key = ctr.map_or(AttemptKey::Single, |c| AttemptKey::Id(c.id.clone()));
         let attempts = &mut self.lane.attempts;
         let i = *self.attempt_index.entry(key.clone()).or_insert_with(|| {
             attempts.push(Attempt {
                 id: match &key {
                     AttemptKey::Id(id) => Some(id.clone()),
-                    _ => None,
+                    AttemptKey::Single => None,
                 },
                 start_s: t,
                 last_s: t,
@@ -48,332 +175,223 @@ impl LaneBuilder {
         a.start_s = a.start_s.min(t);
         a.last_s = a.last_s.max(t);
         if a.restart_count.is_none() {
-            a.restart_count = restart_count;
+            a.restart_count = ctr.and_then(|c| c.restart_count);
         }
         i
     }
-}
 
-/// Lane key and title of a record. Container names and pod names are taken
-/// from any record of the same container id / pod uid, so a record written
-/// before the metadata was known still lands in the right lane.
-fn lane_id(
-    p: &Parsed,
-    pods: &HashMap<String, PodId>,
-    names: &HashMap<String, String>,
-) -> Option<(String, String)> {
-    if p.pod.is_none() && p.ctr.is_none() {
-        let cg = p.cgroup.as_ref()?;
-        return Some((format!("cgroup:{cg}"), cg.clone()));
-    }
-    let pod = p.pod.clone().unwrap_or_default();
-    let known = pod.uid.as_ref().and_then(|u| pods.get(u));
-    let ns = pod
-        .namespace
-        .clone()
-        .or_else(|| known.and_then(|k| k.namespace.clone()));
-    let name = pod
-        .name
-        .clone()
-        .or_else(|| known.and_then(|k| k.name.clone()));
-    let pod_part = match (ns, name, &pod.uid) {
-        (Some(ns), Some(n), _) => format!("{ns}/{n}"),
-        (None, Some(n), _) => format!("?/{n}"),
-        (_, None, Some(uid)) => format!("pod {uid}"),
-        (_, None, None) => "?".to_owned(),
-    };
-    let ctr = p.ctr.clone().unwrap_or_default();
-    let ctr_part = ctr
-        .name
-        .clone()
-        .or_else(|| ctr.id.as_ref().and_then(|id| names.get(id).cloned()))
-        .or_else(|| ctr.id.as_ref().map(|id| id.chars().take(12).collect()))
-        .unwrap_or_else(|| "?".to_owned());
-    Some((
-        format!("{pod_part}/{ctr_part}"),
-        format!("{pod_part} · {ctr_part}"),
-    ))
-}
-
-pub(super) fn build(parsed: &[Parsed], t0: i64) -> Vec<Lane> {
-    // Names learnt anywhere in the file.
-    let mut pods: HashMap<String, PodId> = HashMap::new();
-    let mut names: HashMap<String, String> = HashMap::new();
-    for p in parsed {
-        if let Some(pod) = &p.pod
-            && let Some(uid) = &pod.uid
-        {
-            let e = pods.entry(uid.clone()).or_default();
-            if e.namespace.is_none() {
-                e.namespace.clone_from(&pod.namespace);
-            }
-            if e.name.is_none() {
-                e.name.clone_from(&pod.name);
-            }
-        }
-        if let Some(CtrId {
-            name: Some(n),
-            id: Some(id),
-            ..
-        }) = &p.ctr
-        {
-            names.entry(id.clone()).or_insert_with(|| n.clone());
+    fn add(&mut self, r: &Record, t: f64, t0: i64) {
+        self.lane.first_s = self.lane.first_s.min(t);
+        let (_, ctr, _) = whose(&r.body);
+        let ai = self.attempt(ctr, t);
+        match &r.body {
+            Body::Alloc(a) => self.alloc(ai, t, a),
+            Body::OomKill(o) => self.oom_kill(ai, t, o),
+            Body::Exit(e) => self.exit(ai, t, e),
+            Body::ContainerStart(s) => self.container_start(ai, s),
+            Body::ContainerExit(e) => self.container_exit(ai, t, e),
+            Body::Backoff(b) => self.backoff(ai, t, t0, b),
+            Body::Restart(s) => self.restart(ai, s),
+            _ => {}
         }
     }
 
-    let mut lanes: Vec<LaneBuilder> = Vec::new();
-    let mut lane_index: HashMap<String, usize> = HashMap::new();
-    for p in parsed {
-        let Some((key, title)) = lane_id(p, &pods, &names) else {
-            continue;
-        };
-        let t = secs(p.us - t0);
-        let li = *lane_index.entry(key.clone()).or_insert_with(|| {
-            lanes.push(LaneBuilder {
-                lane: Lane {
-                    key,
-                    title,
-                    attempts: Vec::new(),
-                    limits: Vec::new(),
-                    kills: Vec::new(),
-                    exits: Vec::new(),
-                    gaps: Vec::new(),
-                    restarts: 0,
-                    first_s: t,
-                },
-                attempt_index: HashMap::new(),
-                explicit_limits: BTreeSet::new(),
-                alloc_limits: BTreeSet::new(),
-                restart_records: 0,
-            });
-            lanes.len() - 1
-        });
-        let lb = &mut lanes[li];
-        lb.lane.first_s = lb.lane.first_s.min(t);
-        let ctr = p.ctr.clone().unwrap_or_default();
-        let akey = match (&ctr.id, ctr.restart_count) {
-            (Some(id), _) => AttemptKey::Id(id.clone()),
-            (None, Some(n)) => AttemptKey::Count(n),
-            (None, None) => AttemptKey::Single,
-        };
-        let ai = lb.attempt(akey, t, ctr.restart_count);
-        match &p.ev {
-            Ev::Alloc {
+    fn alloc(&mut self, ai: usize, t: f64, a: &Alloc) {
+        let pid = u64::from(a.proc.pid);
+        let point = (t, mib(a.anon_rss_bytes));
+        let attempt = &mut self.lane.attempts[ai];
+        match attempt.series.iter_mut().find(|s| s.pid == pid) {
+            Some(s) => s.points.push(point),
+            None => attempt.series.push(Series {
                 pid,
-                anon_rss,
-                limit,
-            } => {
-                let a = &mut lb.lane.attempts[ai];
-                let point = (t, *anon_rss as f64 / MIB);
-                match a.series.iter_mut().find(|s| s.pid == *pid) {
-                    Some(s) => s.points.push(point),
-                    None => a.series.push(Series {
-                        pid: *pid,
-                        points: vec![point],
-                    }),
-                }
-                if let Some(l) = limit {
-                    lb.alloc_limits.insert(*l);
-                }
-            }
-            Ev::OomKill {
-                kind,
-                pid,
-                comm,
-                victim_anon,
-                usage,
-                limit,
-                level,
-            } => {
-                // The memcg's usage, else the victim's RSS, else the last
-                // usage seen in the attempt, else the limit.
-                let last_seen = lb.lane.attempts[ai]
-                    .series
+                points: vec![point],
+            }),
+        }
+        if let Some(l) = a.limit_bytes {
+            self.alloc_limits.insert(l);
+        }
+    }
+
+    fn oom_kill(&mut self, ai: usize, t: f64, o: &OomKill) {
+        // The memcg's usage, else the victim's RSS, else the last usage
+        // seen in the attempt, else the limit.
+        let last_seen = self.lane.attempts[ai]
+            .series
+            .iter()
+            .filter_map(|s| {
+                s.points
                     .iter()
-                    .filter_map(|s| {
-                        s.points
-                            .iter()
-                            .filter(|p| p.0 <= t)
-                            .max_by(|a, b| a.0.total_cmp(&b.0))
-                    })
-                    .map(|p| p.1)
-                    .reduce(f64::max);
-                let mib = usage
-                    .or(*victim_anon)
-                    .map(|b| b as f64 / MIB)
-                    .or(last_seen)
-                    .or(limit.map(|b| b as f64 / MIB))
-                    .unwrap_or(0.0);
-                lb.lane.kills.push(Kill {
-                    t,
-                    mib,
-                    pid: *pid,
-                    comm: comm.clone(),
-                    kind: kind.clone(),
-                    attempt: ai,
-                });
-                if let Some(l) = limit {
-                    let k = match level.as_deref() {
-                        Some("container") => LimitKind::Container,
-                        Some("pod") => LimitKind::Pod,
-                        Some("ancestor") => LimitKind::Ancestor,
-                        _ => LimitKind::Unknown,
-                    };
-                    lb.explicit_limits.insert((k, *l));
-                }
-            }
-            Ev::Exit {
-                pid,
-                signal,
-                exit_code,
-                verdict,
-            } => {
-                let code = exit_code.or(signal.map(|s| 128 + s));
-                let mut label = code.map_or_else(|| "exit".to_owned(), |c| c.to_string());
-                if let Some(s) = signal {
-                    label.push_str(&format!(" signal {s}"));
-                }
-                push_verdict(&mut label, verdict.as_deref());
-                lb.lane.attempts[ai]
-                    .process_exits
-                    .push((*pid, ExitMark { t, code, label }));
-            }
-            Ev::ContainerStart {
-                pid,
-                limit,
-                pod_limit,
-            } => {
-                let a = &mut lb.lane.attempts[ai];
-                if a.main_pid.is_none() {
-                    a.main_pid = *pid;
-                }
-                if let Some(l) = limit {
-                    lb.explicit_limits.insert((LimitKind::Container, *l));
-                }
-                if let Some(l) = pod_limit {
-                    lb.explicit_limits.insert((LimitKind::Pod, *l));
-                }
-            }
-            Ev::ContainerExit {
-                exit_code,
-                reason,
-                verdict,
-            } => {
-                let mut label = exit_code.map_or_else(|| "exit".to_owned(), |c| c.to_string());
-                if let Some(r) = reason {
-                    label.push(' ');
-                    label.push_str(r);
-                }
-                push_verdict(&mut label, verdict.as_deref());
-                lb.lane.attempts[ai].container_exit = Some(ExitMark {
-                    t,
-                    code: *exit_code,
-                    label,
-                });
-            }
-            Ev::Backoff {
-                backoff_ms,
-                next_restart_us,
-            } => {
-                lb.lane.attempts[ai].backoff = Some(Backoff {
-                    at_s: t,
-                    backoff_ms: *backoff_ms,
-                    next_restart_s: next_restart_us.map(|u| secs(u - t0)),
-                });
-            }
-            Ev::Restart {
-                restart_count,
-                backoff_ms,
-            } => {
-                lb.restart_records += 1;
-                let a = &mut lb.lane.attempts[ai];
-                a.restart_backoff_ms = *backoff_ms;
-                if a.restart_count.is_none() {
-                    a.restart_count = *restart_count;
-                }
-            }
+                    .filter(|p| p.0 <= t)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+            })
+            .map(|p| p.1)
+            .reduce(f64::max);
+        let memcg = o.memcg.as_ref();
+        let at = memcg
+            .map(|m| mib(m.usage_bytes))
+            .or(o.victim.anon_rss_bytes.map(mib))
+            .or(last_seen)
+            .unwrap_or(0.0);
+        self.lane.kills.push(Kill {
+            t,
+            mib: at,
+            pid: Some(u64::from(o.victim.pid)),
+            comm: Some(o.victim.comm.clone()),
+            kind: o.kind,
+            attempt: ai,
+        });
+        if let Some(m) = memcg {
+            let kind = match m.level {
+                Some(LimitLevel::Container) => LimitKind::Container,
+                Some(LimitLevel::Pod) => LimitKind::Pod,
+                Some(LimitLevel::Ancestor) => LimitKind::Ancestor,
+                None => LimitKind::Unknown,
+            };
+            self.explicit_limits.insert((kind, m.limit_bytes));
         }
     }
-    let end = parsed.iter().map(|p| secs(p.us - t0)).fold(0.0, f64::max);
-    lanes.into_iter().map(|lb| finish(lb, end)).collect()
+
+    fn exit(&mut self, ai: usize, t: f64, e: &Exit) {
+        let code = e
+            .exit_code
+            .map(i64::from)
+            .or(e.signal.map(|s| 128 + i64::from(s)));
+        let mut label = code.map_or_else(|| "exit".to_owned(), |c| c.to_string());
+        if let Some(s) = e.signal {
+            label.push_str(&format!(" signal {s}"));
+        }
+        push_verdict(&mut label, e.verdict);
+        self.lane.attempts[ai]
+            .process_exits
+            .push((u64::from(e.proc.pid), ExitMark { t, code, label }));
+    }
+
+    fn container_start(&mut self, ai: usize, s: &ContainerStart) {
+        let a = &mut self.lane.attempts[ai];
+        a.main_pid.get_or_insert(u64::from(s.pid));
+        if let Some(l) = s.memory_limit_bytes {
+            self.explicit_limits.insert((LimitKind::Container, l));
+        }
+        if let Some(l) = s.pod_memory_limit_bytes {
+            self.explicit_limits.insert((LimitKind::Pod, l));
+        }
+    }
+
+    fn container_exit(&mut self, ai: usize, t: f64, e: &ContainerExit) {
+        let mut label = format!("{} {}", e.exit_code, e.reason.as_str());
+        push_verdict(&mut label, e.verdict);
+        self.lane.attempts[ai].container_exit = Some(ExitMark {
+            t,
+            code: Some(i64::from(e.exit_code)),
+            label,
+        });
+    }
+
+    fn backoff(&mut self, ai: usize, t: f64, t0: i64, b: &BackoffRecord) {
+        self.lane.attempts[ai].backoff = Some(Backoff {
+            at_s: t,
+            backoff_ms: Some(b.backoff_ms),
+            next_restart_s: Some(secs(b.next_restart_at.micros() - t0)),
+        });
+    }
+
+    fn restart(&mut self, ai: usize, s: &Restart) {
+        self.restart_records += 1;
+        let a = &mut self.lane.attempts[ai];
+        a.restart_backoff_ms = Some(s.backoff_ms);
+        a.restart_count.get_or_insert(s.restart_count);
+    }
+
+    fn finish(mut self, end_s: f64) -> Lane {
+        self.order_attempts();
+        let lane = &mut self.lane;
+        for a in &mut lane.attempts {
+            let marks = exit_marks(a);
+            a.end_s = marks.iter().map(|m| m.t).reduce(f64::max);
+            lane.exits.extend(marks);
+        }
+        lane.exits.sort_by(|a, b| a.t.total_cmp(&b.t));
+        lane.gaps = gaps(&lane.attempts, end_s);
+        lane.limits = limit_lines(&self.explicit_limits, &self.alloc_limits);
+        lane.restarts = if self.restart_records > 0 {
+            self.restart_records
+        } else {
+            lane.attempts.len().saturating_sub(1)
+        };
+        self.lane
+    }
+
+    /// Attempts and their series in time order; kills follow their
+    /// attempt's new index.
+    fn order_attempts(&mut self) {
+        let lane = &mut self.lane;
+        let mut order: Vec<usize> = (0..lane.attempts.len()).collect();
+        order.sort_by(|&a, &b| {
+            lane.attempts[a]
+                .start_s
+                .total_cmp(&lane.attempts[b].start_s)
+        });
+        let mut new_index = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        let mut old: Vec<Option<Attempt>> = lane.attempts.drain(..).map(Some).collect();
+        lane.attempts = order.iter().filter_map(|&i| old[i].take()).collect();
+        for k in &mut lane.kills {
+            k.attempt = new_index[k.attempt];
+        }
+        lane.kills.sort_by(|a, b| a.t.total_cmp(&b.t));
+        for a in &mut lane.attempts {
+            for s in &mut a.series {
+                s.points.sort_by(|x, y| x.0.total_cmp(&y.0));
+            }
+            let first = |s: &Series| s.points.first().map_or(0.0, |p| p.0);
+            a.series.sort_by(|x, y| first(x).total_cmp(&first(y)));
+        }
+    }
 }
 
 /// `(sigkill_other)` after an exit's code: why a SIGKILL/137 happened, when
 /// it was not the container's own OOM kill.
-fn push_verdict(label: &mut String, verdict: Option<&str>) {
+fn push_verdict(label: &mut String, verdict: Option<Verdict>) {
     if let Some(v) = verdict
-        && v != "memcg_oom"
+        && v != Verdict::MemcgOom
     {
-        label.push_str(&format!(" ({v})"));
+        label.push_str(&format!(" ({})", v.as_str()));
     }
 }
 
-fn finish(lb: LaneBuilder, end_s: f64) -> Lane {
-    let LaneBuilder {
-        mut lane,
-        explicit_limits,
-        alloc_limits,
-        restart_records,
-        ..
-    } = lb;
-
-    // Attempts in time order; kills follow their attempt's new index.
-    let mut order: Vec<usize> = (0..lane.attempts.len()).collect();
-    order.sort_by(|&a, &b| {
-        lane.attempts[a]
-            .start_s
-            .total_cmp(&lane.attempts[b].start_s)
-    });
-    let mut new_index = vec![0; order.len()];
-    for (new, &old) in order.iter().enumerate() {
-        new_index[old] = new;
+/// Where an attempt ended: the container's exit, else its main process's,
+/// else (no main process known) every exit the kernel explained.
+fn exit_marks(a: &mut Attempt) -> Vec<ExitMark> {
+    let exits = std::mem::take(&mut a.process_exits);
+    if let Some(e) = a.container_exit.take() {
+        return vec![e];
     }
-    let mut old: Vec<Option<Attempt>> = lane.attempts.drain(..).map(Some).collect();
-    lane.attempts = order.iter().map(|&i| old[i].take().unwrap()).collect();
-    for k in &mut lane.kills {
-        k.attempt = new_index[k.attempt];
+    match a.main_pid {
+        Some(main) => exits
+            .into_iter()
+            .filter(|(pid, _)| *pid == main)
+            .map(|(_, m)| m)
+            .take(1)
+            .collect(),
+        None => exits
+            .into_iter()
+            .filter(|(_, m)| m.code == Some(137))
+            .map(|(_, m)| m)
+            .collect(),
     }
-    lane.kills.sort_by(|a, b| a.t.total_cmp(&b.t));
+}
 
-    for a in &mut lane.attempts {
-        for s in &mut a.series {
-            s.points.sort_by(|x, y| x.0.total_cmp(&y.0));
-        }
-        a.series.sort_by(|x, y| {
-            let first = |s: &Series| s.points.first().map_or(0.0, |p| p.0);
-            first(x).total_cmp(&first(y))
-        });
-        // The container's exit, else its main process's, else (no main
-        // process known) every exit the kernel explained.
-        let marks: Vec<ExitMark> = if let Some(e) = a.container_exit.take() {
-            vec![e]
-        } else if let Some(main) = a.main_pid {
-            a.process_exits
-                .iter()
-                .filter(|(pid, _)| *pid == main)
-                .map(|(_, m)| m.clone())
-                .take(1)
-                .collect()
-        } else {
-            a.process_exits
-                .iter()
-                .filter(|(_, m)| m.code == Some(137))
-                .map(|(_, m)| m.clone())
-                .collect()
-        };
-        a.end_s = marks.iter().map(|m| m.t).reduce(f64::max);
-        a.process_exits.clear();
-        lane.exits.extend(marks);
-    }
-    lane.exits.sort_by(|a, b| a.t.total_cmp(&b.t));
-
-    // Down time between attempts.
-    for i in 0..lane.attempts.len() {
-        let a = &lane.attempts[i];
+/// Down time between attempts: from an attempt's exit to the next start,
+/// or, after the last one, to its announced restart (or the end).
+fn gaps(attempts: &[Attempt], end_s: f64) -> Vec<Gap> {
+    let mut gaps = Vec::new();
+    for (i, a) in attempts.iter().enumerate() {
         let Some(exit) = a.end_s else { continue };
         let announced = a.backoff.and_then(|b| b.backoff_ms);
-        match lane.attempts.get(i + 1) {
-            Some(next) if next.start_s > exit => lane.gaps.push(Gap {
+        match attempts.get(i + 1) {
+            Some(next) if next.start_s > exit => gaps.push(Gap {
                 start_s: exit,
                 end_s: next.start_s,
                 backoff_ms: announced.or(next.restart_backoff_ms),
@@ -381,32 +399,35 @@ fn finish(lb: LaneBuilder, end_s: f64) -> Lane {
             }),
             Some(_) => {}
             None => {
-                if let Some(b) = a.backoff {
-                    let planned = b
-                        .next_restart_s
-                        .or_else(|| b.backoff_ms.map(|ms| b.at_s + ms as f64 / 1e3));
-                    let until = planned.unwrap_or(end_s).min(end_s);
-                    if until > exit {
-                        lane.gaps.push(Gap {
-                            start_s: exit,
-                            end_s: until,
-                            backoff_ms: announced,
-                            open: true,
-                        });
-                    }
+                let Some(b) = a.backoff else { continue };
+                let planned = b
+                    .next_restart_s
+                    .or_else(|| b.backoff_ms.map(|ms| b.at_s + ms as f64 / 1e3));
+                let until = planned.unwrap_or(end_s).min(end_s);
+                if until > exit {
+                    gaps.push(Gap {
+                        start_s: exit,
+                        end_s: until,
+                        backoff_ms: announced,
+                        open: true,
+                    });
                 }
             }
         }
     }
+    gaps
+}
 
-    // Limit lines: what the records name, then alloc limits that match none.
-    let mut limits: Vec<LimitLine> = explicit_limits
+/// Limit lines: what the records name, then alloc limits that match none.
+fn limit_lines(explicit: &BTreeSet<(LimitKind, u64)>, from_allocs: &BTreeSet<u64>) -> Vec<LimitLine> {
+    let drawable = |b: u64| b > 0 && b < UNLIMITED;
+    let mut limits: Vec<LimitLine> = explicit
         .iter()
-        .filter(|(_, b)| *b > 0 && *b < UNLIMITED)
+        .filter(|(_, b)| drawable(*b))
         .map(|&(kind, bytes)| LimitLine { bytes, kind })
         .collect();
-    for &b in &alloc_limits {
-        if b > 0 && b < UNLIMITED && !limits.iter().any(|l| l.bytes == b) {
+    for &b in from_allocs {
+        if drawable(b) && !limits.iter().any(|l| l.bytes == b) {
             limits.push(LimitLine {
                 bytes: b,
                 kind: LimitKind::Unknown,
@@ -414,12 +435,5 @@ fn finish(lb: LaneBuilder, end_s: f64) -> Lane {
         }
     }
     limits.sort_by_key(|l| (l.kind, l.bytes));
-    lane.limits = limits;
-
-    lane.restarts = if restart_records > 0 {
-        restart_records
-    } else {
-        lane.attempts.len().saturating_sub(1)
-    };
-    lane
+    limits
 }

@@ -1,10 +1,11 @@
 //! `oom-tracer report`: pictures from recorded NDJSON.
 //!
-//! `model.rs` reads the records into one timeline per container (restarts
-//! of a container share it), with `parse.rs` turning each line into a typed
-//! event and `lanes.rs` grouping the events into lanes; `svg.rs` draws them, one chart per container:
-//! memory over time per attempt, the limits, the OOM kills, the exits and
-//! the restart back-off.
+//! `input.rs` reads the records into one timeline per container (restarts
+//! of a container share it, `model.rs`), with `parse.rs` reading each line
+//! with the schema's types and `lanes.rs` grouping the records into lanes;
+//! `svg.rs` draws them, one chart per container: memory over time per
+//! attempt, the limits, the OOM kills, the exits and the restart back-off.
+mod input;
 mod lanes;
 mod model;
 mod parse;
@@ -16,16 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use clap::Args;
-
-#[derive(Args, Debug, Clone)]
-pub struct ReportArgs {
-    /// NDJSON written by `oom-tracer run` or `oom-tracer agent`.
-    pub input: PathBuf,
-    /// Write an SVG timeline here.
-    #[arg(long, env = "OOM_TRACER_SVG")]
-    pub svg: PathBuf,
-}
+use crate::{cli::ReportArgs, schema::SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -40,6 +32,18 @@ pub enum ReportError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{}: nothing to draw ({records} records, {skipped} malformed lines, {other_version} of another schema version; no container or cgroup in them); {} not written",
+        input.display(),
+        svg.display()
+    )]
+    NothingToDraw {
+        input: PathBuf,
+        svg: PathBuf,
+        records: usize,
+        skipped: usize,
+        other_version: usize,
     },
     #[error("drawing {}", path.display())]
     Draw {
@@ -63,8 +67,17 @@ pub fn run(args: &ReportArgs) -> Result<(), ReportError> {
             "{}: skipped {} record(s) of a schema version other than {}",
             args.input.display(),
             report.other_version,
-            crate::record::SCHEMA_VERSION
+            SCHEMA_VERSION
         );
+    }
+    if report.lanes.is_empty() {
+        return Err(ReportError::NothingToDraw {
+            input: args.input.clone(),
+            svg: args.svg.clone(),
+            records: report.records,
+            skipped: report.skipped,
+            other_version: report.other_version,
+        });
     }
     if report.lanes.len() > svg::MAX_LANES {
         tracing::warn!(
@@ -111,7 +124,7 @@ fn read(path: &Path) -> Result<model::Report, ReportError> {
         source,
     };
     let file = File::open(path).map_err(err)?;
-    model::read(BufReader::new(file)).map_err(err)
+    input::read(BufReader::new(file)).map_err(err)
 }
 
 #[cfg(test)]

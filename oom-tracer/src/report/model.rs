@@ -1,18 +1,9 @@
-//! NDJSON records → one timeline per container ("lane").
+//! One timeline per container ("lane"), as the picture needs it.
 //!
-//! The reader is lenient: lines that are not JSON records with `v`, `event`
-//! and `time` are skipped and counted; unknown events and unknown fields are
-//! ignored; a known event that lacks a field the picture needs is skipped
-//! and counted as malformed. Nothing in the input makes it fail.
-//!
-//! Parsing lines into typed events is in `parse.rs`; grouping the events
-//! into lanes, attempts, limits, kills and gaps is in `lanes.rs`.
-use std::io::BufRead;
-
-use super::{
-    lanes::{build, secs},
-    parse::{Line, parse_line},
-};
+//! The types of the picture: lanes, attempts, limits, kills, exits and
+//! gaps. `input.rs` reads records into them (with `parse.rs` and
+//! `lanes.rs`); `svg.rs` draws them.
+use crate::schema::OomKind;
 
 /// Limits at or above this are "unlimited" (cgroup v1 reports
 /// PAGE_COUNTER_MAX pages as bytes, v2 `max`): no line for them.
@@ -148,8 +139,7 @@ pub struct Kill {
     pub mib: f64,
     pub pid: Option<u64>,
     pub comm: Option<String>,
-    /// `memcg` or `global`.
-    pub kind: Option<String>,
+    pub kind: OomKind,
     /// Index into [`Lane::attempts`].
     pub attempt: usize,
 }
@@ -165,7 +155,7 @@ impl Kill {
         if let Some(p) = self.pid {
             s.push_str(&format!(" (pid {p})"));
         }
-        if self.kind.as_deref() == Some("global") {
+        if self.kind == OomKind::Global {
             s.push_str(", global");
         }
         s
@@ -204,41 +194,4 @@ impl Gap {
             None => "restart".to_owned(),
         }
     }
-}
-
-/// Reads NDJSON records and builds the lanes. Only I/O errors fail.
-pub fn read(input: impl BufRead) -> std::io::Result<Report> {
-    let mut report = Report::default();
-    let mut parsed = Vec::new();
-    let (mut first_us, mut last_us) = (None::<i64>, None::<i64>);
-    for line in input.split(b'\n') {
-        let line = line?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match parse_line(&line) {
-            Line::Garbage => report.skipped += 1,
-            Line::OtherVersion => report.other_version += 1,
-            Line::Record(p) => {
-                report.records += 1;
-                if let Some(p) = p {
-                    first_us = Some(first_us.map_or(p.us, |f| f.min(p.us)));
-                    last_us = Some(last_us.map_or(p.us, |l| l.max(p.us)));
-                    parsed.push(*p);
-                }
-            }
-        }
-    }
-    // Unknown events count as records but carry no time we keep: the
-    // timeline starts at the first record the picture uses.
-    let t0 = first_us.unwrap_or(0);
-    report.span_s = last_us.map_or(0.0, |l| secs(l - t0));
-    report.lanes = build(&parsed, t0);
-    Ok(report)
-}
-
-/// Builds the model from text (tests).
-#[cfg(test)]
-pub fn from_str(s: &str) -> Report {
-    read(s.as_bytes()).expect("reading from memory")
 }

@@ -9,13 +9,13 @@
 //! back-off, exit and `#N` labels that would overlap are left out (their
 //! shapes stay).
 use plotters::{
-    coord::Shift,
+    coord::{Shift, types::RangedCoordf64},
     element::DashedPathElement,
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
 };
 
-use super::model::{LimitKind, Report};
+use super::model::{Lane, LimitKind, Report};
 
 pub const WIDTH: u32 = 1280;
 const HEADER: u32 = 60;
@@ -161,19 +161,64 @@ fn draw_header(area: &Area, report: &Report, source: &str, drawn: usize) -> Resu
     Ok(())
 }
 
-fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), DrawError> {
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The chart's extent, and where a time lands in pixels (to keep labels
+/// from piling up).
+#[derive(Clone, Copy)]
+struct Scale {
+    x_max: f64,
+    y_max: f64,
+    left: f64,
+    right: f64,
+}
+
+impl Scale {
+    fn clip(&self, x: f64) -> f64 {
+        x.clamp(0.0, self.x_max)
+    }
+
+    fn px(&self, t: f64) -> i32 {
+        (self.left + self.clip(t) / self.x_max * (self.right - self.left)).round() as i32
+    }
+}
+
+/// One container: its chart (memory, limits, gaps, exits, kills) and its legend.
+fn draw_lane(area: &Area, lane: &Lane, x_max: f64) -> Result<(), DrawError> {
     let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_WIDTH);
     let y_max = {
         let m = lane.max_mib() * 1.2;
         if m.is_finite() && m >= 1.0 { m } else { 1.0 }
     };
+    let mut chart = chart(&plot, lane, x_max, y_max)?;
+    let scale = Scale {
+        x_max,
+        y_max,
+        left: f64::from(chart.backend_coord(&(0.0, 0.0)).0),
+        right: f64::from(chart.backend_coord(&(x_max, 0.0)).0),
+    };
+    draw_gaps(&mut chart, lane, scale)?;
+    draw_limits(&mut chart, lane, scale)?;
+    draw_memory(&mut chart, lane, scale)?;
+    draw_exits(&mut chart, lane, scale)?;
+    draw_kills(&mut chart, lane, scale)?;
+    draw_legend(&legend, lane)
+}
+
+/// The axes, the grid and the caption.
+fn chart<'a, 'b>(
+    plot: &'a Area<'b>,
+    lane: &Lane,
+    x_max: f64,
+    y_max: f64,
+) -> Result<Chart<'a, 'b>, DrawError> {
     let caption = format!(
         "{} — {}, {}",
         clean(&lane.title, 90),
         plural(lane.kills.len(), "kill"),
         plural(lane.restarts, "restart"),
     );
-    let mut chart = ChartBuilder::on(&plot)
+    let mut chart = ChartBuilder::on(plot)
         .caption(caption, (FONT, 18))
         .margin(10)
         .margin_right(24)
@@ -190,42 +235,40 @@ fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), D
         .y_desc("MiB")
         .axis_desc_style((FONT, 14))
         .draw()?;
+    Ok(chart)
+}
 
-    let clip = |x: f64| x.clamp(0.0, x_max);
-    // Where a time lands in pixels, to keep labels from piling up.
-    let (left, right) = (
-        f64::from(chart.backend_coord(&(0.0, 0.0)).0),
-        f64::from(chart.backend_coord(&(x_max, 0.0)).0),
-    );
-    let px = |t: f64| (left + clip(t) / x_max * (right - left)).round() as i32;
-
-    // Back-off gaps behind everything else.
+/// Back-off gaps, behind everything else, labelled where there is room.
+fn draw_gaps(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     chart.draw_series(lane.gaps.iter().map(|g| {
         Rectangle::new(
-            [(clip(g.start_s), 0.0), (clip(g.end_s), y_max)],
+            [(s.clip(g.start_s), 0.0), (s.clip(g.end_s), s.y_max)],
             GAP.mix(0.18).filled(),
         )
     }))?;
     let mut room = Room::default();
     for g in &lane.gaps {
-        let mid = (clip(g.start_s) + clip(g.end_s)) / 2.0;
+        let mid = (s.clip(g.start_s) + s.clip(g.end_s)) / 2.0;
         let label = g.label();
         let w = text_width(&label, 13);
-        if room.take(px(mid) - w / 2, px(mid) + w / 2) {
+        if room.take(s.px(mid) - w / 2, s.px(mid) + w / 2) {
             chart.draw_series(std::iter::once(Text::new(
                 label,
-                (mid, y_max * 0.5),
+                (mid, s.y_max * 0.5),
                 font(13, GAP_TEXT).pos(Pos::new(HPos::Center, VPos::Center)),
             )))?;
         }
     }
+    Ok(())
+}
 
-    // Limits: dashed lines across, labelled at the left.
+/// Limits: dashed lines across, labelled at the left.
+fn draw_limits(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     for (i, l) in lane.limits.iter().enumerate() {
         let y = l.bytes as f64 / MIB;
         let color = limit_color(l.kind);
         chart.draw_series(DashedLineSeries::new(
-            vec![(0.0, y), (x_max, y)],
+            vec![(0.0, y), (s.x_max, y)],
             9,
             5,
             color.stroke_width(2),
@@ -239,27 +282,35 @@ fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), D
                 ),
         ))?;
     }
+    Ok(())
+}
 
-    // Memory: one line per process per attempt, so attempts never join.
+/// Memory: one line per process per attempt, so attempts never join, and
+/// `#N` (the restart count) at each attempt's start.
+fn draw_memory(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     let mut room = Room::default();
     for (ai, a) in lane.attempts.iter().enumerate() {
         let color = attempt_color(ai);
-        for s in &a.series {
+        for series in &a.series {
             chart.draw_series(LineSeries::new(
-                s.points.iter().copied(),
+                series.points.iter().copied(),
                 color.stroke_width(2),
             ))?;
-            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+            chart.draw_series(
+                series
+                    .points
+                    .iter()
+                    .map(|&p| Circle::new(p, 2, color.filled())),
+            )?;
         }
-        // `#N` at the attempt's start, where restarts are known.
         if a.restart_count.is_none() && lane.attempts.len() == 1 {
             continue;
         }
         let label = format!("#{}", a.restart_count.map_or(ai, |n| n as usize));
-        let x = px(a.start_s) + 4;
+        let x = s.px(a.start_s) + 4;
         if room.take(x, x + text_width(&label, 12)) {
             chart.draw_series(std::iter::once(
-                EmptyElement::at((clip(a.start_s), y_max))
+                EmptyElement::at((s.clip(a.start_s), s.y_max))
                     + Text::new(
                         label,
                         (4, 4),
@@ -268,20 +319,23 @@ fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), D
             ))?;
         }
     }
+    Ok(())
+}
 
-    // Exits on the time axis, the code above them (where there is room).
+/// Exits on the time axis, the code above them (where there is room).
+fn draw_exits(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     let mut room = Room::default();
     for e in &lane.exits {
         let label = clean(&e.label, 60);
         let w = text_width(&label, 12);
-        let x = px(e.t);
-        let (dx, h, span) = if e.t < x_max * 0.2 {
+        let x = s.px(e.t);
+        let (dx, h, span) = if e.t < s.x_max * 0.2 {
             (6, HPos::Left, (x + 6, x + 6 + w))
         } else {
             (-6, HPos::Right, (x - 6 - w, x - 6))
         };
         let marker =
-            EmptyElement::at((clip(e.t), 0.0)) + TriangleMarker::new((0, -6), 6, EXIT.filled());
+            EmptyElement::at((s.clip(e.t), 0.0)) + TriangleMarker::new((0, -6), 6, EXIT.filled());
         if room.take(span.0, span.1) {
             chart.draw_series(std::iter::once(
                 marker
@@ -295,42 +349,32 @@ fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), D
             chart.draw_series(std::iter::once(marker))?;
         }
     }
+    Ok(())
+}
 
-    // Kills: a red X at the memcg's usage and, always, a text starting with
-    // "OOM kill" beside it: the victim's name where there is room, else
-    // just "OOM kill", upright when even that does not fit.
+/// Kills: a red X at the memcg's usage and, always, a text starting with
+/// "OOM kill" beside it: the victim's name where there is room, else just
+/// "OOM kill", upright when even that does not fit.
+fn draw_kills(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     let mut room = Room::default();
     for k in &lane.kills {
-        let at = (clip(k.t), k.mib.clamp(0.0, y_max));
-        let x = px(k.t);
-        let right_side = k.t < x_max * 0.8;
-        let span = |w: i32| {
-            if right_side {
-                (x + 10, x + 10 + w)
-            } else {
-                (x - 10 - w, x - 10)
-            }
-        };
+        let at = (s.clip(k.t), k.mib.clamp(0.0, s.y_max));
+        let x = s.px(k.t);
+        let right_side = k.t < s.x_max * 0.8;
         let (dx, h) = if right_side {
             (10, HPos::Left)
         } else {
             (-10, HPos::Right)
         };
+        let span = |w: i32| if right_side { (x + 10, x + 10 + w) } else { (x - 10 - w, x - 10) };
         let full = clean(&k.label(), 60);
         let short = "OOM kill".to_owned();
         let (fs, fl) = (span(text_width(&full, 13)), span(text_width(&short, 13)));
+        let beside = |t: String| Text::new(t, (dx, -6), font(13, KILL).pos(Pos::new(h, VPos::Bottom)));
         let text = if room.take(fs.0, fs.1) {
-            Text::new(
-                full,
-                (dx, -6),
-                font(13, KILL).pos(Pos::new(h, VPos::Bottom)),
-            )
+            beside(full)
         } else if room.take(fl.0, fl.1) {
-            Text::new(
-                short,
-                (dx, -6),
-                font(13, KILL).pos(Pos::new(h, VPos::Bottom)),
-            )
+            beside(short)
         } else {
             let upright = (FONT, 12)
                 .into_font()
@@ -343,8 +387,7 @@ fn draw_lane(area: &Area, lane: &super::model::Lane, x_max: f64) -> Result<(), D
             EmptyElement::at(at) + Cross::new((0, 0), 7, KILL.stroke_width(3)) + text,
         ))?;
     }
-
-    draw_legend(&legend, lane)
+    Ok(())
 }
 
 /// Horizontal pixel ranges taken by labels of one kind, left to right.
@@ -370,7 +413,7 @@ fn text_width(s: &str, size: u32) -> i32 {
 }
 
 /// The key, drawn by hand beside the chart so it never hides data.
-fn draw_legend(area: &Area, lane: &super::model::Lane) -> Result<(), DrawError> {
+fn draw_legend(area: &Area, lane: &Lane) -> Result<(), DrawError> {
     const X: i32 = 8;
     const STEP: i32 = 22;
     let mut y = 48;

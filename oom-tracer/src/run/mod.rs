@@ -1,20 +1,13 @@
 //! `oom-tracer run`: the kubelet's part on one box. It creates a pod-like
 //! cgroup pair, runs the workload in the container cgroup under a memory
 //! limit, traces it, and restarts it with the kubelet's back-off until
-//! `--max-restarts`, Ctrl-C or SIGTERM. Its cgroups are removed on every
-//! way out.
-use std::{
-    ffi::OsString,
-    os::unix::process::ExitStatusExt as _,
-    path::PathBuf,
-    time::{Duration, Instant, SystemTime},
-};
-
-use oom_tracer_common::decode::RawEvent;
-use tokio::{
-    signal::unix::{Signal, SignalKind, signal},
-    time::MissedTickBehavior,
-};
+//! `--max-restarts`, the restart policy, Ctrl-C or SIGTERM. Its cgroups
+//! are removed on every way out, and the `stop` record says why it ended.
+//!
+//! The records come from the one pipeline (`crate::pipeline`); `run`'s own
+//! part is where containers come from: it registers each container with
+//! its [`FixedPod`] before starting the workload.
+use std::{ffi::OsString, os::unix::process::ExitStatusExt as _, path::PathBuf, sync::Arc, time::Duration};
 
 mod workload;
 
@@ -22,13 +15,29 @@ use workload::{ids, kill_all, lossy, spawn, workload};
 
 use crate::{
     backoff::Backoff,
-    bpf::loader::{LoadError, Tracer, WatchError},
+    bpf::{
+        loader::{self, LoadError},
+        tracer::Tracer,
+    },
     cgroup::{CgroupError, MemoryHierarchy, index::CgroupIndex, pod::PodCgroups},
     cli::{RestartPolicy, RunArgs},
-    clock::{BootClock, rfc3339},
-    output::{Output, OutputError},
-    record::{Body, ContainerRef, PodRef, Record},
-    translate::{ContainerMeta, Translator},
+    errors,
+    health::{self, Health},
+    host::{
+        clock::BootClock,
+        signals::{SignalError, Signals},
+    },
+    pipeline::{Pipeline, PipelineError, Until, translate::Translator},
+    pods::{Container, fixed::FixedPod},
+    schema::{
+        Backoff as BackoffRecord, ContainerRef, ContainerState, ExitReason, Mode, PodRef, Restart,
+        StopReason, Timestamp,
+    },
+    sinks::{
+        Sinks,
+        metrics::{Metrics, MetricsSink},
+        stdout::{Format, Stdout},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,205 +47,280 @@ pub enum RunError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
-    Watch(#[from] WatchError),
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Signal(#[from] SignalError),
+    #[error(transparent)]
+    Listen(#[from] health::ListenError),
     #[error("starting {command:?}")]
     Spawn {
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Listen(crate::health::ListenError),
     #[error("waiting for the workload")]
     Wait(#[source] std::io::Error),
-    #[error("installing the {what} handler")]
-    Signal {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(
         "no `stress` binary next to {exe}; build it with `cargo xtask build` or give a command after `--`"
     )]
     NoStress { exe: PathBuf },
 }
 
-/// Why the loop ended.
-enum Stop {
-    MaxRestarts,
-    Policy,
-    Signal(&'static str),
-}
+type RunPipeline = Pipeline<Tracer, FixedPod>;
 
-impl Stop {
-    fn reason(&self) -> String {
-        match self {
-            Stop::MaxRestarts => "max_restarts".into(),
-            Stop::Policy => "restart_policy".into(),
-            Stop::Signal(s) => format!("signal {s}"),
-        }
-    }
-}
-
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Self, RunError> {
-        let mk = |kind, what| signal(kind).map_err(|source| RunError::Signal { what, source });
-        Ok(Self {
-            int: mk(SignalKind::interrupt(), "SIGINT")?,
-            term: mk(SignalKind::terminate(), "SIGTERM")?,
-        })
-    }
-}
-
-struct Runner<'a> {
-    tracer: Tracer,
-    tr: Translator,
-    out: &'a mut Output,
-    lost_seen: (u64, u64),
-}
-
-impl Runner<'_> {
-    /// Drains the ring buffer into records, and reports new losses.
-    fn pump(&mut self) -> Result<(), RunError> {
-        let mut evs: Vec<RawEvent> = Vec::new();
-        self.tracer.drain(&mut evs);
-        for ev in &evs {
-            if let Some(r) = self.tr.translate(ev) {
-                self.out.emit(&r)?;
-            }
-        }
-        let (full, errs) = self.tracer.counters();
-        if (full, errs) != self.lost_seen {
-            let r = Record::new(
-                self.tr.now(),
-                Body::Lost {
-                    ringbuf_full: full - self.lost_seen.0.min(full),
-                    read_errors: errs - self.lost_seen.1.min(errs),
-                },
-            );
-            tracing::warn!("ring buffer: {full} records lost so far");
-            self.lost_seen = (full, errs);
-            self.out.emit(&r)?;
-        }
-        Ok(())
-    }
-
-    /// Emits a userspace record after the kernel's records so far, so the
-    /// output stays in time order.
-    fn emit(&mut self, body: Body) -> Result<(), RunError> {
-        self.pump()?;
-        let r = Record::new(self.tr.now(), body);
-        Ok(self.out.emit(&r)?)
-    }
-
-    /// Traces until `deadline` (or forever) or a signal; returns the signal.
-    async fn trace_for(
-        &mut self,
-        sigs: &mut Signals,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Option<&'static str>, RunError> {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let sleep = tokio::time::sleep_until(
-            deadline
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365)),
-        );
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = sigs.int.recv() => return Ok(Some("SIGINT")),
-                _ = sigs.term.recv() => return Ok(Some("SIGTERM")),
-                () = &mut sleep => return Ok(None),
-                () = self.tracer.readable() => self.pump()?,
-                _ = tick.tick() => self.pump()?,
-            }
-        }
-    }
-}
-
-pub async fn run(args: RunArgs, out: &mut Output) -> Result<(), RunError> {
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let command = workload(&args)?;
-    let mut sigs = Signals::install()?;
+    let mut signals = Signals::install()?;
+    let mut sinks = Sinks::new().with(Stdout::new(args.output.format_or(Format::Json)));
+    let health = Arc::new(Health::default());
     if let Some(addr) = args.listen {
-        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        out.set_metrics(metrics.clone());
-        let health = std::sync::Arc::new(crate::health::Health::default());
-        health.set_ready();
-        let local = crate::health::serve_with_metrics(addr, health.clone(), Some(metrics))
-            .await
-            .map_err(RunError::Listen)?;
-        // Liveness follows the event loop's ticks.
-        tokio::spawn(async move {
-            loop {
-                health.tick();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        let metrics = Arc::new(Metrics::new());
+        sinks = sinks.with(MetricsSink(metrics.clone()));
+        let local = health::serve_with_metrics(addr, health.clone(), Some(metrics)).await?;
         tracing::info!("metrics on http://{local}/metrics");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = Tracer::load(args.trace.load_options(hierarchy.hierarchy_id, false))?;
-    let clock = BootClock::measure();
-    let tr = Translator::new(clock, CgroupIndex::new(Some(hierarchy.clone())), false);
-    let mut r = Runner {
+    let tracer = loader::load(&args.trace.load_options(hierarchy.hierarchy_id, false))?;
+    let translator = Translator::new(
+        BootClock::measure(),
+        CgroupIndex::new(Some(hierarchy.clone())),
+    );
+    let mut p = Pipeline::new(
         tracer,
-        tr,
-        out,
-        lost_seen: (0, 0),
-    };
-    r.emit(Body::Start {
-        version: env!("CARGO_PKG_VERSION").into(),
-        mode: "run".into(),
-        kernel: crate::host::kernel_release(),
-        cgroup_version: Some(format!("{:?}", hierarchy.version).to_lowercase()),
-        hooks: r.tracer.report.status.clone(),
-        startup_ms: r.tracer.startup.as_millis() as u64,
-    })?;
+        translator,
+        FixedPod::default(),
+        sinks,
+        args.backoff.policy(),
+    )
+    .with_health(health.clone());
+    p.start(Mode::Run, Some(hierarchy.version))?;
+    health.set_ready();
 
-    let (pod_uid, _) = ids(0);
-    let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
-    let pods = PodCgroups::create(
-        &hierarchy,
-        &args.cgroup_parent,
-        &format!("pod{pod_uid}"),
-        pod_limit,
-    )?;
-    let result = cycle(&mut r, &mut sigs, &args, &command, &pods, &pod_uid).await;
-    // Cleanup on every way out, then the final records.
-    if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {
-        tracing::warn!("{e}");
-    }
-    remove_parent_if_empty(&hierarchy, &args.cgroup_parent);
-    let restarts = match &result {
-        Ok((_, n)) => *n,
-        Err(_) => 0,
+    let mut kubelet = LocalKubelet {
+        p: &mut p,
+        args: &args,
+        command: &command,
+        restarts: 0,
     };
-    let _ = r.pump();
-    let (lost, _) = r.tracer.counters();
-    let now = r.tr.now();
-    r.out.finish(&now)?;
+    let result = kubelet.run_pod(&hierarchy, &mut signals).await;
+    let restarts = kubelet.restarts;
     let reason = match &result {
-        Ok((stop, _)) => stop.reason(),
-        Err(e) => format!("error: {e}"),
+        Ok(reason) => reason.clone(),
+        Err(e) => StopReason::Error(errors::chain(e)),
     };
-    r.emit(Body::Stop {
-        reason,
-        restarts,
-        oom_kills: r.tr.oom_kills,
-        records: r.out.records + 1,
-        lost_events: lost,
-        decode_errors: r.tracer.decode_errors,
-        unresolved_cgroups: r.tr.index.unresolved,
-        hook_stats: r.tracer.hook_stats(),
-    })?;
+    p.stop(reason, restarts).await?;
     result.map(|_| ())
+}
+
+/// Why the workload is not started again.
+enum Next {
+    Restart,
+    Stop(StopReason),
+}
+
+/// `run`'s kubelet: one pod, one container, restarted with back-off.
+struct LocalKubelet<'a> {
+    p: &'a mut RunPipeline,
+    args: &'a RunArgs,
+    command: &'a [OsString],
+    restarts: u32,
+}
+
+impl LocalKubelet<'_> {
+    /// Creates the pod cgroup, runs the container until a stop condition,
+    /// and removes the pod cgroup again, however that went.
+    async fn run_pod(
+        &mut self,
+        hierarchy: &MemoryHierarchy,
+        signals: &mut Signals,
+    ) -> Result<StopReason, RunError> {
+        let (pod_uid, _) = ids(0);
+        let pod_limit = self.args.pod_memory_limit.and_then(|l| l.0);
+        let pods = PodCgroups::create(
+            hierarchy,
+            &self.args.cgroup_parent,
+            &format!("pod{pod_uid}"),
+            pod_limit,
+        )?;
+        let result = self.restart_loop(&pods, &pod_uid, signals).await;
+        if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {
+            tracing::warn!("{}", errors::chain(&e));
+        }
+        remove_parent_if_empty(hierarchy, &self.args.cgroup_parent);
+        result
+    }
+
+    /// Start → exit → back-off → restart, until a stop condition.
+    async fn restart_loop(
+        &mut self,
+        pods: &PodCgroups,
+        pod_uid: &str,
+        signals: &mut Signals,
+    ) -> Result<StopReason, RunError> {
+        self.p.watch(pods.pod.id, &pods.pod.path)?;
+        let pod = PodRef {
+            namespace: Some(self.args.namespace.clone()),
+            name: Some(self.args.pod_name.clone()),
+            uid: pod_uid.to_owned(),
+        };
+        let mut backoff = Backoff::new(self.args.backoff.policy());
+        let mut container = self.container(&pod, pods, 0);
+        loop {
+            let (ended, ran) = self.run_container(pods, &container, signals).await?;
+            let reason = match ended {
+                Ended::Exited(reason) => reason,
+                Ended::Stopped(signal) => return Ok(StopReason::Signal(signal.into())),
+            };
+            if let Next::Stop(why) = self.next(reason) {
+                return Ok(why);
+            }
+            let delay = backoff.next_delay(ran);
+            let next = self.container(&pod, pods, self.restarts + 1);
+            if let Some(signal) = self.back_off(&container, &next, delay, reason, signals).await? {
+                return Ok(StopReason::Signal(signal.into()));
+            }
+            self.restarts += 1;
+            container = next;
+        }
+    }
+
+    /// The container of attempt `restarts` (a new cgroup each time, as the
+    /// kubelet makes a new container for each restart).
+    fn container(&self, pod: &PodRef, pods: &PodCgroups, restarts: u32) -> Container {
+        let (_, id) = ids(u64::from(restarts) + 1);
+        Container {
+            pod: pod.clone(),
+            container: ContainerRef {
+                name: Some(self.args.container_name.clone()),
+                id: id.clone(),
+                restart_count: Some(restarts),
+            },
+            path: format!("{}/{id}", pods.pod.path),
+            pod_cgroup_id: pods.pod.id,
+            limit_bytes: self.args.memory_limit.0,
+            pod_limit_bytes: self.args.pod_memory_limit.and_then(|l| l.0),
+            command: lossy(self.command),
+        }
+    }
+
+    /// Runs one attempt of the container to its end; returns how it ended
+    /// and how long it ran.
+    async fn run_container(
+        &mut self,
+        pods: &PodCgroups,
+        c: &Container,
+        signals: &mut Signals,
+    ) -> Result<(Ended, Duration), RunError> {
+        let ctr = pods.create_container(&c.container.id, c.limit_bytes)?;
+        self.p.pods().add(ctr.id, c.clone());
+        self.p.watch(ctr.id, &ctr.path)?;
+        let started = std::time::Instant::now();
+        let mut child = match spawn(self.command, &ctr) {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = ctr.remove(Duration::from_secs(1));
+                return Err(e);
+            }
+        };
+        let result = self.supervise(&ctr, &mut child, signals).await;
+        let ran = started.elapsed();
+        if let Err(e) = ctr.remove(Duration::from_secs(5)) {
+            tracing::warn!("{}", errors::chain(&e));
+        }
+        self.p.pump().await?;
+        self.p.unwatch(ctr.id);
+        Ok((result?, ran))
+    }
+
+    /// Traces the workload until it exits; a stop signal kills it first,
+    /// as a runtime stopping the container would.
+    async fn supervise(
+        &mut self,
+        ctr: &crate::cgroup::pod::OwnedCgroup,
+        child: &mut tokio::process::Child,
+        signals: &mut Signals,
+    ) -> Result<Ended, RunError> {
+        self.p.spawned(ctr.id, child.id().unwrap_or(0)).await?;
+        let mut stopped_by = None;
+        let status = loop {
+            match self.p.trace_until(signals, child.wait()).await? {
+                Until::Done(status) => break status.map_err(RunError::Wait)?,
+                Until::Signal(s) => {
+                    stopped_by.get_or_insert(s);
+                    kill_all(ctr);
+                }
+            }
+        };
+        let signal = status.signal().map(|s| s as u32);
+        let code = status.code().map(|c| c as u32);
+        let reason = self.p.reaped(ctr.id, signal, code).await?;
+        Ok(match stopped_by {
+            Some(s) => Ended::Stopped(s),
+            None => Ended::Exited(reason.unwrap_or(ExitReason::Error)),
+        })
+    }
+
+    /// Whether the restart policy and `--max-restarts` allow another run.
+    fn next(&self, reason: ExitReason) -> Next {
+        let restart = match self.args.restart_policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => reason != ExitReason::Completed,
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            Next::Stop(StopReason::RestartPolicy)
+        } else if self.args.max_restarts.is_some_and(|m| self.restarts >= m) {
+            Next::Stop(StopReason::MaxRestarts)
+        } else {
+            Next::Restart
+        }
+    }
+
+    /// CrashLoopBackOff: the `backoff` record, the wait (tracing on), then
+    /// the `restart` record. Returns the signal that cut the wait short.
+    async fn back_off(
+        &mut self,
+        prev: &Container,
+        next: &Container,
+        delay: Duration,
+        last_reason: ExitReason,
+        signals: &mut Signals,
+    ) -> Result<Option<&'static str>, RunError> {
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.p
+            .emit(BackoffRecord {
+                pod: prev.pod.clone(),
+                container: prev.container.clone(),
+                state: ContainerState::CrashLoopBackOff,
+                backoff_ms: delay_ms,
+                next_restart_at: Timestamp::now() + delay,
+            })
+            .await?;
+        if let Until::Signal(s) = self
+            .p
+            .trace_until(signals, tokio::time::sleep(delay))
+            .await?
+        {
+            return Ok(Some(s));
+        }
+        let restart = Restart {
+            pod: next.pod.clone(),
+            container: next.container.clone(),
+            restart_count: self.restarts + 1,
+            backoff_ms: delay_ms,
+            last_reason,
+        };
+        self.p.restarted(restart, next).await?;
+        Ok(None)
+    }
+}
+
+/// How one attempt ended.
+enum Ended {
+    /// The workload exited; the container's reason.
+    Exited(ExitReason),
+    /// A stop signal ended it (its name).
+    Stopped(&'static str),
 }
 
 fn remove_parent_if_empty(h: &MemoryHierarchy, parent: &str) {
@@ -244,157 +328,5 @@ fn remove_parent_if_empty(h: &MemoryHierarchy, parent: &str) {
     if dir != h.mount {
         // Fails while other runs use it: that is fine.
         let _ = std::fs::remove_dir(dir);
-    }
-}
-
-/// Start → exit → back-off → restart, until a stop condition.
-async fn cycle(
-    r: &mut Runner<'_>,
-    sigs: &mut Signals,
-    args: &RunArgs,
-    command: &[OsString],
-    pods: &PodCgroups,
-    pod_uid: &str,
-) -> Result<(Stop, u32), RunError> {
-    r.tracer.watch(pods.pod.id)?;
-    r.tr.index.insert(pods.pod.id, pods.pod.path.clone());
-    r.tr.watch_path(&pods.pod.path);
-    let pod = PodRef {
-        namespace: Some(args.namespace.clone()),
-        name: Some(args.pod_name.clone()),
-        uid: pod_uid.to_owned(),
-    };
-    let mut backoff = Backoff::new(args.backoff.policy());
-    let pod_limit = args.pod_memory_limit.and_then(|l| l.0);
-    let mut restart_count: u32 = 0;
-    let (_, mut cid) = ids(1);
-    loop {
-        let container = ContainerRef {
-            name: Some(args.container_name.clone()),
-            id: cid.clone(),
-            restart_count: Some(restart_count),
-        };
-        let ctr = pods.create_container(&cid, args.memory_limit.0)?;
-        r.tracer.watch(ctr.id)?;
-        r.tr.add_container(
-            ctr.id,
-            &ctr.path,
-            ContainerMeta {
-                pod: pod.clone(),
-                container: container.clone(),
-                pod_cgroup_id: pods.pod.id,
-                limit_bytes: args.memory_limit.0,
-                pod_limit_bytes: pod_limit,
-            },
-        );
-        let started = Instant::now();
-        let mut child = match spawn(command, &ctr) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = ctr.remove(Duration::from_secs(1));
-                return Err(e);
-            }
-        };
-        let child_pid = child.id().unwrap_or(0);
-        r.emit(Body::ContainerStart {
-            pod: pod.clone(),
-            container: container.clone(),
-            cgroup: ctr.path.clone(),
-            pid: child_pid,
-            command: lossy(command),
-            memory_limit_bytes: args.memory_limit.0,
-            pod_memory_limit_bytes: pod_limit,
-            discovered: false,
-        })?;
-
-        // Trace until the workload exits or we are told to stop.
-        let mut stop_signal = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let status = loop {
-            tokio::select! {
-                st = child.wait() => break st.map_err(RunError::Wait)?,
-                _ = sigs.int.recv(), if stop_signal.is_none() => {
-                    stop_signal = Some("SIGINT");
-                    kill_all(&ctr);
-                }
-                _ = sigs.term.recv(), if stop_signal.is_none() => {
-                    stop_signal = Some("SIGTERM");
-                    kill_all(&ctr);
-                }
-                () = r.tracer.readable() => r.pump()?,
-                _ = tick.tick() => r.pump()?,
-            }
-        };
-        let ran = started.elapsed();
-        // Everything the kernel recorded up to the exit is in the ring now.
-        r.pump()?;
-        let signal = status.signal();
-        let exit_code = status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
-        let oom_killed = r.tr.oom_kills_by_cgroup.get(&ctr.id).copied().unwrap_or(0) > 0;
-        let reason = if oom_killed {
-            "OOMKilled"
-        } else if exit_code == 0 {
-            "Completed"
-        } else {
-            "Error"
-        };
-        let verdict = r.tr.take_exit_verdict(child_pid);
-        r.emit(Body::ContainerExit {
-            pod: pod.clone(),
-            container: container.clone(),
-            exit_code,
-            signal,
-            reason: reason.into(),
-            verdict,
-            ran_ms: ran.as_millis() as u64,
-        })?;
-        if let Err(e) = ctr.remove(Duration::from_secs(5)) {
-            tracing::warn!("{e}");
-        }
-        r.pump()?;
-        r.tracer.unwatch(ctr.id);
-        r.tr.container_removed(ctr.id);
-
-        if let Some(s) = stop_signal {
-            return Ok((Stop::Signal(s), restart_count));
-        }
-        let restart = match args.restart_policy {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => exit_code != 0,
-            RestartPolicy::Never => false,
-        };
-        if !restart {
-            return Ok((Stop::Policy, restart_count));
-        }
-        if args.max_restarts.is_some_and(|m| restart_count >= m) {
-            return Ok((Stop::MaxRestarts, restart_count));
-        }
-        let delay = backoff.next_delay(ran);
-        let next_at = SystemTime::now() + delay;
-        r.emit(Body::Backoff {
-            pod: pod.clone(),
-            container: container.clone(),
-            state: "CrashLoopBackOff".into(),
-            backoff_ms: delay.as_millis() as u64,
-            next_restart_at: rfc3339(next_at),
-        })?;
-        let deadline = tokio::time::Instant::now() + delay;
-        if let Some(s) = r.trace_for(sigs, Some(deadline)).await? {
-            return Ok((Stop::Signal(s), restart_count));
-        }
-        restart_count += 1;
-        cid = ids(u64::from(restart_count) + 1).1;
-        r.emit(Body::Restart {
-            pod: pod.clone(),
-            container: ContainerRef {
-                restart_count: Some(restart_count),
-                id: cid.clone(),
-                ..container
-            },
-            restart_count,
-            backoff_ms: delay.as_millis() as u64,
-            last_reason: reason.into(),
-        })?;
     }
 }

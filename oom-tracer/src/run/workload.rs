@@ -3,7 +3,11 @@
 use std::{ffi::OsString, os::fd::AsRawFd as _, time::SystemTime};
 
 use super::RunError;
-use crate::{cgroup::pod::OwnedCgroup, cli::RunArgs};
+use crate::{
+    cgroup::pod::{OwnedCgroup, procs},
+    cli::RunArgs,
+    host,
+};
 
 /// A uuid-shaped pod uid and a 64-hex container id, unique enough for one box.
 pub(super) fn ids(seed: u64) -> (String, String) {
@@ -112,8 +116,5 @@ pub(super) fn spawn(
 
 /// SIGKILLs every process in the container, as a runtime stopping it would.
 pub(super) fn kill_all(ctr: &OwnedCgroup) {
-    for pid in crate::cgroup::pod::procs(&ctr.dir) {
-        // SAFETY: plain syscall.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    host::kill_all(&procs(&ctr.dir));
 }

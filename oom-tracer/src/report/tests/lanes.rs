@@ -155,7 +155,7 @@ fn report_exit_of_the_main_process_without_container_exit() {
             json!({"pid": 10, "signal": null, "exit_code": 1, "pod": p, "container": c}),
         ),
     ];
-    let r = model::from_str(&lines.join("\n"));
+    let r = input::from_str(&lines.join("\n"));
     let lane = &r.lanes[0];
     assert_eq!(lane.exits.len(), 1);
     assert_eq!(lane.exits[0].label, "1");

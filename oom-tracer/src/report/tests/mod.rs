@@ -6,7 +6,7 @@ mod lanes;
 mod robust;
 
 use super::{
-    ReportArgs, ReportError,
+    ReportArgs, ReportError, input,
     model::{self, LimitKind},
     svg,
 };
@@ -17,22 +17,84 @@ pub(super) const REAL: &str = include_str!("../../../tests/fixtures/run-3-kills.
 
 pub(super) const MIB: u64 = 1 << 20;
 
-/// A record at `ms` milliseconds after 2026-11-27T18:00:00Z.
+/// A record at `ms` milliseconds after 2026-11-27T18:00:00Z, with `fields`
+/// over defaults for every field the schema requires (tests give only the
+/// fields they are about).
 pub(super) fn rec(ms: u64, event: &str, fields: Value) -> String {
-    let mut v = json!({
-        "v": 1,
-        "time": format!(
-            "2026-11-27T18:{:02}:{:02}.{:06}Z",
-            ms / 60_000,
-            (ms / 1000) % 60,
-            (ms % 1000) * 1000
-        ),
-        "event": event,
-    });
-    v.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
+    let time = format!(
+        "2026-11-27T18:{:02}:{:02}.{:06}Z",
+        ms / 60_000,
+        (ms / 1000) % 60,
+        (ms % 1000) * 1000
+    );
+    let mut v = json!({"v": 1, "time": time, "event": event});
+    let obj = v.as_object_mut().unwrap();
+    obj.extend(complete(event, fields, &time).as_object().unwrap().clone());
     v.to_string()
+}
+
+/// `over` on top of `base`, object by object.
+fn merged(base: Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Object(mut b), Value::Object(o)) => {
+            for (k, v) in o {
+                let old = b.remove(k).unwrap_or(Value::Null);
+                b.insert(k.clone(), merged(old, v));
+            }
+            Value::Object(b)
+        }
+        (_, o) => o.clone(),
+    }
+}
+
+fn task(over: Option<&Value>) -> Value {
+    let pid = over.and_then(|o| o.get("pid")).cloned().unwrap_or(json!(0));
+    let base = json!({"pid": pid, "tgid": pid, "comm": "app"});
+    merged(base, over.unwrap_or(&json!({})))
+}
+
+/// `fields`, completed with defaults for the required fields of `event`.
+fn complete(event: &str, fields: Value, time: &str) -> Value {
+    let f = &fields;
+    let ids = json!({"cgroup": null, "pod": null, "container": null});
+    let base = match event {
+        "alloc" => merged(ids, &json!({"limit_bytes": null})),
+        "exit" => merged(
+            ids,
+            &json!({"signal": null, "exit_code": null, "core_dumped": false, "verdict": null, "killed_by": null}),
+        ),
+        "oom_kill" => {
+            let memcg = f.get("memcg").filter(|m| m.is_object()).map(|m| {
+                merged(
+                    json!({"id": 0, "path": null, "level": null, "usage_bytes": 0, "limit_bytes": 0, "failcnt": null}),
+                    m,
+                )
+            });
+            let victim = merged(
+                json!({"anon_rss_bytes": null, "file_rss_bytes": null, "shmem_rss_bytes": null,
+                       "total_vm_bytes": null, "oom_score_adj": null, "uid": null}),
+                &task(f.get("victim")),
+            );
+            json!({"kind": "memcg", "victim": victim, "trigger": merged(json!({"cgroup": null}), &task(f.get("trigger"))),
+                   "memcg": memcg, "victim_cgroup": null, "source": "tp_btf/mark_victim", "pod": null, "container": null})
+        }
+        "container_start" => json!({"cgroup": "/x", "pid": 0, "command": [], "memory_limit_bytes": null,
+                                    "pod_memory_limit_bytes": null, "discovered": false}),
+        "container_exit" => json!({"exit_code": 0, "signal": null, "reason": "Error", "verdict": null, "ran_ms": 0}),
+        "backoff" => json!({"state": "CrashLoopBackOff", "backoff_ms": 0, "next_restart_at": time}),
+        "restart" => json!({"restart_count": 0, "backoff_ms": 0, "last_reason": "OOMKilled"}),
+        _ => json!({}),
+    };
+    let mut out = merged(base, f);
+    if event == "alloc" || event == "exit" {
+        out = merged(task(Some(f)), &out);
+    }
+    if let Some(m) = out.get_mut("memcg")
+        && f.get("memcg").is_none()
+    {
+        *m = Value::Null;
+    }
+    out
 }
 
 pub(super) fn pod() -> Value {
@@ -93,7 +155,7 @@ pub(super) fn attempt(lines: &mut Vec<String>, t: &mut u64, n: u32, steps: u64, 
 }
 
 pub(super) fn render(text: &str) -> (model::Report, String) {
-    let report = model::from_str(text);
+    let report = input::from_str(text);
     let svg = svg::render(&report, "test.ndjson").expect("rendering");
     (report, svg)
 }
@@ -110,7 +172,7 @@ pub(super) fn texts(svg: &str) -> Vec<String> {
 
 #[test]
 fn report_model_of_a_real_run() {
-    let r = model::from_str(REAL);
+    let r = input::from_str(REAL);
     assert_eq!(r.skipped, 0);
     assert_eq!(r.records, 71);
     assert!(r.span_s > 1.0 && r.span_s < 30.0, "{}", r.span_s);

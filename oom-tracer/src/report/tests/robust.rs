@@ -31,7 +31,7 @@ fn report_garbage_and_empty_input_do_not_panic() {
     }
     input.extend_from_slice(b"\xff\xfe\n");
     input.extend_from_slice(br#"{"v": 2, "event": "alloc", "time": "2026-11-27T18:00:00Z"}"#);
-    let r = model::read(&input[..]).unwrap();
+    let r = input::read(&input[..]).unwrap();
     assert_eq!(r.skipped, 11, "blank lines are not counted");
     assert_eq!(r.other_version, 1);
     assert_eq!(r.records, 1);

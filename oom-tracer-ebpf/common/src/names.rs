@@ -1,0 +1,48 @@
+//! Names the loader looks up in the eBPF object: maps, read-only globals
+//! and programs. The eBPF crate defines items with exactly these names
+//! (the attribute macros take identifiers, not constants); the loader uses
+//! only these constants, and its tests check that the object has them all.
+
+/// Ring buffer of records, kernel → userspace.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Watched memory cgroup ids.
+pub const MAP_WATCHED: &str = "WATCHED";
+/// Per-CPU drop and error counters.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Kernel struct offsets (`KernelOffsets`).
+pub const GLOBAL_KOFFS: &str = "KOFFS";
+/// Classic tracepoint field offsets (`TracepointLayout`).
+pub const GLOBAL_TPL: &str = "TPL";
+/// Run-time settings (`Settings`).
+pub const GLOBAL_SETTINGS: &str = "SETTINGS";
+
+/// Every map the loader takes.
+pub const MAPS: [&str; 3] = [MAP_EVENTS, MAP_WATCHED, MAP_COUNTERS];
+/// Every global the loader fills.
+pub const GLOBALS: [&str; 3] = [GLOBAL_KOFFS, GLOBAL_TPL, GLOBAL_SETTINGS];
+
+/// Programs, named after their attach points.
+pub const PROG_MARK_VICTIM: &str = "mark_victim";
+pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
+pub const PROG_SIGNAL_GENERATE: &str = "signal_generate";
+pub const PROG_SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+pub const PROG_SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+pub const PROG_RSS_STAT: &str = "rss_stat";
+pub const PROG_KMEM_RSS_STAT: &str = "kmem_rss_stat";
+pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
+pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
+pub const PROG_CGROUP_ATTACH_TASK: &str = "cgroup_attach_task";
+
+/// Every program in the object.
+pub const PROGRAMS: [&str; 10] = [
+    PROG_MARK_VICTIM,
+    PROG_OOM_MARK_VICTIM,
+    PROG_SIGNAL_GENERATE,
+    PROG_SCHED_PROCESS_EXEC,
+    PROG_SCHED_PROCESS_EXIT,
+    PROG_RSS_STAT,
+    PROG_KMEM_RSS_STAT,
+    PROG_CGROUP_MKDIR,
+    PROG_CGROUP_RMDIR,
+    PROG_CGROUP_ATTACH_TASK,
+];

@@ -1,0 +1,117 @@
+//! The loaded tracer: its programs stay attached while it lives; userspace
+//! reads the ring buffer, the kernel-side counters and the watch list
+//! through it.
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+};
+use oom_tracer_common::{COUNTERS_LEN, Counter};
+use tokio::io::unix::AsyncFd;
+
+use crate::schema::{HookStat, HookStatus};
+
+#[derive(Debug, thiserror::Error)]
+#[error("adding cgroup id {id} to the watch list")]
+pub struct WatchError {
+    pub id: u64,
+    #[source]
+    pub source: aya::maps::MapError,
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Records dropped: the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Kernel reads that failed while a record was built.
+    pub read_errors: u64,
+}
+
+/// Loaded and attached programs, and the maps userspace uses.
+pub struct Tracer {
+    pub(super) ring: AsyncFd<RingBuf<MapData>>,
+    pub(super) watched: HashMap<MapData, u64, u8>,
+    pub(super) counters: PerCpuArray<MapData, u64>,
+    pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub(super) hooks: HookStatus,
+    /// Load + attach time.
+    pub(super) startup: std::time::Duration,
+    // Last: the programs stay attached while the Ebpf lives.
+    pub(super) ebpf: Ebpf,
+}
+
+impl Tracer {
+    /// What attached and what did not, with the reasons.
+    pub fn hooks(&self) -> &HookStatus {
+        &self.hooks
+    }
+
+    /// Time from reading BTF to the last attach.
+    pub fn startup(&self) -> std::time::Duration {
+        self.startup
+    }
+
+    /// Traces tasks in the cgroup `id` and its descendants.
+    pub fn watch(&mut self, id: u64) -> Result<(), WatchError> {
+        self.watched
+            .insert(id, 1, 0)
+            .map_err(|source| WatchError { id, source })
+    }
+
+    pub fn unwatch(&mut self, id: u64) {
+        let _ = self.watched.remove(&id);
+    }
+
+    /// Waits until the kernel wakes the reader (OOM records force a wakeup).
+    pub async fn readable(&mut self) {
+        if let Ok(mut guard) = self.ring.readable_mut().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Hands every record in the ring buffer now to `each`, as raw bytes.
+    pub fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            each(&item);
+        }
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+
+    /// Per-program kernel run time, where `kernel.bpf_stats_enabled` is on
+    /// (otherwise the kernel counts nothing and this is empty).
+    pub fn hook_stats(&self) -> Vec<HookStat> {
+        let mut v: Vec<HookStat> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(HookStat {
+                    program: name.to_owned(),
+                    run_count: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .filter(|s| s.run_count > 0)
+            .collect();
+        v.sort_by(|a, b| a.program.cmp(&b.program));
+        v
+    }
+
+    /// Kernel-side counters summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let sum = |c: Counter| -> u64 {
+            debug_assert!((c as u32) < COUNTERS_LEN);
+            self.counters
+                .get(&(c as u32), 0)
+                .map(|v| v.iter().copied().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            ringbuf_full: sum(Counter::RingbufFull),
+            read_errors: sum(Counter::ReadError),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! `oom-tracer check`'s flags: the tracing flags, which decide what it probes.
+use clap::Args;
+
+use super::trace::{OutputArgs, TraceArgs};
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}

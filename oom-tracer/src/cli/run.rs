@@ -1,0 +1,67 @@
+//! `oom-tracer run`'s flags.
+use std::{ffi::OsString, net::SocketAddr};
+
+use clap::{Args, ValueEnum};
+
+use super::{
+    trace::{BackoffArgs, OutputArgs, TraceArgs},
+    values::{Limit, parse_limit},
+};
+
+/// Kubernetes' restartPolicy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RestartPolicy {
+    #[value(name = "Always")]
+    Always,
+    #[value(name = "OnFailure")]
+    OnFailure,
+    #[value(name = "Never")]
+    Never,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Container memory limit, as a Kubernetes quantity (50Mi, 1Gi). `none`
+    /// for no container limit.
+    #[arg(long, env = "OOM_TRACER_MEMORY_LIMIT", default_value = "50Mi", value_parser = parse_limit)]
+    pub memory_limit: Limit,
+    /// Pod-level memory limit (the pod cgroup), as a Kubernetes quantity.
+    #[arg(long, env = "OOM_TRACER_POD_MEMORY_LIMIT", value_parser = parse_limit)]
+    pub pod_memory_limit: Option<Limit>,
+    #[command(flatten)]
+    pub backoff: BackoffArgs,
+    /// Stop after this many restarts (default: run until Ctrl-C / SIGTERM).
+    #[arg(long, env = "OOM_TRACER_MAX_RESTARTS")]
+    pub max_restarts: Option<u32>,
+    /// Kubernetes restartPolicy for the container.
+    #[arg(
+        long,
+        env = "OOM_TRACER_RESTART_POLICY",
+        value_enum,
+        default_value = "Always"
+    )]
+    pub restart_policy: RestartPolicy,
+    /// Parent of the pod cgroup, below the memory hierarchy's root.
+    #[arg(long, env = "OOM_TRACER_CGROUP_PARENT", default_value = "/oom-tracer")]
+    pub cgroup_parent: String,
+    /// Pod name in the records.
+    #[arg(long, env = "OOM_TRACER_POD_NAME", default_value = "stress")]
+    pub pod_name: String,
+    /// Pod namespace in the records.
+    #[arg(long, env = "OOM_TRACER_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Container name in the records.
+    #[arg(long, env = "OOM_TRACER_CONTAINER_NAME", default_value = "stress")]
+    pub container_name: String,
+    /// Serve Prometheus metrics (/metrics) and probes on this address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "OOM_TRACER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    /// The workload and its arguments (default: the `stress` next to this binary).
+    /// (Any bytes: file names need not be UTF-8.)
+    #[arg(last = true, value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
+}

@@ -1,0 +1,342 @@
+//! The pipeline with a fake kernel and fake pods: every stage, in order,
+//! and the three places where `run` and `agent` used to disagree.
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    rc::Rc,
+    sync::Arc,
+};
+
+use oom_tracer_common::{
+    EventHeader, EventKind, ExecEvent, ExitEvent, SI_KERNEL, SignalEvent, TaskInfo,
+};
+
+use super::*;
+use crate::{
+    bpf::tracer::KernelCounters,
+    cgroup::index::CgroupIndex,
+    host::clock::BootClock,
+    pods::fake::FakePods,
+    schema::{ContainerRef, HookStat, HookStatus, PodRef},
+    sinks::{
+        Sink,
+        metrics::{Metrics, MetricsSink, testing},
+    },
+};
+
+/// Raw records and counters, as the ring buffer would hand them over.
+#[derive(Default)]
+struct FakeKernel {
+    ring: VecDeque<Vec<u8>>,
+    counters: KernelCounters,
+}
+
+impl FakeKernel {
+    fn push<T: Copy>(&mut self, ev: &T) {
+        // SAFETY: the ABI structs are plain `#[repr(C)]` data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((ev as *const T).cast::<u8>(), size_of::<T>())
+        };
+        self.ring.push_back(bytes.to_vec());
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
+        while let Some(b) = self.ring.pop_front() {
+            each(&b);
+        }
+    }
+
+    async fn readable(&mut self) {
+        std::future::pending::<()>().await;
+    }
+
+    fn counters(&self) -> KernelCounters {
+        self.counters
+    }
+
+    fn watch(&mut self, _id: u64) -> Result<(), WatchError> {
+        Ok(())
+    }
+
+    fn unwatch(&mut self, _id: u64) {}
+
+    fn hooks(&self) -> HookStatus {
+        HookStatus::default()
+    }
+
+    fn startup_ms(&self) -> u64 {
+        1
+    }
+
+    fn hook_stats(&self) -> Vec<HookStat> {
+        Vec::new()
+    }
+}
+
+/// Every record the sinks got, as JSON.
+#[derive(Clone, Default)]
+struct Collect(Rc<RefCell<Vec<serde_json::Value>>>);
+
+impl Sink for Collect {
+    fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+        self.0.borrow_mut().push(serde_json::to_value(r).unwrap());
+        Ok(())
+    }
+}
+
+impl Collect {
+    fn events(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|r| r["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn last(&self, event: &str) -> serde_json::Value {
+        self.0
+            .borrow()
+            .iter()
+            .rev()
+            .find(|r| r["event"] == event)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {event} in {:?}", self.events()))
+    }
+}
+
+const CTR: u64 = 101;
+const POD: u64 = 100;
+
+fn container(restarts: u32) -> Container {
+    Container {
+        pod: PodRef {
+            namespace: Some("default".into()),
+            name: Some("oom-example".into()),
+            uid: "u".into(),
+        },
+        container: ContainerRef {
+            name: Some("stress".into()),
+            id: format!("c{restarts}"),
+            restart_count: Some(restarts),
+        },
+        path: "/kubepods/podu/c0".into(),
+        pod_cgroup_id: POD,
+        limit_bytes: Some(50 << 20),
+        pod_limit_bytes: None,
+        command: vec![],
+    }
+}
+
+type TestPipeline = Pipeline<FakeKernel, FakePods>;
+
+fn pipeline(metrics: Option<Arc<Metrics>>) -> (TestPipeline, Collect) {
+    let out = Collect::default();
+    let mut sinks = Sinks::new().with(out.clone());
+    if let Some(m) = metrics {
+        sinks = sinks.with(MetricsSink(m));
+    }
+    let mut index = CgroupIndex::new(None);
+    index.insert(POD, "/kubepods/podu");
+    index.insert(CTR, "/kubepods/podu/c0");
+    let mut pods = FakePods::default();
+    pods.containers.insert(CTR, container(0));
+    let p = Pipeline::new(
+        FakeKernel::default(),
+        Translator::new(BootClock::from_offset(0), index),
+        pods,
+        sinks,
+        BackoffPolicy::default(),
+    );
+    (p, out)
+}
+
+fn header(kind: EventKind, ms: u64) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        cpu: 0,
+        boot_ns: ms * 1_000_000,
+    }
+}
+
+fn task(pid: u32, memcg: u64) -> TaskInfo {
+    crate::pipeline::translate::tests::task(pid, memcg)
+}
+
+fn run_to_completion<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// exec → kill → exit 137 of the main process, as a shell reports its
+/// child's OOM kill.
+fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
+    k.push(&ExecEvent {
+        hdr: header(EventKind::Exec, 1),
+        task: task(7, CTR),
+    });
+    k.push(&SignalEvent {
+        hdr: header(EventKind::Signal, 5),
+        target: task(8, CTR),
+        sender: task(8, CTR),
+        sig: 9,
+        code: SI_KERNEL,
+        ..Default::default()
+    });
+    let mut oom = crate::pipeline::translate::tests::oom_event(8, CTR, CTR);
+    oom.hdr = header(EventKind::Oom, 5);
+    k.push(&oom);
+    k.push(&ExitEvent {
+        hdr: header(EventKind::Exit, 6),
+        task: task(8, CTR),
+        exit_code: 9,
+        _pad: 0,
+    });
+    k.push(&ExitEvent {
+        hdr: header(EventKind::Exit, 7),
+        task: task(7, CTR),
+        exit_code,
+        _pad: 0,
+    });
+}
+
+#[test]
+fn records_flow_through_every_stage_in_order() {
+    let (mut p, out) = pipeline(None);
+    run_to_completion(async {
+        p.start(Mode::Agent, Some(CgroupVersion::V1)).unwrap();
+        oom_then_exit(&mut p.kernel, 9);
+        p.pump().await.unwrap();
+        p.stop(StopReason::Signal("SIGTERM".into()), 0).await.unwrap();
+    });
+    assert_eq!(
+        out.events(),
+        [
+            "start",
+            "exec",
+            "container_start",
+            "signal",
+            "oom_kill",
+            "exit",
+            "exit",
+            "container_exit",
+            "cycle",
+            "stop"
+        ]
+    );
+    let oom = out.last("oom_kill");
+    assert_eq!(oom["pod"]["name"], "oom-example", "enriched");
+    assert_eq!(oom["memcg"]["level"], "container");
+    let exit = &out.0.borrow()[5];
+    assert_eq!(exit["pid"], 8);
+    assert_eq!(exit["verdict"], "memcg_oom", "analysed");
+    let stop = out.last("stop");
+    assert_eq!(stop["oom_kills"], 1);
+    assert_eq!(stop["records"], 10);
+}
+
+/// The agent's exit reason used to require SIGKILL of the main process.
+#[test]
+fn a_main_process_exiting_137_after_an_oom_kill_is_oomkilled() {
+    let (mut p, out) = pipeline(None);
+    run_to_completion(async {
+        oom_then_exit(&mut p.kernel, 137 << 8);
+        p.pump().await.unwrap();
+    });
+    let exit = out.last("container_exit");
+    assert_eq!(exit["exit_code"], 137);
+    assert!(exit["signal"].is_null());
+    assert_eq!(exit["reason"], "OOMKilled");
+    assert_eq!(exit["verdict"], "memcg_oom", "a parent reporting its child's kill");
+}
+
+/// The agent's `lost` record used to say `read_errors: 0` whatever the
+/// kernel counted.
+#[test]
+fn lost_records_carry_every_count() {
+    let (mut p, out) = pipeline(None);
+    run_to_completion(async {
+        p.kernel.counters = KernelCounters {
+            ringbuf_full: 3,
+            read_errors: 2,
+        };
+        p.pump().await.unwrap();
+        p.pump().await.unwrap();
+        p.kernel.counters.read_errors = 5;
+        p.pump().await.unwrap();
+    });
+    let lost: Vec<_> = out
+        .0
+        .borrow()
+        .iter()
+        .filter(|r| r["event"] == "lost")
+        .cloned()
+        .collect();
+    assert_eq!(lost.len(), 2, "one per change: {lost:?}");
+    assert_eq!((lost[0]["ringbuf_full"].as_u64(), lost[0]["read_errors"].as_u64()), (Some(3), Some(2)));
+    assert_eq!((lost[1]["ringbuf_full"].as_u64(), lost[1]["read_errors"].as_u64()), (Some(0), Some(3)));
+}
+
+/// Malformed ring-buffer records are dropped, counted, reported in `lost`
+/// and `stop`, and reach `oom_tracer_decode_errors_total` (which used to
+/// stay 0).
+#[test]
+fn decode_errors_reach_the_records_and_the_metric() {
+    let metrics = Arc::new(Metrics::new());
+    let (mut p, out) = pipeline(Some(metrics.clone()));
+    run_to_completion(async {
+        p.kernel.ring.push_back(vec![0xff; 7]);
+        p.kernel.ring.push_back(vec![0x42; 64]);
+        p.kernel.push(&ExecEvent {
+            hdr: header(EventKind::Exec, 1),
+            task: task(7, CTR),
+        });
+        p.pump().await.unwrap();
+        p.stop(StopReason::Signal("SIGINT".into()), 0).await.unwrap();
+    });
+    assert_eq!(out.last("lost")["decode_errors"], 2);
+    assert_eq!(out.last("stop")["decode_errors"], 2);
+    assert_eq!(out.last("exec")["comm"], "stress", "good records still flow");
+    let s = testing::parse(&metrics.encode());
+    assert_eq!(
+        testing::value(&s, "oom_tracer_decode_errors_total", &[]),
+        Some(2.0)
+    );
+}
+
+/// Sandboxes are dropped, other cgroups pass without pod, and a new
+/// pod root is watched as soon as it is made.
+#[test]
+fn the_accessor_decides_what_is_reported() {
+    let (mut p, out) = pipeline(None);
+    p.pods.ignored.insert(55);
+    p.pods.roots.push("/kubepods".into());
+    run_to_completion(async {
+        p.translator.index.insert(55, "/kubepods/podu/pause");
+        p.translator.index.insert(56, "/system.slice/x");
+        p.kernel.push(&ExecEvent {
+            hdr: header(EventKind::Exec, 1),
+            task: task(9, 55),
+        });
+        p.kernel.push(&ExecEvent {
+            hdr: header(EventKind::Exec, 2),
+            task: task(10, 56),
+        });
+        let mut mkdir = oom_tracer_common::CgroupEvent {
+            hdr: header(EventKind::CgroupMkdir, 3),
+            id: 77,
+            ..Default::default()
+        };
+        mkdir.path[..9].copy_from_slice(b"/kubepods");
+        p.kernel.push(&mkdir);
+        p.pump().await.unwrap();
+    });
+    let execs: Vec<_> = out.0.borrow().iter().filter(|r| r["event"] == "exec").cloned().collect();
+    assert_eq!(execs.len(), 1, "the sandbox's exec is dropped");
+    assert_eq!(execs[0]["pid"], 10);
+    assert!(execs[0]["pod"].is_null());
+    assert!(p.has_pod_roots());
+}

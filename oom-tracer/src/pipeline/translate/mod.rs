@@ -1,0 +1,253 @@
+//! Kernel records → output records: boot-time stamps become wall-clock
+//! times, cgroup ids become paths, tasks become processes, raw exit codes
+//! become signals and statuses. Who the cgroup belongs to is enrichment's
+//! business (`enrich.rs`); why a process died is analysis's.
+use oom_tracer_common::{
+    AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, OOM_MEMCG_FOUND, OOM_RSS,
+    OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_UID, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
+    decode::{RawEvent, c_bytes},
+};
+
+use crate::{
+    cgroup::{
+        CgroupVersion,
+        index::{CgroupIndex, is_under},
+        pod::read_limit_hits,
+    },
+    host::clock::BootClock,
+    schema::{
+        Alloc, Body, CgroupDir, Exec, Exit, Memcg, OomKill, OomKind, OomSource, Proc, Record,
+        Signal, Timestamp, Trigger, Victim, lossless_text,
+    },
+};
+
+pub struct Translator {
+    clock: BootClock,
+    pub index: CgroupIndex,
+    /// cgroup paths whose mkdir/rmdir are reported.
+    watched_paths: Vec<String>,
+}
+
+/// Decodes `task->exit_code`: (signal, exit status, core dumped).
+pub fn decode_exit_code(code: u32) -> (Option<u32>, Option<u32>, bool) {
+    let sig = code & 0x7f;
+    let core = code & 0x80 != 0;
+    if sig != 0 {
+        (Some(sig), None, core)
+    } else {
+        (None, Some((code >> 8) & 0xff), false)
+    }
+}
+
+fn proc_of(t: &TaskInfo) -> Proc {
+    Proc {
+        pid: t.pid,
+        tgid: t.tgid,
+        comm: lossless_text(c_bytes(&t.comm)),
+    }
+}
+
+/// The memory cgroup a kernel record is about (0 for none): the one its
+/// pod and container are looked up by.
+pub fn memcg_of(ev: &RawEvent) -> u64 {
+    match ev {
+        RawEvent::Exec(e) => e.task.memcg_id,
+        RawEvent::Exit(e) => e.task.memcg_id,
+        RawEvent::Alloc(e) => e.task.memcg_id,
+        RawEvent::Signal(e) => e.target.memcg_id,
+        // The victim's; the trigger's where the victim's is unknown (the
+        // classic tracepoint gives no task).
+        RawEvent::Oom(e) if e.victim.memcg_id != 0 => e.victim.memcg_id,
+        RawEvent::Oom(e) => e.trigger.memcg_id,
+        RawEvent::CgroupMkdir(e) | RawEvent::CgroupRmdir(e) | RawEvent::CgroupAttach(e) => e.id,
+    }
+}
+
+impl Translator {
+    pub fn new(clock: BootClock, index: CgroupIndex) -> Self {
+        Self {
+            clock,
+            index,
+            watched_paths: Vec::new(),
+        }
+    }
+
+    pub fn time(&self, boot_ns: u64) -> Timestamp {
+        Timestamp(self.clock.to_system_time(boot_ns))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.time(BootClock::boot_now_ns())
+    }
+
+    /// Reports the mkdir and rmdir of cgroups at or below `path`.
+    pub fn watch_path(&mut self, path: &str) {
+        self.watched_paths.push(path.to_owned());
+    }
+
+    fn is_watched_path(&self, path: &str) -> bool {
+        self.watched_paths.iter().any(|w| is_under(path, w))
+    }
+
+    /// The record for `ev`, or `None` for one that only feeds the index.
+    pub fn translate(&mut self, ev: &RawEvent) -> Option<Record> {
+        let time = self.time(ev.header().boot_ns);
+        let body = match ev {
+            RawEvent::Exec(e) => self.exec(e),
+            RawEvent::Alloc(e) => self.alloc(e),
+            RawEvent::Exit(e) => self.exit(e),
+            RawEvent::Signal(e) => self.signal(e),
+            RawEvent::Oom(e) => self.oom(e),
+            RawEvent::CgroupMkdir(e) => Body::CgroupMkdir(self.cgroup_dir(e)?),
+            RawEvent::CgroupRmdir(e) => {
+                let d = self.cgroup_dir(e);
+                self.index.remove(e.id);
+                Body::CgroupRmdir(d?)
+            }
+            RawEvent::CgroupAttach(e) => {
+                // Only feeds the index: the exec that follows is the record.
+                self.learn_path(e);
+                return None;
+            }
+        };
+        Some(Record::new(time, body))
+    }
+
+    fn exec(&mut self, e: &ExecEvent) -> Body {
+        Body::Exec(Exec {
+            proc: proc_of(&e.task),
+            cgroup: self.index.resolve(e.task.memcg_id),
+            pod: None,
+            container: None,
+        })
+    }
+
+    fn alloc(&mut self, e: &AllocEvent) -> Body {
+        Body::Alloc(Alloc {
+            proc: proc_of(&e.task),
+            anon_rss_bytes: e.anon_bytes,
+            limit_bytes: None,
+            cgroup: self.index.resolve(e.task.memcg_id),
+            pod: None,
+            container: None,
+        })
+    }
+
+    fn exit(&mut self, e: &ExitEvent) -> Body {
+        let (signal, exit_code, core_dumped) = decode_exit_code(e.exit_code);
+        Body::Exit(Exit {
+            proc: proc_of(&e.task),
+            signal,
+            exit_code,
+            core_dumped,
+            verdict: None,
+            killed_by: None,
+            cgroup: self.index.resolve(e.task.memcg_id),
+            pod: None,
+            container: None,
+        })
+    }
+
+    fn signal(&mut self, e: &SignalEvent) -> Body {
+        Body::Signal(Signal {
+            signal: e.sig,
+            si_code: e.code,
+            from_kernel: e.code == SI_KERNEL,
+            target: proc_of(&e.target),
+            sender: proc_of(&e.sender),
+            cgroup: self.index.resolve(e.target.memcg_id),
+            pod: None,
+            container: None,
+        })
+    }
+
+    fn oom(&mut self, e: &OomEvent) -> Body {
+        let has = |f: u32| e.flags & f != 0;
+        let rss = |v: u64| has(OOM_RSS).then_some(v);
+        let victim = Victim {
+            pid: e.victim.pid,
+            tgid: e.victim.tgid,
+            comm: proc_of(&e.victim).comm,
+            anon_rss_bytes: rss(e.anon_rss_bytes),
+            file_rss_bytes: rss(e.file_rss_bytes),
+            shmem_rss_bytes: rss(e.shmem_rss_bytes),
+            total_vm_bytes: rss(e.total_vm_bytes),
+            oom_score_adj: has(OOM_SCORE_ADJ).then_some(e.oom_score_adj),
+            uid: has(OOM_UID).then_some(e.uid),
+        };
+        let trigger = Trigger {
+            pid: e.trigger.pid,
+            tgid: e.trigger.tgid,
+            comm: proc_of(&e.trigger).comm,
+            cgroup: self.index.resolve(e.trigger.memcg_id),
+        };
+        let memcg = has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e));
+        let victim_memcg = memcg_of(&RawEvent::Oom(*e));
+        Body::OomKill(OomKill {
+            kind: if memcg.is_some() {
+                OomKind::Memcg
+            } else {
+                OomKind::Global
+            },
+            victim,
+            trigger,
+            memcg,
+            victim_cgroup: self.index.resolve(victim_memcg),
+            source: if e.source == OOM_SOURCE_TP_BTF {
+                OomSource::TpBtf
+            } else {
+                OomSource::Tracepoint
+            },
+            pod: None,
+            container: None,
+        })
+    }
+
+    /// The memcg that hit its limit, as the kernel read it at the kill.
+    /// Its `level` needs the victim's container: enrichment sets it.
+    fn oom_memcg(&mut self, e: &OomEvent) -> Memcg {
+        let path = self.index.resolve(e.oom_memcg_id);
+        let failcnt = match self.index.hierarchy() {
+            // v2 keeps no failcnt: memory.events `max` counts the same thing.
+            Some(h) if h.version == CgroupVersion::V2 => path
+                .as_deref()
+                .and_then(|p| read_limit_hits(h, &h.dir(p))),
+            _ => Some(e.failcnt),
+        };
+        Memcg {
+            id: e.oom_memcg_id,
+            path,
+            level: None,
+            usage_bytes: e.usage_bytes,
+            limit_bytes: e.limit_bytes,
+            failcnt,
+        }
+    }
+
+    /// A mkdir or rmdir record, if the cgroup is under a watched path.
+    fn cgroup_dir(&mut self, e: &CgroupEvent) -> Option<CgroupDir> {
+        let path = self.learn_path(e);
+        self.is_watched_path(&path).then_some(CgroupDir {
+            id: e.id,
+            path,
+            level: e.level,
+        })
+    }
+
+    /// The path of a cgroup event, recorded in the index unless the kernel
+    /// had to truncate it (then the index, or a scan, knows better).
+    fn learn_path(&mut self, e: &CgroupEvent) -> String {
+        let raw = c_bytes(&e.path);
+        let path = lossless_text(raw);
+        if raw.len() + 1 < CGROUP_PATH_LEN {
+            self.index.insert(e.id, path.clone());
+            return path;
+        }
+        self.index
+            .resolve(e.id)
+            .unwrap_or_else(|| format!("{path}…"))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

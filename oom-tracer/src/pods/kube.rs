@@ -1,0 +1,255 @@
+//! Pod metadata from the Kubernetes API: a reflector over this node's pods
+//! (`spec.nodeName=$NODE_NAME`). It adds what only the API has: labels,
+//! owner, memory requests and limits, and the kubelet's view of restarts
+//! (`restartCount`, `lastState.terminated.reason`, waiting
+//! `CrashLoopBackOff`). kube-rs's watcher retries with back-off while the
+//! API server is unreachable; lookups simply miss meanwhile.
+use std::collections::BTreeMap;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client, Config,
+    runtime::{WatchStreamExt as _, reflector, watcher},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("no Kubernetes API configuration (not in a cluster, no KUBECONFIG)")]
+    NoConfig(#[source] kube::config::InferConfigError),
+    #[error("reading kubeconfig {path}")]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("building the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// What the API says about one container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiContainer {
+    pub name: String,
+    pub restart_count: Option<i32>,
+    pub memory_limit: Option<String>,
+    pub memory_request: Option<String>,
+    /// `lastState.terminated.reason` (e.g. OOMKilled).
+    pub last_terminated_reason: Option<String>,
+    /// `state.waiting.reason` (e.g. CrashLoopBackOff).
+    pub waiting_reason: Option<String>,
+}
+
+/// A pod as the agent needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiPod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    /// Container id (without the `containerd://` scheme) → container.
+    pub containers: BTreeMap<String, ApiContainer>,
+    /// Every container by name, whether or not it has an id yet.
+    pub by_name: BTreeMap<String, ApiContainer>,
+}
+
+/// `containerd://abc` → `abc`.
+pub fn strip_scheme(id: &str) -> &str {
+    id.split_once("://").map_or(id, |(_, rest)| rest)
+}
+
+pub fn api_pod(p: &Pod) -> Option<ApiPod> {
+    let md = &p.metadata;
+    let uid = md.uid.clone()?;
+    let mut by_name = BTreeMap::new();
+    let mut containers = BTreeMap::new();
+    let spec_containers = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    for c in spec_containers {
+        let res = c.resources.as_ref();
+        let q = |m: Option<
+            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| { m.and_then(|m| m.get("memory")).map(|q| q.0.clone()) };
+        by_name.insert(
+            c.name.clone(),
+            ApiContainer {
+                name: c.name.clone(),
+                restart_count: None,
+                memory_limit: q(res.and_then(|r| r.limits.as_ref())),
+                memory_request: q(res.and_then(|r| r.requests.as_ref())),
+                last_terminated_reason: None,
+                waiting_reason: None,
+            },
+        );
+    }
+    let statuses = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for st in statuses {
+        let entry = by_name
+            .entry(st.name.clone())
+            .or_insert_with(|| ApiContainer {
+                name: st.name.clone(),
+                restart_count: None,
+                memory_limit: None,
+                memory_request: None,
+                last_terminated_reason: None,
+                waiting_reason: None,
+            });
+        entry.restart_count = Some(st.restart_count);
+        entry.last_terminated_reason = st
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.reason.clone());
+        entry.waiting_reason = st
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone());
+        if let Some(id) = &st.container_id {
+            containers.insert(strip_scheme(id).to_owned(), entry.clone());
+        }
+    }
+    Some(ApiPod {
+        namespace: md.namespace.clone().unwrap_or_default(),
+        name: md.name.clone().unwrap_or_default(),
+        uid,
+        labels: md.labels.clone().unwrap_or_default(),
+        owner: md
+            .owner_references
+            .as_ref()
+            .and_then(|o| o.first())
+            .map(|o| format!("{}/{}", o.kind, o.name)),
+        containers,
+        by_name,
+    })
+}
+
+/// A running reflector over this node's pods.
+pub struct KubeSource {
+    store: reflector::Store<Pod>,
+    client: Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl KubeSource {
+    /// Starts the reflector. `kubeconfig`: a file, else in-cluster config
+    /// or $KUBECONFIG (kube's usual inference).
+    pub async fn start(
+        node: Option<&str>,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Result<Self, KubeError> {
+        let config = match kubeconfig {
+            Some(path) => {
+                let err = |source| KubeError::Kubeconfig {
+                    path: path.to_owned(),
+                    source,
+                };
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(err)?;
+                Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(err)?
+            }
+            None => Config::infer().await.map_err(KubeError::NoConfig)?,
+        };
+        let client = Client::try_from(config).map_err(KubeError::Client)?;
+        let pods: Api<Pod> = Api::all(client.clone());
+        let mut wc = watcher::Config::default();
+        if let Some(n) = node {
+            wc = wc.fields(&format!("spec.nodeName={n}"));
+        }
+        let (store, writer) = reflector::store();
+        let stream = reflector(writer, watcher(pods, wc))
+            .default_backoff()
+            .touched_objects();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            let mut failing = false;
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(_) => {
+                        if failing {
+                            tracing::info!("Kubernetes API source recovered");
+                            failing = false;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(
+                                "Kubernetes API source degraded (retrying with back-off): {e}"
+                            );
+                            failing = true;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            store,
+            client,
+            _task: task,
+        })
+    }
+
+    /// The API client, for the Events sink.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn pod(&self, uid: &str) -> Option<ApiPod> {
+        self.store
+            .state()
+            .iter()
+            .find(|p| {
+                p.metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| super::same_uid(u, uid))
+            })
+            .and_then(|p| api_pod(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_json_to_api_pod() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "oom-example", "namespace": "default", "uid": "6b3b4a5e-1f2d-4c3b-9a8e-0d1c2b3a4f5e",
+                          "labels": {"app": "x"},
+                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs-1", "uid": "u"}]},
+            "spec": {"nodeName": "n1", "containers": [
+                {"name": "stress", "image": "s", "resources": {"limits": {"memory": "50Mi"}, "requests": {"memory": "50Mi"}}},
+                {"name": "sidecar", "image": "s"}]},
+            "status": {"containerStatuses": [
+                {"name": "stress", "image": "s", "imageID": "", "ready": false, "restartCount": 4,
+                 "containerID": "containerd://abc123",
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}
+        }))
+        .unwrap();
+        let p = api_pod(&pod).unwrap();
+        assert_eq!(p.name, "oom-example");
+        assert_eq!(p.owner.as_deref(), Some("ReplicaSet/rs-1"));
+        let c = &p.containers["abc123"];
+        assert_eq!(c.name, "stress");
+        assert_eq!(c.restart_count, Some(4));
+        assert_eq!(c.memory_limit.as_deref(), Some("50Mi"));
+        assert_eq!(c.last_terminated_reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(c.waiting_reason.as_deref(), Some("CrashLoopBackOff"));
+        assert!(p.by_name.contains_key("sidecar"));
+        assert_eq!(strip_scheme("cri-o://x"), "x");
+        assert_eq!(strip_scheme("x"), "x");
+    }
+}

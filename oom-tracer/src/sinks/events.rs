@@ -1,0 +1,169 @@
+//! Kubernetes Events for OOM kills (`agent --post-events`): a `Warning`
+//! Event with reason `OOMKilled` on the pod, which `kubectl describe pod`
+//! shows. Posting happens on a task of its own; a full queue or a failed
+//! post is logged and counted, never fatal.
+use k8s_openapi::{
+    api::core::v1::{Event, EventSource, ObjectReference},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
+use kube::{Api, Client};
+
+use super::{Sink, SinkError};
+use crate::{
+    quantity::format_bytes,
+    schema::{Body, OomKill, Record},
+};
+
+/// What an Event says about one OOM kill of a known pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OomEvent {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub container: Option<String>,
+    pub message: String,
+}
+
+impl OomEvent {
+    /// The Event for an `oom_kill` of a pod whose name is known.
+    pub fn of(o: &OomKill) -> Option<Self> {
+        let pod = o.pod.as_ref()?;
+        let b = format_bytes;
+        let limit = match &o.memcg {
+            Some(m) => format!(
+                "{} limit hit: usage {} of {}",
+                m.level.map_or("memory cgroup", |l| l.as_str()),
+                b(m.usage_bytes),
+                b(m.limit_bytes)
+            ),
+            None => "global OOM".to_owned(),
+        };
+        Some(Self {
+            namespace: pod.namespace.clone()?,
+            pod: pod.name.clone()?,
+            uid: pod.uid.clone(),
+            container: o.container.as_ref().and_then(|c| c.name.clone()),
+            message: format!(
+                "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}",
+                o.victim.comm,
+                o.victim.pid,
+                o.victim.anon_rss_bytes.map_or("?".into(), b),
+                o.trigger.comm,
+                o.trigger.pid
+            ),
+        })
+    }
+
+    /// The API object, as reported by this node's agent.
+    pub fn object(&self, node: Option<&str>, now: Time) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.oom-tracer-", self.pod)),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(self.pod.clone()),
+                namespace: Some(self.namespace.clone()),
+                uid: Some(self.uid.clone()),
+                field_path: self
+                    .container
+                    .as_ref()
+                    .map(|c| format!("spec.containers{{{c}}}")),
+                ..Default::default()
+            },
+            reason: Some("OOMKilled".into()),
+            message: Some(self.message.clone()),
+            type_: Some("Warning".into()),
+            source: Some(EventSource {
+                component: Some("oom-tracer".into()),
+                host: node.map(str::to_owned),
+            }),
+            reporting_component: Some("oom-tracer".into()),
+            reporting_instance: Some(node.unwrap_or("oom-tracer").to_owned()),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..Default::default()
+        }
+    }
+}
+
+/// Posts an Event for each OOM kill of a known pod.
+pub struct KubeEvents {
+    tx: tokio::sync::mpsc::Sender<OomEvent>,
+    dropped: u64,
+}
+
+impl KubeEvents {
+    /// Starts the posting task on the current runtime.
+    pub fn spawn(client: Client, node: Option<String>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<OomEvent>(256);
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let api: Api<Event> = Api::namespaced(client.clone(), &ev.namespace);
+                let now = Time(k8s_openapi::jiff::Timestamp::now());
+                let obj = ev.object(node.as_deref(), now);
+                if let Err(e) = api.create(&Default::default(), &obj).await {
+                    tracing::warn!(
+                        "posting the OOM Event for pod {}/{}: {e}",
+                        ev.namespace,
+                        ev.pod
+                    );
+                }
+            }
+        });
+        Self { tx, dropped: 0 }
+    }
+}
+
+impl Sink for KubeEvents {
+    fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+        if let Body::OomKill(o) = &r.body
+            && let Some(ev) = OomEvent::of(o)
+            && self.tx.try_send(ev).is_err()
+        {
+            self.dropped += 1;
+            tracing::warn!(
+                "Kubernetes Event queue full: {} Events dropped",
+                self.dropped
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Body, tests::samples};
+
+    #[test]
+    fn an_event_names_the_pod_the_victim_and_the_limit() {
+        let Body::OomKill(o) = &samples()[5].body else {
+            panic!()
+        };
+        let ev = OomEvent::of(o).unwrap();
+        assert_eq!(ev.namespace, "default");
+        assert_eq!(ev.pod, "stress");
+        assert_eq!(ev.container.as_deref(), Some("stress"));
+        assert!(
+            ev.message
+                .contains("victim stress (pid 7, anon 50Mi), triggered by stress (pid 7); container limit hit: usage 50Mi of 50Mi"),
+            "{}",
+            ev.message
+        );
+        let obj = ev.object(Some("node-1"), Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(obj.reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(obj.type_.as_deref(), Some("Warning"));
+        assert_eq!(
+            obj.involved_object.field_path.as_deref(),
+            Some("spec.containers{stress}")
+        );
+        let mut unnamed = o.clone();
+        unnamed.pod.as_mut().unwrap().name = None;
+        assert!(OomEvent::of(&unnamed).is_none(), "no Event without a pod name");
+    }
+}

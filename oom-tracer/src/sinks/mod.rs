@@ -1,0 +1,92 @@
+//! Sinks: the only consumers of records. Every record the pipeline makes
+//! goes to every sink, in order: the stdout writer (`stdout.rs`, NDJSON or
+//! the `pretty.rs` timeline), the Prometheus metrics (`metrics.rs`) and the
+//! Kubernetes Events (`events.rs`). A new consumer is one new [`Sink`],
+//! added where the mode builds its [`Sinks`].
+use crate::schema::Record;
+
+pub mod events;
+pub mod metrics;
+mod pretty;
+pub mod stdout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("writing to stdout")]
+    Write(#[source] std::io::Error),
+    #[error("serialising a {event} record")]
+    Serialise {
+        event: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A consumer of records. An error stops the tracer: only a sink that
+/// cannot do its job at all (stdout closed) returns one; the others log
+/// and count their troubles.
+pub trait Sink {
+    fn write(&mut self, r: &Record) -> Result<(), SinkError>;
+}
+
+/// Every sink of one tracer, and how many records went to them.
+#[derive(Default)]
+pub struct Sinks {
+    sinks: Vec<Box<dyn Sink>>,
+    written: u64,
+}
+
+impl Sinks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, sink: impl Sink + 'static) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Hands `r` to every sink.
+    pub fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+        self.written += 1;
+        for s in &mut self.sinks {
+            s.write(r)?;
+        }
+        Ok(())
+    }
+
+    /// Records written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, rc::Rc};
+
+    use super::*;
+
+    struct Collect(Rc<RefCell<Vec<String>>>);
+
+    impl Sink for Collect {
+        fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+            self.0.borrow_mut().push(r.event().to_owned());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_sink_sees_every_record_in_order() {
+        let (a, b) = (Rc::default(), Rc::default());
+        let mut sinks = Sinks::new()
+            .with(Collect(Rc::clone(&a)))
+            .with(Collect(Rc::clone(&b)));
+        for r in crate::schema::tests::samples() {
+            sinks.write(&r).unwrap();
+        }
+        assert_eq!(*a.borrow(), crate::schema::Body::NAMES);
+        assert_eq!(a, b);
+        assert_eq!(sinks.written(), 15);
+    }
+}
