@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackoffPolicy {
+pub(crate) struct BackoffPolicy {
     pub initial: Duration,
     pub max: Duration,
     pub reset_after: Duration,
@@ -26,18 +26,18 @@ impl Default for BackoffPolicy {
 
 /// Back-off state of one container.
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     policy: BackoffPolicy,
     last: Option<Duration>,
 }
 
 impl Backoff {
-    pub fn new(policy: BackoffPolicy) -> Self {
+    pub(crate) fn new(policy: BackoffPolicy) -> Self {
         Self { policy, last: None }
     }
 
     /// The wait before the next restart of a container that ran for `ran`.
-    pub fn next_delay(&mut self, ran: Duration) -> Duration {
+    pub(crate) fn next_delay(&mut self, ran: Duration) -> Duration {
         let delay = match self.last {
             Some(prev) if ran < self.policy.reset_after => {
                 prev.saturating_mul(2).min(self.policy.max)
@@ -50,7 +50,7 @@ impl Backoff {
 
     /// The delay `next_delay` would return for a further short run,
     /// without changing the state (for predictions).
-    pub fn peek_next(&self) -> Duration {
+    pub(crate) fn peek_next(&self) -> Duration {
         match self.last {
             Some(prev) => prev.saturating_mul(2).min(self.policy.max),
             None => self.policy.initial.min(self.policy.max),

@@ -14,7 +14,7 @@ use crate::{
 };
 
 #[derive(Debug, Serialize)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub kernel: String,
     pub btf: bool,
     pub btf_path: String,
@@ -33,7 +33,7 @@ pub struct CheckReport {
     pub ok: bool,
 }
 
-pub fn check(args: &CheckArgs) -> CheckReport {
+pub(crate) fn check(args: &CheckArgs) -> CheckReport {
     let (tracefs_path, tracefs_error) = match tracefs::root() {
         Ok(p) => (Some(p.display().to_string()), None),
         Err(e) => (None, Some(errors::chain(&e))),
@@ -92,7 +92,7 @@ fn empty() -> CheckReport {
     }
 }
 
-pub fn print(report: &CheckReport, format: Format) {
+pub(crate) fn print(report: &CheckReport, format: Format) {
     // `check` writes a report, not records: pretty unless asked for JSON.
     match format {
         Format::Json => println!("{}", serde_json::to_string(report).unwrap_or_default()),

@@ -2,7 +2,7 @@
 
 /// An error with its sources, on one line, cut at 300 bytes (verifier logs
 /// are long; the debug log has them whole).
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(src) = cur {

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum QosClass {
+pub(crate) enum QosClass {
     Guaranteed,
     Burstable,
     BestEffort,
@@ -34,7 +34,7 @@ pub enum QosClass {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Runtime {
+pub(crate) enum Runtime {
     Containerd,
     CriO,
     Docker,
@@ -44,7 +44,7 @@ pub enum Runtime {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     Pod,
     Container,
     /// conmon and the like: not a container, lives in the pod's cgroup.
@@ -52,7 +52,7 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KubeCgroup {
+pub(crate) struct KubeCgroup {
     pub qos: QosClass,
     /// Always with dashes, lowercase (static pods' 32-digit config hashes
     /// are reformatted the same way).
@@ -78,7 +78,7 @@ const CONTAINER_PREFIXES: [(&str, Runtime, Kind); 4] = [
 
 /// Maps a memory-cgroup path to Kubernetes identity; None for anything that
 /// is not a pod or container cgroup written by the kubelet and its runtimes.
-pub fn parse(path: &str) -> Option<KubeCgroup> {
+pub(crate) fn parse(path: &str) -> Option<KubeCgroup> {
     parse_with_end(path).map(|(kube, _)| kube)
 }
 
@@ -87,7 +87,7 @@ pub fn parse(path: &str) -> Option<KubeCgroup> {
 /// gives itself back (less any trailing `/`). In containerd's
 /// `slice:prefix:name` form the pod has no cgroup of its own: this gives the
 /// text before the first `:`.
-pub fn pod_path(path: &str) -> Option<&str> {
+pub(crate) fn pod_path(path: &str) -> Option<&str> {
     let (_, end) = parse_with_end(path)?;
     path.get(..end)
 }
@@ -247,11 +247,12 @@ fn uid(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use Kind::{Container as C, Pod as P, RuntimeHelper as H};
     use QosClass::{BestEffort, Burstable, Guaranteed};
     use Runtime::{Containerd, CriO, Docker, Unknown};
     use proptest::{collection::vec, prelude::*, sample::select};
+
+    use super::*;
 
     const U: &str = "6b3b4a5e-1f2d-4c3b-9a8e-0d1c2b3a4f5e";
     const U_: &str = "6b3b4a5e_1f2d_4c3b_9a8e_0d1c2b3a4f5e";

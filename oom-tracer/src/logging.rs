@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How diagnostics are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One line of text per diagnostic.
     Text,
     /// One JSON object per line: `timestamp`, `level`, `message`, fields.
@@ -16,7 +16,7 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// Text on a terminal, JSON anywhere else (a file, a pipe, a container log).
-    pub fn for_stderr() -> Self {
+    pub(crate) fn for_stderr() -> Self {
         if std::io::stderr().is_terminal() {
             Self::Text
         } else {
@@ -27,7 +27,7 @@ impl LogFormat {
 
 /// Installs the global subscriber. `filter` is tracing's filter syntax; a
 /// bad one falls back to `info` and says so.
-pub fn init(filter: &str, format: Option<LogFormat>) {
+pub(crate) fn init(filter: &str, format: Option<LogFormat>) {
     let (env_filter, bad) = match EnvFilter::try_new(filter) {
         Ok(f) => (f, None),
         Err(e) => (EnvFilter::new("info"), Some(e)),

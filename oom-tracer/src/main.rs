@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         cli::Command::Check(args) => {
             let report = rt.block_on(async { check::check(&args) });
-            check::print(&report, args.output.format_or(sinks::stdout::Format::Pretty));
+            check::print(
+                &report,
+                args.output.format_or(sinks::stdout::Format::Pretty),
+            );
             if report.ok {
                 Ok(())
             } else {

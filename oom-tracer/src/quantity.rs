@@ -3,7 +3,7 @@
 //! up to a whole byte.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QuantityError {
+pub(crate) enum QuantityError {
     #[error("{input:?} is not a Kubernetes quantity (e.g. 50Mi, 1Gi, 128974848, 129M)")]
     Syntax { input: String },
     #[error(
@@ -17,7 +17,7 @@ pub enum QuantityError {
 }
 
 /// Parses a memory quantity into bytes.
-pub fn parse_memory(input: &str) -> Result<u64, QuantityError> {
+pub(crate) fn parse_memory(input: &str) -> Result<u64, QuantityError> {
     let s = input.trim();
     let syntax = || QuantityError::Syntax {
         input: input.to_owned(),
@@ -89,7 +89,7 @@ pub fn parse_memory(input: &str) -> Result<u64, QuantityError> {
 }
 
 /// Formats bytes the way a person reads a limit: `50Mi`, `1.5Gi`, `4096`.
-pub fn format_bytes(bytes: u64) -> String {
+pub(crate) fn format_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("Ti", 1 << 40),
         ("Gi", 1 << 30),
@@ -181,8 +181,9 @@ mod tests {
 
     /// Property tests: a short fuzz run of the parser inside `cargo test`.
     mod props {
-        use super::*;
         use proptest::{prelude::*, sample::select};
+
+        use super::*;
 
         /// Bounded so that the whole set runs in well under a second; no
         /// `proptest-regressions` files are written into the tree.

@@ -9,7 +9,7 @@ use std::{
 use oom_tracer_common::{OFFSET_ABSENT, TracepointLayout};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TracefsError {
+pub(crate) enum TracefsError {
     #[error(
         "tracefs is not mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing and mounting it failed ({source}); mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
     )]
@@ -28,7 +28,7 @@ pub enum TracefsError {
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The tracefs root, mounting it at /sys/kernel/tracing if no tracefs is mounted.
-pub fn root() -> Result<PathBuf, TracefsError> {
+pub(crate) fn root() -> Result<PathBuf, TracefsError> {
     if let Some(p) = find() {
         return Ok(p);
     }
@@ -38,7 +38,7 @@ pub fn root() -> Result<PathBuf, TracefsError> {
 }
 
 /// The tracefs root if one is mounted.
-pub fn find() -> Option<PathBuf> {
+pub(crate) fn find() -> Option<PathBuf> {
     CANDIDATES
         .iter()
         .map(PathBuf::from)
@@ -66,7 +66,7 @@ fn mount(at: &Path) -> std::io::Result<()> {
 
 /// One field of a tracepoint record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     pub offset: u32,
     pub size: u32,
     pub signed: bool,
@@ -74,13 +74,13 @@ pub struct Field {
 
 /// The fields of a tracepoint's `format` file, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Format {
+pub(crate) struct Format {
     pub fields: HashMap<String, Field>,
 }
 
 impl Format {
     /// Parses the text of a `format` file. Lines that do not parse are skipped.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let mut fields = HashMap::new();
         for line in text.lines() {
             let line = line.trim();
@@ -123,13 +123,13 @@ impl Format {
         Self { fields }
     }
 
-    pub fn offset(&self, name: &str) -> u32 {
+    pub(crate) fn offset(&self, name: &str) -> u32 {
         self.fields.get(name).map_or(OFFSET_ABSENT, |f| f.offset)
     }
 }
 
 /// Reads `events/<category>/<name>/format` under `root`.
-pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Format, TracefsError> {
+pub(crate) fn read_format(root: &Path, category: &str, name: &str) -> Result<Format, TracefsError> {
     let path = root.join("events").join(category).join(name).join("format");
     let text = std::fs::read_to_string(&path).map_err(|source| TracefsError::Read {
         path: path.clone(),
@@ -139,14 +139,14 @@ pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Format, Tr
 }
 
 /// Whether `events/<category>/<name>` exists.
-pub fn has_event(root: &Path, category: &str, name: &str) -> bool {
+pub(crate) fn has_event(root: &Path, category: &str, name: &str) -> bool {
     root.join("events").join(category).join(name).is_dir()
 }
 
 /// Fills the layout of the tracepoints the programs read by offset. A
 /// tracepoint that is missing leaves its offsets absent; the hook that
 /// needs it then reports why it is not attached.
-pub fn layout(root: &Path) -> TracepointLayout {
+pub(crate) fn layout(root: &Path) -> TracepointLayout {
     let mut l = TracepointLayout::ABSENT;
     if let Ok(f) = read_format(root, "oom", "mark_victim") {
         l.mv_pid = f.offset("pid");

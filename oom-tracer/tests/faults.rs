@@ -72,14 +72,19 @@ fn loaded() -> (HashSet<u32>, HashSet<u32>) {
     (progs, links)
 }
 
-/// SIGTERM and SIGINT: the tracer exits within 2 s, flushes its records
+/// SIGTERM, SIGINT, SIGHUP and SIGQUIT: the tracer exits within 2 s, flushes its records
 /// (the stop record is last), removes its cgroups, and leaves no BPF
 /// program or link behind.
 #[test]
 fn signals_exit_cleanly_and_release_bpf() {
     require_root();
     let _g = serial();
-    for (sig, name) in [(15, "SIGTERM"), (2, "SIGINT")] {
+    for (sig, name) in [
+        (15, "SIGTERM"),
+        (2, "SIGINT"),
+        (1, "SIGHUP"),
+        (3, "SIGQUIT"),
+    ] {
         let parent = parent(&format!("signal{sig}"));
         let (mut child, recs, lines) = start_holding(&parent, &[]);
         let (progs, links) = bpf_ids(child.id());

@@ -122,9 +122,10 @@ fn c_bytes_stops_at_nul_or_end() {
 
 /// Property tests: a short fuzz run of the decoder inside `cargo test`.
 mod props {
+    use proptest::{collection::vec, prelude::*, sample::Index};
+
     use super::*;
     use crate::{CGROUP_PATH_LEN, COMM_LEN};
-    use proptest::{collection::vec, prelude::*, sample::Index};
 
     /// Bounded so that the whole set runs in well under a second; no
     /// `proptest-regressions` files are written into the tree.

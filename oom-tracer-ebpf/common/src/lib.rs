@@ -374,22 +374,24 @@ pub enum Counter {
 pub const COUNTERS_LEN: u32 = 2;
 
 // The ABI, pinned. A change here must change both sides and these numbers.
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
-const _: () = assert!(core::mem::size_of::<TaskInfo>() == 32);
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48);
-const _: () = assert!(core::mem::size_of::<ExitEvent>() == 56);
-const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
-const _: () = assert!(core::mem::size_of::<OomEvent>() == 160);
-const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 304);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
-const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
-const _: () = assert!(core::mem::size_of::<Settings>() == 32);
+const _: () = assert!(size_of::<EventHeader>() == 16);
+const _: () = assert!(size_of::<TaskInfo>() == 32);
+const _: () = assert!(size_of::<ExecEvent>() == 48);
+const _: () = assert!(size_of::<ExitEvent>() == 56);
+const _: () = assert!(size_of::<AllocEvent>() == 56);
+const _: () = assert!(size_of::<OomEvent>() == 160);
+const _: () = assert!(size_of::<SignalEvent>() == 96);
+const _: () = assert!(size_of::<CgroupEvent>() == 304);
+const _: () = assert!(size_of::<KernelOffsets>() == 96);
+const _: () = assert!(size_of::<TracepointLayout>() == 84);
+const _: () = assert!(size_of::<Settings>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain `#[repr(C)]` structs of integers with explicit padding.
+    // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
     unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
     unsafe impl aya::Pod for super::Settings {}
 }

@@ -31,7 +31,7 @@ use crate::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -44,7 +44,7 @@ pub enum AgentError {
     Signal(#[from] SignalError),
 }
 
-pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let mut signals = Signals::install()?;
     let health = Arc::new(Health::default());
     health.tick();
@@ -60,7 +60,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         .with(Stdout::new(args.output.format_or(Format::Json)))
         .with(MetricsSink(metrics));
     match (&kube, args.post_events) {
-        (Some(k), true) => sinks = sinks.with(KubeEvents::spawn(k.client(), args.node_name.clone())),
+        (Some(k), true) => {
+            sinks = sinks.with(KubeEvents::spawn(k.client(), args.node_name.clone()))
+        }
         (None, true) => tracing::warn!(
             "--post-events needs the Kubernetes API source, which is off: no Events will be posted"
         ),

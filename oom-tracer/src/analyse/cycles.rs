@@ -48,11 +48,13 @@ fn key(pod: Option<&PodRef>, container: Option<&ContainerRef>) -> Option<String>
     Some(format!(
         "{}/{}",
         pod.uid,
-        container.and_then(|c| c.name.as_deref()).unwrap_or_default()
+        container
+            .and_then(|c| c.name.as_deref())
+            .unwrap_or_default()
     ))
 }
 
-pub struct Cycles {
+pub(crate) struct Cycles {
     policy: BackoffPolicy,
     current: HashMap<String, Attempt>,
     /// An attempt that ended and whose restart has not been seen yet.
@@ -61,7 +63,7 @@ pub struct Cycles {
 }
 
 impl Cycles {
-    pub fn new(policy: BackoffPolicy) -> Self {
+    pub(crate) fn new(policy: BackoffPolicy) -> Self {
         Self {
             policy,
             current: HashMap::new(),
@@ -71,7 +73,7 @@ impl Cycles {
     }
 
     /// Feeds one record; returns the `cycle` records it completes.
-    pub fn observe(&mut self, r: &Record) -> Vec<Cycle> {
+    pub(crate) fn observe(&mut self, r: &Record) -> Vec<Cycle> {
         match &r.body {
             Body::ContainerStart(s) => self.container_start(r.time, s),
             Body::Alloc(a) => self.alloc(r.time, a),
@@ -196,7 +198,7 @@ impl Cycles {
     }
 
     /// At shutdown: a cycle for every attempt not reported yet.
-    pub fn finish(&mut self) -> Vec<Cycle> {
+    pub(crate) fn finish(&mut self) -> Vec<Cycle> {
         let mut attempts: Vec<Attempt> = self.ended.drain().map(|(_, a)| a).collect();
         attempts.extend(self.current.drain().map(|(_, a)| a));
         attempts

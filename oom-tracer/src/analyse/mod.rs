@@ -11,14 +11,14 @@ use crate::{
 };
 
 mod cycles;
-pub mod exit;
+pub(crate) mod exit;
 mod verdict;
 
-pub use cycles::Cycles;
+pub(crate) use cycles::Cycles;
 use verdict::Verdicts;
 
 /// The analyses over one tracer's records.
-pub struct Analysis {
+pub(crate) struct Analysis {
     verdicts: Verdicts,
     cycles: Cycles,
     /// OOM kills per victim memcg id, while the memcg exists.
@@ -28,7 +28,7 @@ pub struct Analysis {
 
 impl Analysis {
     /// `policy`: the kubelet back-off that `cycle` records compare restarts with.
-    pub fn new(policy: BackoffPolicy) -> Self {
+    pub(crate) fn new(policy: BackoffPolicy) -> Self {
         Self {
             verdicts: Verdicts::default(),
             cycles: Cycles::new(policy),
@@ -42,7 +42,7 @@ impl Analysis {
     /// exit; 0 for userspace records). Fills in the verdict of an exit, and
     /// returns the `cycle` records this record completes, to be written
     /// after it.
-    pub fn observe(&mut self, r: &mut Record, memcg: u64) -> Vec<Cycle> {
+    pub(crate) fn observe(&mut self, r: &mut Record, memcg: u64) -> Vec<Cycle> {
         match &mut r.body {
             Body::Signal(s) if s.signal == 9 => {
                 self.verdicts
@@ -67,23 +67,23 @@ impl Analysis {
     }
 
     /// The memory cgroup `memcg` is gone (reported or not): forget it.
-    pub fn cgroup_removed(&mut self, memcg: u64) {
+    pub(crate) fn cgroup_removed(&mut self, memcg: u64) {
         self.kills_by_cgroup.remove(&memcg);
         self.verdicts.cgroup_removed(memcg);
     }
 
     /// Whether the OOM killer killed a process in memory cgroup `memcg`.
-    pub fn oom_killed_in(&self, memcg: u64) -> bool {
+    pub(crate) fn oom_killed_in(&self, memcg: u64) -> bool {
         self.kills_by_cgroup.get(&memcg).is_some_and(|&n| n > 0)
     }
 
     /// OOM kills seen so far.
-    pub fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         self.oom_kills
     }
 
     /// At shutdown: a `cycle` record for every attempt not reported yet.
-    pub fn finish(&mut self) -> Vec<Cycle> {
+    pub(crate) fn finish(&mut self) -> Vec<Cycle> {
         self.cycles.finish()
     }
 }

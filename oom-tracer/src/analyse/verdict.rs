@@ -23,7 +23,7 @@ const KEEP: usize = 4096;
 
 /// What the kernel said before a process exited.
 #[derive(Debug, Default)]
-pub struct Verdicts {
+pub(super) struct Verdicts {
     /// OOM victims by pid: memcg (true) or global OOM.
     victims: HashMap<u32, bool>,
     /// Senders of SIGKILLs by target pid: (from_kernel, sender pid, sender comm).
@@ -46,7 +46,7 @@ impl Verdicts {
     }
 
     /// `oom/mark_victim` named `pid` (in memcg `memcg`, 0 if unknown).
-    pub fn oom_victim(&mut self, pid: u32, memcg: u64, memcg_oom: bool) {
+    pub(super) fn oom_victim(&mut self, pid: u32, memcg: u64, memcg_oom: bool) {
         self.victims.insert(pid, memcg_oom);
         self.remember(pid);
         if memcg != 0 {
@@ -61,7 +61,13 @@ impl Verdicts {
     }
 
     /// A SIGKILL to `target` was generated.
-    pub fn sigkill(&mut self, target: u32, from_kernel: bool, sender_pid: u32, sender_comm: &str) {
+    pub(super) fn sigkill(
+        &mut self,
+        target: u32,
+        from_kernel: bool,
+        sender_pid: u32,
+        sender_comm: &str,
+    ) {
         // The OOM killer's own SIGKILL precedes mark_victim: keep the first.
         self.senders
             .entry(target)
@@ -71,7 +77,7 @@ impl Verdicts {
 
     /// The verdict for a process exit: `signal` that killed it or its
     /// `exit_code`, in memcg `memcg`. `None`: not a SIGKILL or 137.
-    pub fn on_exit(
+    pub(super) fn on_exit(
         &mut self,
         pid: u32,
         memcg: u64,
@@ -104,7 +110,7 @@ impl Verdicts {
     }
 
     /// A memcg is gone: forget its OOM history.
-    pub fn cgroup_removed(&mut self, memcg: u64) {
+    pub(super) fn cgroup_removed(&mut self, memcg: u64) {
         self.oom_cgroups.remove(&memcg);
     }
 }

@@ -5,7 +5,6 @@ use aya::{
     Btf, Ebpf,
     programs::{BtfTracePoint, TracePoint},
 };
-
 use oom_tracer_common::names::{
     PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR, PROG_KMEM_RSS_STAT,
     PROG_MARK_VICTIM, PROG_OOM_MARK_VICTIM, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC,
@@ -20,7 +19,7 @@ use crate::{
 
 /// How a program attaches.
 #[derive(Clone, Copy, Debug)]
-pub enum Attach {
+pub(crate) enum Attach {
     /// tp_btf on the named tracepoint.
     TpBtf(&'static str),
     /// A classic tracepoint, category and name.
@@ -30,14 +29,14 @@ pub enum Attach {
 /// A program and its attach point. `program` is the function name in
 /// oom-tracer-ebpf, which is named after the attach point.
 #[derive(Clone, Copy, Debug)]
-pub struct Hook {
+pub(crate) struct Hook {
     pub program: &'static str,
     pub attach: Attach,
 }
 
 impl Hook {
     /// The name people see: `tp_btf/mark_victim`, `tracepoint/kmem/rss_stat`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self.attach {
             Attach::TpBtf(f) => format!("tp_btf/{f}"),
             Attach::Tracepoint(c, n) => format!("tracepoint/{c}/{n}"),
@@ -45,26 +44,26 @@ impl Hook {
     }
 }
 
-pub const MARK_VICTIM_BTF: Hook = Hook {
+pub(crate) const MARK_VICTIM_BTF: Hook = Hook {
     program: PROG_MARK_VICTIM,
     attach: Attach::TpBtf("mark_victim"),
 };
-pub const MARK_VICTIM_TP: Hook = Hook {
+pub(crate) const MARK_VICTIM_TP: Hook = Hook {
     program: PROG_OOM_MARK_VICTIM,
     attach: Attach::Tracepoint("oom", "mark_victim"),
 };
 /// The allocation ramp: tp_btf where the kernel's rss_stat passes the mm
 /// (6.2+), else the classic tracepoint.
-pub const RSS_STAT_BTF: Hook = Hook {
+pub(crate) const RSS_STAT_BTF: Hook = Hook {
     program: PROG_RSS_STAT,
     attach: Attach::TpBtf("rss_stat"),
 };
-pub const RSS_STAT_TP: Hook = Hook {
+pub(crate) const RSS_STAT_TP: Hook = Hook {
     program: PROG_KMEM_RSS_STAT,
     attach: Attach::Tracepoint("kmem", "rss_stat"),
 };
 /// Everything but the OOM source, in attach order.
-pub const LIFECYCLE: [Hook; 7] = [
+pub(crate) const LIFECYCLE: [Hook; 7] = [
     Hook {
         program: PROG_SIGNAL_GENERATE,
         attach: Attach::TpBtf("signal_generate"),
@@ -93,7 +92,7 @@ pub const LIFECYCLE: [Hook; 7] = [
 ];
 
 /// Loads and attaches one program; the error text says why not.
-pub fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<(), String> {
+pub(crate) fn attach(ebpf: &mut Ebpf, btf: &Btf, hook: Hook) -> Result<(), String> {
     let prog = ebpf
         .program_mut(hook.program)
         .ok_or_else(|| format!("program {} missing from the object", hook.program))?;
@@ -142,7 +141,7 @@ fn load_error(hook: Hook, e: &aya::programs::ProgramError) -> String {
 /// The line of a verifier log that says why it refused the program: the
 /// last one that is not an instruction, a register state, a source line or
 /// the closing statistics.
-pub fn verifier_complaint(log: &str) -> Option<&str> {
+pub(crate) fn verifier_complaint(log: &str) -> Option<&str> {
     log.lines().map(str::trim).rev().find(|l| {
         !l.is_empty()
             && !l.starts_with(';')
@@ -160,23 +159,23 @@ pub fn verifier_complaint(log: &str) -> Option<&str> {
 
 /// Collects what attached and what did not.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub status: HookStatus,
 }
 
 impl Report {
-    pub fn active(&mut self, hook: Hook) {
+    pub(crate) fn active(&mut self, hook: Hook) {
         self.status.active.push(hook.label());
     }
 
-    pub fn missing(&mut self, hook: Hook, reason: impl Into<String>) {
+    pub(crate) fn missing(&mut self, hook: Hook, reason: impl Into<String>) {
         self.status.missing.push(MissingHook {
             hook: hook.label(),
             reason: reason.into(),
         });
     }
 
-    pub fn has_oom_source(&self) -> bool {
+    pub(crate) fn has_oom_source(&self) -> bool {
         self.status
             .active
             .iter()
@@ -184,7 +183,7 @@ impl Report {
     }
 
     /// The one startup line.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut s = format!("hooks active: {}", self.status.active.join(", "));
         if self.status.missing.is_empty() {
             s.push_str("; missing: none");

@@ -17,7 +17,10 @@ use oom_tracer_common::{
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
-    hooks::{self, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report},
+    hooks::{
+        self, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP,
+        Report,
+    },
     offsets::{KernelBtf, OffsetsError, VMLINUX},
     options::{LoadOptions, OomSourceChoice},
     tracer::Tracer,
@@ -28,7 +31,7 @@ use crate::{host, tracefs};
 pub(super) static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
 
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
     #[error(transparent)]
@@ -47,7 +50,10 @@ pub enum LoadError {
     },
     #[error("registering the ring buffer with the async runtime")]
     AsyncFd(#[source] std::io::Error),
-    #[error("no OOM source could attach, so no OOM kill can be seen: {report}{}", missing_caps_hint())]
+    #[error(
+        "no OOM source could attach, so no OOM kill can be seen: {report}{}",
+        missing_caps_hint()
+    )]
     NoOomSource { report: String },
 }
 
@@ -88,7 +94,7 @@ impl KernelFacts {
 
 /// Loads the object, attaches what this kernel allows, and returns the
 /// tracer. Fails only when no OOM source could attach.
-pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
+pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     let started = Instant::now();
     let facts = KernelFacts::read(&opts.btf_path)?;
     let trace_root = tracefs::root()?;
@@ -329,13 +335,19 @@ mod tests {
     /// The object defines every name the loader and the hook table use.
     #[test]
     fn the_object_has_every_name_the_loader_uses() {
-        let has = |name: &str| OBJECT.windows(name.len() + 1).any(|w| {
-            w[..name.len()] == *name.as_bytes() && w[name.len()] == 0
-        });
+        let has = |name: &str| {
+            OBJECT
+                .windows(name.len() + 1)
+                .any(|w| w[..name.len()] == *name.as_bytes() && w[name.len()] == 0)
+        };
         for name in MAPS.iter().chain(&GLOBALS).chain(&PROGRAMS) {
             assert!(has(name), "{name} is not in the eBPF object");
         }
-        for hook in super::LIFECYCLE.iter().chain([&super::MARK_VICTIM_BTF, &super::MARK_VICTIM_TP, &super::RSS_STAT_TP]) {
+        for hook in super::LIFECYCLE.iter().chain([
+            &super::MARK_VICTIM_BTF,
+            &super::MARK_VICTIM_TP,
+            &super::RSS_STAT_TP,
+        ]) {
             assert!(PROGRAMS.contains(&hook.program), "{}", hook.program);
         }
     }

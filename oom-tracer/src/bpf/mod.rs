@@ -2,8 +2,8 @@
 //! hooks and their capability probe (`hooks.rs`), loading (`loader.rs`),
 //! and the loaded tracer with its ring buffer (`tracer.rs`). Callers hand
 //! it plain options (`options.rs`).
-pub mod hooks;
-pub mod loader;
-pub mod offsets;
-pub mod options;
-pub mod tracer;
+pub(crate) mod hooks;
+pub(crate) mod loader;
+pub(crate) mod offsets;
+pub(crate) mod options;
+pub(crate) mod tracer;

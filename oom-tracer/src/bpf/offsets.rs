@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use btf_rs::{Backend, Btf, Type};
 use oom_tracer_common::{KernelOffsets, OFFSET_ABSENT};
 
-pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
-pub enum OffsetsError {
+pub(crate) enum OffsetsError {
     #[error(
         "kernel BTF not found at {path}; oom-tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, or a BTF file for this kernel given with --btf"
     )]
@@ -28,12 +28,12 @@ pub enum OffsetsError {
 }
 
 /// The running kernel's BTF, with the lookups the programs need.
-pub struct KernelBtf {
+pub(crate) struct KernelBtf {
     btf: Btf,
 }
 
 impl KernelBtf {
-    pub fn load(path: &Path) -> Result<Self, OffsetsError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, OffsetsError> {
         if !path.exists() {
             return Err(OffsetsError::NoBtf {
                 path: path.to_owned(),
@@ -103,7 +103,7 @@ impl KernelBtf {
     }
 
     /// Offset of `field` in `struct strct`, trying each name in `names`.
-    pub fn offset(&self, strct: &str, names: &[&str]) -> Option<u32> {
+    pub(crate) fn offset(&self, strct: &str, names: &[&str]) -> Option<u32> {
         self.field(strct, names).map(|(o, _)| o)
     }
 
@@ -122,7 +122,7 @@ impl KernelBtf {
     }
 
     /// The value of enumerator `name` in `enum enum_name`.
-    pub fn enumerator(&self, enum_name: &str, name: &str) -> Option<u32> {
+    pub(crate) fn enumerator(&self, enum_name: &str, name: &str) -> Option<u32> {
         for t in self.btf.resolve_types_by_name(enum_name).ok()? {
             if let Type::Enum(e) = t {
                 for m in &e.members {
@@ -139,7 +139,7 @@ impl KernelBtf {
     /// `btf_trace_*` prototype starts with) of tracepoint `tp` is a pointer.
     /// `mark_victim` passes a `task_struct *` since Linux 6.8 and only an
     /// `int pid` before.
-    pub fn tp_arg_is_pointer(&self, tp: &str, n: usize) -> Option<bool> {
+    pub(crate) fn tp_arg_is_pointer(&self, tp: &str, n: usize) -> Option<bool> {
         let name = format!("btf_trace_{tp}");
         let t = self
             .btf
@@ -161,7 +161,7 @@ impl KernelBtf {
 
     /// All offsets the programs use. The task → memcg chain is required;
     /// the rest degrade (absent offsets, reported by the caller).
-    pub fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetsError> {
+    pub(crate) fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetsError> {
         let req = |strct: &str, names: &[&str]| {
             self.offset(strct, names)
                 .ok_or_else(|| OffsetsError::Required {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Which program sees OOM kills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OomSourceChoice {
+pub(crate) enum OomSourceChoice {
     /// tp_btf where the kernel offers it, else the classic tracepoint.
     Auto,
     /// tp_btf only (6.8+ kernels pass the victim's task).
@@ -14,7 +14,7 @@ pub enum OomSourceChoice {
 }
 
 #[derive(Clone, Debug)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// cgroup v1 hierarchy id of the memory controller; 0 on cgroup v2.
     pub memory_hierarchy: u32,
     /// Record OOM kills and SIGKILLs in every memcg (the node agent).

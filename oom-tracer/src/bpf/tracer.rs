@@ -12,7 +12,7 @@ use crate::schema::{HookStat, HookStatus};
 
 #[derive(Debug, thiserror::Error)]
 #[error("adding cgroup id {id} to the watch list")]
-pub struct WatchError {
+pub(crate) struct WatchError {
     pub id: u64,
     #[source]
     pub source: aya::maps::MapError,
@@ -20,7 +20,7 @@ pub struct WatchError {
 
 /// Kernel-side counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelCounters {
+pub(crate) struct KernelCounters {
     /// Records dropped: the ring buffer was full.
     pub ringbuf_full: u64,
     /// Kernel reads that failed while a record was built.
@@ -28,7 +28,7 @@ pub struct KernelCounters {
 }
 
 /// Loaded and attached programs, and the maps userspace uses.
-pub struct Tracer {
+pub(crate) struct Tracer {
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
     pub(super) watched: HashMap<MapData, u64, u8>,
     pub(super) counters: PerCpuArray<MapData, u64>,
@@ -42,35 +42,35 @@ pub struct Tracer {
 
 impl Tracer {
     /// What attached and what did not, with the reasons.
-    pub fn hooks(&self) -> &HookStatus {
+    pub(crate) fn hooks(&self) -> &HookStatus {
         &self.hooks
     }
 
     /// Time from reading BTF to the last attach.
-    pub fn startup(&self) -> std::time::Duration {
+    pub(crate) fn startup(&self) -> std::time::Duration {
         self.startup
     }
 
     /// Traces tasks in the cgroup `id` and its descendants.
-    pub fn watch(&mut self, id: u64) -> Result<(), WatchError> {
+    pub(crate) fn watch(&mut self, id: u64) -> Result<(), WatchError> {
         self.watched
             .insert(id, 1, 0)
             .map_err(|source| WatchError { id, source })
     }
 
-    pub fn unwatch(&mut self, id: u64) {
+    pub(crate) fn unwatch(&mut self, id: u64) {
         let _ = self.watched.remove(&id);
     }
 
     /// Waits until the kernel wakes the reader (OOM records force a wakeup).
-    pub async fn readable(&mut self) {
+    pub(crate) async fn readable(&mut self) {
         if let Ok(mut guard) = self.ring.readable_mut().await {
             guard.clear_ready();
         }
     }
 
     /// Hands every record in the ring buffer now to `each`, as raw bytes.
-    pub fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
+    pub(crate) fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             each(&item);
@@ -82,7 +82,7 @@ impl Tracer {
 
     /// Per-program kernel run time, where `kernel.bpf_stats_enabled` is on
     /// (otherwise the kernel counts nothing and this is empty).
-    pub fn hook_stats(&self) -> Vec<HookStat> {
+    pub(crate) fn hook_stats(&self) -> Vec<HookStat> {
         let mut v: Vec<HookStat> = self
             .ebpf
             .programs()
@@ -101,7 +101,7 @@ impl Tracer {
     }
 
     /// Kernel-side counters summed over CPUs.
-    pub fn counters(&self) -> KernelCounters {
+    pub(crate) fn counters(&self) -> KernelCounters {
         let sum = |c: Counter| -> u64 {
             debug_assert!((c as u32) < COUNTERS_LEN);
             self.counters

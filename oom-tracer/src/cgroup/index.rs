@@ -18,7 +18,7 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 const SCAN_LIMIT: usize = 100_000;
 
 #[derive(Debug)]
-pub struct CgroupIndex {
+pub(crate) struct CgroupIndex {
     hierarchy: Option<MemoryHierarchy>,
     live: HashMap<u64, String>,
     removed: HashMap<u64, String>,
@@ -29,7 +29,7 @@ pub struct CgroupIndex {
 }
 
 impl CgroupIndex {
-    pub fn new(hierarchy: Option<MemoryHierarchy>) -> Self {
+    pub(crate) fn new(hierarchy: Option<MemoryHierarchy>) -> Self {
         Self {
             hierarchy,
             live: HashMap::new(),
@@ -40,12 +40,12 @@ impl CgroupIndex {
         }
     }
 
-    pub fn insert(&mut self, id: u64, path: impl Into<String>) {
+    pub(crate) fn insert(&mut self, id: u64, path: impl Into<String>) {
         self.live.insert(id, path.into());
     }
 
     /// A cgroup was removed: keep it resolvable, in a bounded cache.
-    pub fn remove(&mut self, id: u64) {
+    pub(crate) fn remove(&mut self, id: u64) {
         if let Some(p) = self.live.remove(&id) {
             self.removed.insert(id, p);
             self.removed_order.push_back(id);
@@ -58,7 +58,7 @@ impl CgroupIndex {
     }
 
     /// The path of a cgroup id, scanning the hierarchy on a miss.
-    pub fn resolve(&mut self, id: u64) -> Option<String> {
+    pub(crate) fn resolve(&mut self, id: u64) -> Option<String> {
         if id == 0 {
             return None;
         }
@@ -76,7 +76,7 @@ impl CgroupIndex {
     }
 
     /// Walks the hierarchy and records every directory's id.
-    pub fn scan(&mut self) {
+    pub(crate) fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
         let Some(h) = self.hierarchy.clone() else {
             return;
@@ -104,25 +104,17 @@ impl CgroupIndex {
     }
 
     /// Every live cgroup: (id, path).
-    pub fn entries(&self) -> impl Iterator<Item = (u64, &str)> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, &str)> {
         self.live.iter().map(|(id, p)| (*id, p.as_str()))
     }
 
-    /// The id of a live cgroup path.
-    pub fn id_of(&self, path: &str) -> Option<u64> {
-        self.live
-            .iter()
-            .find(|(_, p)| p.as_str() == path)
-            .map(|(id, _)| *id)
-    }
-
-    pub fn hierarchy(&self) -> Option<&MemoryHierarchy> {
+    pub(crate) fn hierarchy(&self) -> Option<&MemoryHierarchy> {
         self.hierarchy.as_ref()
     }
 }
 
 /// Whether `path` is `ancestor` or below it.
-pub fn is_under(path: &str, ancestor: &str) -> bool {
+pub(crate) fn is_under(path: &str, ancestor: &str) -> bool {
     let a = ancestor.trim_end_matches('/');
     path == a || (path.starts_with(a) && path.as_bytes().get(a.len()) == Some(&b'/'))
 }

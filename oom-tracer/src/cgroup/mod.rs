@@ -3,11 +3,11 @@
 //! resolution (`index.rs`).
 use std::path::{Path, PathBuf};
 
-pub mod index;
-pub mod pod;
+pub(crate) mod index;
+pub(crate) mod pod;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
+pub(crate) enum CgroupError {
     #[error(
         "no memory cgroup controller is mounted (neither a cgroup v1 `memory` hierarchy nor cgroup2 with `memory` in cgroup.controllers)"
     )]
@@ -41,11 +41,11 @@ pub enum CgroupError {
     BadName { name: String, why: &'static str },
 }
 
-pub use crate::schema::CgroupVersion;
+pub(crate) use crate::schema::CgroupVersion;
 
 /// Where the memory controller lives on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemoryHierarchy {
+pub(crate) struct MemoryHierarchy {
     pub version: CgroupVersion,
     /// Mount point of the hierarchy (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup`).
     pub mount: PathBuf,
@@ -56,7 +56,7 @@ pub struct MemoryHierarchy {
 
 impl MemoryHierarchy {
     /// Detects the memory controller from /proc/self/mountinfo and /proc/cgroups.
-    pub fn detect() -> Result<Self, CgroupError> {
+    pub(crate) fn detect() -> Result<Self, CgroupError> {
         let read = |p: &str| {
             std::fs::read_to_string(p).map_err(|source| CgroupError::Read {
                 path: p.into(),
@@ -72,7 +72,7 @@ impl MemoryHierarchy {
 
     /// Detection from the text of mountinfo and /proc/cgroups; `controllers`
     /// reads a cgroup2 mount's `cgroup.controllers`.
-    pub fn from_tables(
+    pub(crate) fn from_tables(
         mountinfo: &str,
         proc_cgroups: &str,
         controllers: impl Fn(&Path) -> String,
@@ -116,12 +116,12 @@ impl MemoryHierarchy {
     }
 
     /// Absolute directory of a cgroup path such as `/oom-tracer/pod1`.
-    pub fn dir(&self, cgroup_path: &str) -> PathBuf {
+    pub(crate) fn dir(&self, cgroup_path: &str) -> PathBuf {
         self.mount.join(cgroup_path.trim_start_matches('/'))
     }
 
     /// The memory limit of the cgroup at `path` (`None`: unlimited or unreadable).
-    pub fn limit_of(&self, path: &str) -> Option<u64> {
+    pub(crate) fn limit_of(&self, path: &str) -> Option<u64> {
         let file = match self.version {
             CgroupVersion::V1 => "memory.limit_in_bytes",
             CgroupVersion::V2 => "memory.max",
@@ -136,7 +136,7 @@ impl MemoryHierarchy {
     }
 
     /// The cgroup path (`/a/b`) of a directory below the mount.
-    pub fn path_of(&self, dir: &Path) -> Option<String> {
+    pub(crate) fn path_of(&self, dir: &Path) -> Option<String> {
         let rel = dir.strip_prefix(&self.mount).ok()?;
         Some(format!("/{}", rel.to_string_lossy()))
     }
@@ -172,7 +172,7 @@ fn v1_hierarchy_id(proc_cgroups: &str) -> Option<u32> {
 
 /// The id of a cgroup directory: its inode number, which is the kernfs id
 /// that the eBPF programs and cgroup tracepoints report.
-pub fn cgroup_id(dir: &Path) -> Result<u64, CgroupError> {
+pub(crate) fn cgroup_id(dir: &Path) -> Result<u64, CgroupError> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(dir)
         .map(|m| m.ino())

@@ -11,7 +11,7 @@ use std::{
 use super::{CgroupError, CgroupVersion, MemoryHierarchy, cgroup_id};
 
 /// Checks one path component that oom-tracer will create.
-pub fn check_name(name: &str) -> Result<(), CgroupError> {
+pub(crate) fn check_name(name: &str) -> Result<(), CgroupError> {
     let bad = |why| {
         Err(CgroupError::BadName {
             name: name.to_owned(),
@@ -38,7 +38,7 @@ pub fn check_name(name: &str) -> Result<(), CgroupError> {
 
 /// Splits a cgroup parent such as `/oom-tracer/x` or `oom-tracer` into
 /// checked components.
-pub fn parent_components(parent: &str) -> Result<Vec<&str>, CgroupError> {
+pub(crate) fn parent_components(parent: &str) -> Result<Vec<&str>, CgroupError> {
     let parts: Vec<&str> = parent.split('/').filter(|p| !p.is_empty()).collect();
     for p in &parts {
         check_name(p)?;
@@ -61,7 +61,7 @@ fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
 
 /// A cgroup directory that oom-tracer created and removes.
 #[derive(Debug)]
-pub struct OwnedCgroup {
+pub(crate) struct OwnedCgroup {
     pub dir: PathBuf,
     /// The cgroup path below the hierarchy root (`/oom-tracer/pod-x/stress-0`).
     pub path: String,
@@ -106,7 +106,11 @@ fn enable_memory(dir: &Path) -> Result<(), CgroupError> {
 }
 
 /// Sets the memory limit (bytes; `None`: unlimited).
-pub fn set_limit(h: &MemoryHierarchy, dir: &Path, limit: Option<u64>) -> Result<(), CgroupError> {
+pub(crate) fn set_limit(
+    h: &MemoryHierarchy,
+    dir: &Path,
+    limit: Option<u64>,
+) -> Result<(), CgroupError> {
     match h.version {
         CgroupVersion::V1 => {
             let v = limit.map_or("-1".to_owned(), |b| b.to_string());
@@ -127,7 +131,7 @@ pub fn set_limit(h: &MemoryHierarchy, dir: &Path, limit: Option<u64>) -> Result<
 }
 
 /// Processes in a cgroup (`cgroup.procs`).
-pub fn procs(dir: &Path) -> Vec<i32> {
+pub(crate) fn procs(dir: &Path) -> Vec<i32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
@@ -138,7 +142,7 @@ pub fn procs(dir: &Path) -> Vec<i32> {
 impl OwnedCgroup {
     /// SIGKILLs what is left inside, then removes the directory, retrying
     /// while the kernel still tears the tasks down.
-    pub fn remove(&self, timeout: Duration) -> Result<(), CgroupError> {
+    pub(crate) fn remove(&self, timeout: Duration) -> Result<(), CgroupError> {
         let deadline = Instant::now() + timeout;
         loop {
             for pid in procs(&self.dir) {
@@ -160,7 +164,7 @@ impl OwnedCgroup {
     }
 }
 
-pub fn read_limit_hits(h: &MemoryHierarchy, dir: &Path) -> Option<u64> {
+pub(crate) fn read_limit_hits(h: &MemoryHierarchy, dir: &Path) -> Option<u64> {
     match h.version {
         CgroupVersion::V1 => std::fs::read_to_string(dir.join("memory.failcnt"))
             .ok()?
@@ -175,7 +179,7 @@ pub fn read_limit_hits(h: &MemoryHierarchy, dir: &Path) -> Option<u64> {
 }
 
 /// A key of a flat-keyed file such as `memory.events`.
-pub fn parse_memory_events(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn parse_memory_events(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok())?
@@ -184,14 +188,14 @@ pub fn parse_memory_events(text: &str, key: &str) -> Option<u64> {
 
 /// The pod cgroup of `run` and the parent it lives in.
 #[derive(Debug)]
-pub struct PodCgroups {
+pub(crate) struct PodCgroups {
     pub hierarchy: MemoryHierarchy,
     pub pod: OwnedCgroup,
 }
 
 impl PodCgroups {
     /// Creates `<parent>/<pod_dir>` with an optional pod-level limit.
-    pub fn create(
+    pub(crate) fn create(
         hierarchy: &MemoryHierarchy,
         parent: &str,
         pod_dir: &str,
@@ -215,7 +219,7 @@ impl PodCgroups {
     }
 
     /// Creates a container cgroup inside the pod with its limit.
-    pub fn create_container(
+    pub(crate) fn create_container(
         &self,
         name: &str,
         limit: Option<u64>,

@@ -9,14 +9,14 @@ use super::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KubeApi {
+pub(crate) enum KubeApi {
     /// Use the API when a configuration is found (in-cluster or KUBECONFIG).
     Auto,
     Off,
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// This node's name (from the downward API): the API source lists only its pods.
     #[arg(long, env = "OOM_TRACER_NODE_NAME")]
     pub node_name: Option<String>,

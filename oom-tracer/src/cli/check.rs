@@ -4,7 +4,7 @@ use clap::Args;
 use super::trace::{OutputArgs, TraceArgs};
 
 #[derive(Args, Debug, Clone)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -11,11 +11,10 @@ mod run;
 mod trace;
 mod values;
 
-pub use agent::{AgentArgs, KubeApi};
-pub use check::CheckArgs;
-pub use report::ReportArgs;
-pub use run::{RestartPolicy, RunArgs};
-pub use values::Limit;
+pub(crate) use agent::{AgentArgs, KubeApi};
+pub(crate) use check::CheckArgs;
+pub(crate) use report::ReportArgs;
+pub(crate) use run::{RestartPolicy, RunArgs};
 
 use crate::logging::LogFormat;
 
@@ -29,7 +28,7 @@ the allocation ramp, the memory cgroup hitting its limit, the OOM killer's trigg
 the SIGKILL and exit, and the kubelet-style restart back-off. Records go to stdout as NDJSON \
 (docs/schema.md); diagnostics go to stderr."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Diagnostics filter for stderr (tracing syntax: info, debug, oom_tracer=trace).
     #[arg(long, global = true, env = "OOM_TRACER_LOG", default_value = "info")]
     pub log: String,
@@ -43,7 +42,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a workload (default: the bundled `stress`) in a pod-like memory
     /// cgroup and restart it like the kubelet does, tracing every cycle.
     Run(RunArgs),
@@ -59,14 +58,14 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormatArg {
+pub(crate) enum LogFormatArg {
     Text,
     Json,
 }
 
 impl Cli {
     /// The diagnostics format asked for, if any.
-    pub fn log_format(&self) -> Option<LogFormat> {
+    pub(crate) fn log_format(&self) -> Option<LogFormat> {
         self.log_format.map(|f| match f {
             LogFormatArg::Text => LogFormat::Text,
             LogFormatArg::Json => LogFormat::Json,
@@ -78,7 +77,7 @@ impl Cli {
 mod tests {
     use std::time::Duration;
 
-    use super::*;
+    use super::{values::Limit, *};
 
     #[test]
     fn flags_parse_and_bad_values_are_usage_errors() {
@@ -163,19 +162,32 @@ mod shared_flags {
             panic!()
         };
         assert_eq!(r.output.format_or(Format::Json), Format::Json);
-        let Command::Check(c) = Cli::try_parse_from(["oom-tracer", "check", "--oom-source", "tracepoint", "--skip-hook", "rss_stat"])
-            .unwrap()
-            .command
+        let Command::Check(c) = Cli::try_parse_from([
+            "oom-tracer",
+            "check",
+            "--oom-source",
+            "tracepoint",
+            "--skip-hook",
+            "rss_stat",
+        ])
+        .unwrap()
+        .command
         else {
             panic!()
         };
         assert_eq!(c.output.format_or(Format::Pretty), Format::Pretty);
         let check = c.trace.load_options(4, false);
         let run = r.trace.load_options(4, false);
-        assert_eq!(check.oom_source, crate::bpf::options::OomSourceChoice::Tracepoint);
+        assert_eq!(
+            check.oom_source,
+            crate::bpf::options::OomSourceChoice::Tracepoint
+        );
         assert_eq!(check.skip_hooks, ["rss_stat"]);
         assert_eq!(check.ring_buffer_bytes, run.ring_buffer_bytes);
-        let Command::Agent(a) = Cli::try_parse_from(["oom-tracer", "agent", "--format", "pretty"]).unwrap().command else {
+        let Command::Agent(a) = Cli::try_parse_from(["oom-tracer", "agent", "--format", "pretty"])
+            .unwrap()
+            .command
+        else {
             panic!()
         };
         assert_eq!(a.output.format_or(Format::Json), Format::Pretty);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// NDJSON written by `oom-tracer run` or `oom-tracer agent`.
     pub input: PathBuf,
     /// Write an SVG timeline here.

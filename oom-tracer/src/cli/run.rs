@@ -10,7 +10,7 @@ use super::{
 
 /// Kubernetes' restartPolicy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RestartPolicy {
+pub(crate) enum RestartPolicy {
     #[value(name = "Always")]
     Always,
     #[value(name = "OnFailure")]
@@ -20,7 +20,7 @@ pub enum RestartPolicy {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Container memory limit, as a Kubernetes quantity (50Mi, 1Gi). `none`
     /// for no container limit.
     #[arg(long, env = "OOM_TRACER_MEMORY_LIMIT", default_value = "50Mi", value_parser = parse_limit)]

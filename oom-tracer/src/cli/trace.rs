@@ -15,14 +15,14 @@ use crate::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OomSource {
+pub(crate) enum OomSource {
     Auto,
     TpBtf,
     Tracepoint,
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// Emit an `alloc` record each time a process's anonymous memory grows by this much.
     #[arg(long, env = "OOM_TRACER_ALLOC_STEP", default_value = "4Mi", value_parser = parse_quantity)]
     pub alloc_step: u64,
@@ -52,7 +52,7 @@ pub struct TraceArgs {
 impl TraceArgs {
     /// Load options for the memory hierarchy `hierarchy_id`; `oom_all`:
     /// record OOM kills in every cgroup (the node agent).
-    pub fn load_options(&self, hierarchy_id: u32, oom_all: bool) -> LoadOptions {
+    pub(crate) fn load_options(&self, hierarchy_id: u32, oom_all: bool) -> LoadOptions {
         LoadOptions {
             memory_hierarchy: hierarchy_id,
             oom_all,
@@ -70,7 +70,7 @@ impl TraceArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     /// One JSON object per line (schema in docs/schema.md).
     Json,
     /// A timeline for people.
@@ -78,7 +78,7 @@ pub enum FormatArg {
 }
 
 #[derive(Args, Debug, Clone, Copy)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Output on stdout: `json` (NDJSON) or `pretty` (for people). Default:
     /// json for `run` and `agent`, pretty for `check`.
     #[arg(long, env = "OOM_TRACER_FORMAT", value_enum)]
@@ -87,7 +87,7 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// The format, or `default` where none was given.
-    pub fn format_or(&self, default: Format) -> Format {
+    pub(crate) fn format_or(&self, default: Format) -> Format {
         match self.format {
             Some(FormatArg::Json) => Format::Json,
             Some(FormatArg::Pretty) => Format::Pretty,
@@ -99,7 +99,7 @@ impl OutputArgs {
 /// The kubelet's restart back-off: what `run` applies, and the schedule
 /// `cycle` records compare observed restarts with.
 #[derive(Args, Debug, Clone, Copy)]
-pub struct BackoffArgs {
+pub(crate) struct BackoffArgs {
     /// First restart back-off (kubelet: 10s).
     #[arg(long, env = "OOM_TRACER_BACKOFF_INITIAL", default_value = "10s", value_parser = parse_duration)]
     pub backoff_initial: Duration,
@@ -112,7 +112,7 @@ pub struct BackoffArgs {
 }
 
 impl BackoffArgs {
-    pub fn policy(&self) -> BackoffPolicy {
+    pub(crate) fn policy(&self) -> BackoffPolicy {
         BackoffPolicy {
             initial: self.backoff_initial,
             max: self.backoff_max,

@@ -6,16 +6,16 @@ use crate::{
     quantity,
 };
 
-pub fn parse_quantity(s: &str) -> Result<u64, String> {
+pub(super) fn parse_quantity(s: &str) -> Result<u64, String> {
     quantity::parse_memory(s).map_err(|e| e.to_string())
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration (e.g. 10s, 5m, 250ms): {e}"))
 }
 
-pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+pub(super) fn parse_ring_size(s: &str) -> Result<u32, String> {
     let b = parse_quantity(s)?;
     if b < 4096 || !b.is_power_of_two() || b > (1 << 30) {
         return Err(format!(
@@ -27,9 +27,9 @@ pub fn parse_ring_size(s: &str) -> Result<u32, String> {
 
 /// A memory limit or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit(pub Option<u64>);
+pub(crate) struct Limit(pub Option<u64>);
 
-pub fn parse_limit(s: &str) -> Result<Limit, String> {
+pub(super) fn parse_limit(s: &str) -> Result<Limit, String> {
     if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("max") {
         return Ok(Limit(None));
     }
@@ -37,7 +37,7 @@ pub fn parse_limit(s: &str) -> Result<Limit, String> {
 }
 
 /// A hook to skip, by label or program name; returns the program name.
-pub fn parse_hook(s: &str) -> Result<String, String> {
+pub(super) fn parse_hook(s: &str) -> Result<String, String> {
     let s = s.trim();
     let skippable = || LIFECYCLE.iter().chain([&RSS_STAT_TP]);
     if let Some(h) = skippable().find(|h| h.program == s || h.label() == s) {

@@ -26,7 +26,7 @@ use tokio::{
 use crate::{host::clock::BootClock, sinks::metrics::Metrics};
 
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     ready: AtomicBool,
     last_tick_ns: AtomicU64,
 }
@@ -34,27 +34,27 @@ pub struct Health {
 const STALE: Duration = Duration::from_secs(10);
 
 impl Health {
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.last_tick_ns
             .store(BootClock::boot_now_ns(), Ordering::Relaxed);
     }
 
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    pub fn live(&self) -> bool {
+    pub(crate) fn live(&self) -> bool {
         let last = self.last_tick_ns.load(Ordering::Relaxed);
         BootClock::boot_now_ns().saturating_sub(last) < STALE.as_nanos() as u64
     }
 
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && self.live()
     }
 
     /// The response to a request line such as `GET /healthz HTTP/1.1`:
     /// the probes, and `/metrics` when `metrics` is given.
-    pub fn respond(&self, request_line: &str, metrics: Option<&Metrics>) -> Response {
+    pub(crate) fn respond(&self, request_line: &str, metrics: Option<&Metrics>) -> Response {
         let mut parts = request_line.split_whitespace();
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if method != "GET" {
@@ -83,11 +83,12 @@ impl Health {
 }
 
 /// `Content-Type` of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// An HTTP response, sent with `connection: close`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: &'static str,
     pub content_type: &'static str,
     pub body: String,
@@ -209,7 +210,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 
 #[derive(Debug, thiserror::Error)]
 #[error("listening on {addr}")]
-pub struct ListenError {
+pub(crate) struct ListenError {
     addr: SocketAddr,
     #[source]
     source: std::io::Error,
@@ -217,7 +218,7 @@ pub struct ListenError {
 
 /// Serves `/healthz`, `/livez`, `/readyz` and, when `metrics` is given,
 /// `/metrics` until the runtime ends. Returns the bound address.
-pub async fn serve_with_metrics(
+pub(crate) async fn serve_with_metrics(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: Option<Arc<Metrics>>,

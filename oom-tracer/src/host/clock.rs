@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Maps CLOCK_BOOTTIME to CLOCK_REALTIME with an offset measured once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BootClock {
+pub(crate) struct BootClock {
     /// realtime − boottime, in nanoseconds.
     offset_ns: i128,
 }
@@ -21,7 +21,7 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
 
 impl BootClock {
     /// Measures the offset: the pair of readings taken closest together wins.
-    pub fn measure() -> Self {
+    pub(crate) fn measure() -> Self {
         let mut best: Option<(i128, i128)> = None;
         for _ in 0..5 {
             let r1 = now_ns(libc::CLOCK_REALTIME);
@@ -36,17 +36,17 @@ impl BootClock {
         Self::from_offset(best.map_or(0, |(_, o)| o))
     }
 
-    pub const fn from_offset(offset_ns: i128) -> Self {
+    pub(crate) const fn from_offset(offset_ns: i128) -> Self {
         Self { offset_ns }
     }
 
     /// The current CLOCK_BOOTTIME, nanoseconds.
-    pub fn boot_now_ns() -> u64 {
+    pub(crate) fn boot_now_ns() -> u64 {
         now_ns(libc::CLOCK_BOOTTIME).max(0) as u64
     }
 
     /// Wall-clock time of a boot-time stamp.
-    pub fn to_system_time(self, boot_ns: u64) -> SystemTime {
+    pub(crate) fn to_system_time(self, boot_ns: u64) -> SystemTime {
         let ns = boot_ns as i128 + self.offset_ns;
         if ns <= 0 {
             return UNIX_EPOCH;

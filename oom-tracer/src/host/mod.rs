@@ -1,18 +1,18 @@
 //! Facts about this host and small things done to it: the kernel release,
 //! the page size, giving freed heap back to the kernel, killing processes;
 //! its clocks (`clock.rs`) and the stop signals (`signals.rs`).
-pub mod clock;
-pub mod signals;
+pub(crate) mod clock;
+pub(crate) mod signals;
 
 /// The running kernel's release (`uname -r`), or `unknown`.
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
 }
 
 /// log2 of the page size (12 where sysconf cannot tell).
-pub fn page_shift() -> u64 {
+pub(crate) fn page_shift() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 {
@@ -25,7 +25,7 @@ pub fn page_shift() -> u64 {
 /// Gives the heap's free memory back to the kernel after a burst (BTF
 /// parsing, the first runtime listing): an agent idles for days. glibc
 /// only; musl's allocator returns memory on its own and has no such call.
-pub fn trim_heap() {
+pub(crate) fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: glibc call without preconditions.
     unsafe {
@@ -35,7 +35,7 @@ pub fn trim_heap() {
 
 /// SIGKILLs each process in `pids` (a container's `cgroup.procs`), as a
 /// runtime stopping the container would.
-pub fn kill_all(pids: &[i32]) {
+pub(crate) fn kill_all(pids: &[i32]) {
     for &pid in pids {
         // SAFETY: plain syscall.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -43,7 +43,7 @@ pub fn kill_all(pids: &[i32]) {
 }
 
 /// The effective capabilities that matter to the tracer.
-pub fn effective_caps() -> Vec<&'static str> {
+pub(crate) fn effective_caps() -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let eff = status
         .lines()
@@ -63,7 +63,7 @@ const CAPS: [(u32, &str); 3] = [(21, "CAP_SYS_ADMIN"), (38, "CAP_PERFMON"), (39,
 /// The capabilities from [`effective_caps`] that the eBPF programs need
 /// and this process lacks: CAP_BPF to load programs and maps, CAP_PERFMON
 /// to attach tracepoints and read kernel memory. Empty with CAP_SYS_ADMIN.
-pub fn missing_bpf_caps() -> Vec<&'static str> {
+pub(crate) fn missing_bpf_caps() -> Vec<&'static str> {
     let have = effective_caps();
     if have.contains(&"CAP_SYS_ADMIN") {
         return Vec::new();

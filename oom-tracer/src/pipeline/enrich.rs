@@ -8,7 +8,7 @@ use crate::{
 
 /// Fills in what `c`, the container of the record's cgroup `memcg` (the
 /// victim's for an OOM kill), tells about `r`.
-pub fn enrich(r: &mut Record, memcg: u64, c: Option<&Container>) {
+pub(super) fn enrich(r: &mut Record, memcg: u64, c: Option<&Container>) {
     let Some(c) = c else { return };
     let ids = || (Some(c.pod.clone()), Some(c.container.clone()));
     match &mut r.body {
@@ -71,7 +71,9 @@ mod tests {
     fn the_level_of_the_limit_that_was_hit() {
         let mut t = Translator::new(BootClock::from_offset(0), CgroupIndex::new(None));
         let mut level = |oom_memcg: u64| {
-            let mut r = t.translate(&RawEvent::Oom(oom_event(42, 101, oom_memcg))).unwrap();
+            let mut r = t
+                .translate(&RawEvent::Oom(oom_event(42, 101, oom_memcg)))
+                .unwrap();
             enrich(&mut r, 101, Some(&container()));
             let v = serde_json::to_value(&r).unwrap();
             assert_eq!(v["container"]["name"], "stress");
@@ -81,7 +83,9 @@ mod tests {
         assert_eq!(level(101), "container");
         assert_eq!(level(100), "pod");
         assert_eq!(level(7), "ancestor");
-        let mut r = t.translate(&RawEvent::Oom(oom_event(42, 101, 101))).unwrap();
+        let mut r = t
+            .translate(&RawEvent::Oom(oom_event(42, 101, 101)))
+            .unwrap();
         enrich(&mut r, 101, None);
         let v = serde_json::to_value(&r).unwrap();
         assert!(v["container"].is_null() && v["memcg"]["level"].is_null());

@@ -5,7 +5,7 @@ use crate::{
     schema::{HookStat, HookStatus},
 };
 
-pub trait Kernel {
+pub(crate) trait Kernel {
     /// Hands every record in the ring buffer now to `each`, as raw bytes.
     fn drain(&mut self, each: &mut dyn FnMut(&[u8]));
     /// Waits until the kernel wakes the reader.

@@ -29,7 +29,7 @@ struct LastExit {
 
 /// How a main process ended.
 #[derive(Debug, Clone, Copy)]
-pub struct Ending {
+pub(super) struct Ending {
     pub pid: u32,
     pub at: Timestamp,
     pub signal: Option<u32>,
@@ -40,7 +40,7 @@ pub struct Ending {
 }
 
 #[derive(Debug, Default)]
-pub struct Lifecycle {
+pub(super) struct Lifecycle {
     tracked: HashMap<u64, Tracked>,
     last_exit: HashMap<(String, String), LastExit>,
 }
@@ -51,12 +51,12 @@ fn key(c: &Container) -> Option<(String, String)> {
 }
 
 impl Lifecycle {
-    pub fn is_tracked(&self, cgroup: u64) -> bool {
+    pub(super) fn is_tracked(&self, cgroup: u64) -> bool {
         self.tracked.contains_key(&cgroup)
     }
 
     /// The main process of the container in `cgroup`, if it is still running.
-    pub fn running_pid(&self, cgroup: u64) -> Option<u32> {
+    pub(super) fn running_pid(&self, cgroup: u64) -> Option<u32> {
         self.tracked
             .get(&cgroup)
             .filter(|t| t.ended.is_none())
@@ -64,14 +64,14 @@ impl Lifecycle {
     }
 
     /// How the container in `cgroup` ended, if it did.
-    pub fn exit_reason(&self, cgroup: u64) -> Option<ExitReason> {
+    pub(super) fn exit_reason(&self, cgroup: u64) -> Option<ExitReason> {
         self.tracked.get(&cgroup).and_then(|t| t.ended)
     }
 
     /// Container `c` (cgroup `cgroup`) started with main process `pid`, or
     /// was found running (`discovered`): its `container_start`, and its
     /// `restart` when a container of the same pod and name ended before.
-    pub fn started(
+    pub(super) fn started(
         &mut self,
         cgroup: u64,
         c: &Container,
@@ -115,7 +115,12 @@ impl Lifecycle {
 
     /// A process of container `c` (cgroup `cgroup`) ended: its
     /// `container_exit` if it was the main process.
-    pub fn exited(&mut self, cgroup: u64, c: &Container, end: &Ending) -> Option<ContainerExit> {
+    pub(super) fn exited(
+        &mut self,
+        cgroup: u64,
+        c: &Container,
+        end: &Ending,
+    ) -> Option<ContainerExit> {
         let t = self.tracked.get_mut(&cgroup)?;
         if t.ended.is_some() || t.main_pid != end.pid {
             return None;
@@ -124,13 +129,7 @@ impl Lifecycle {
         let reason = exit_reason(end.oom_killed, exit_code);
         t.ended = Some(reason);
         if let Some(k) = key(c) {
-            self.last_exit.insert(
-                k,
-                LastExit {
-                    at: end.at,
-                    reason,
-                },
-            );
+            self.last_exit.insert(k, LastExit { at: end.at, reason });
         }
         Some(ContainerExit {
             pod: c.pod.clone(),
@@ -145,14 +144,14 @@ impl Lifecycle {
 
     /// `run` restarts the container itself and says so first: the next
     /// start of this pod and name is not reported as a restart again.
-    pub fn restart_reported(&mut self, c: &Container) {
+    pub(super) fn restart_reported(&mut self, c: &Container) {
         if let Some(k) = key(c) {
             self.last_exit.remove(&k);
         }
     }
 
     /// The cgroup is gone.
-    pub fn removed(&mut self, cgroup: u64) {
+    pub(super) fn removed(&mut self, cgroup: u64) {
         self.tracked.remove(&cgroup);
     }
 }
@@ -206,12 +205,25 @@ mod tests {
         let out = l.started(10, &c0, 7, at(0), false);
         assert_eq!(out.len(), 1, "the first start is no restart");
         assert!(l.started(10, &c0, 8, at(1), false).is_empty(), "once");
-        assert!(l.exited(10, &c0, &end(8, 5, Some(9), None, true)).is_none(), "not the main process");
-        let e = l.exited(10, &c0, &end(7, 500, Some(9), None, true)).unwrap();
-        assert_eq!((e.exit_code, e.reason, e.ran_ms), (137, ExitReason::OomKilled, 500));
-        assert!(l.exited(10, &c0, &end(7, 501, Some(9), None, true)).is_none());
+        assert!(
+            l.exited(10, &c0, &end(8, 5, Some(9), None, true)).is_none(),
+            "not the main process"
+        );
+        let e = l
+            .exited(10, &c0, &end(7, 500, Some(9), None, true))
+            .unwrap();
+        assert_eq!(
+            (e.exit_code, e.reason, e.ran_ms),
+            (137, ExitReason::OomKilled, 500)
+        );
+        assert!(
+            l.exited(10, &c0, &end(7, 501, Some(9), None, true))
+                .is_none()
+        );
         let out = l.started(11, &container(1), 9, at(10_600), false);
-        let Body::Restart(r) = &out[1] else { panic!("{out:?}") };
+        let Body::Restart(r) = &out[1] else {
+            panic!("{out:?}")
+        };
         assert_eq!((r.restart_count, r.backoff_ms), (1, 10_100));
         assert_eq!(r.last_reason, ExitReason::OomKilled);
     }
@@ -222,10 +234,17 @@ mod tests {
         let mut l = Lifecycle::default();
         let c = container(0);
         l.started(10, &c, 7, at(0), false);
-        let e = l.exited(10, &c, &end(7, 100, None, Some(137), true)).unwrap();
-        assert_eq!((e.exit_code, e.signal, e.reason), (137, None, ExitReason::OomKilled));
+        let e = l
+            .exited(10, &c, &end(7, 100, None, Some(137), true))
+            .unwrap();
+        assert_eq!(
+            (e.exit_code, e.signal, e.reason),
+            (137, None, ExitReason::OomKilled)
+        );
         l.started(12, &c, 8, at(200), false);
-        let e = l.exited(12, &c, &end(8, 300, None, Some(0), false)).unwrap();
+        let e = l
+            .exited(12, &c, &end(8, 300, None, Some(0), false))
+            .unwrap();
         assert_eq!(e.reason, ExitReason::Completed);
     }
 
@@ -239,7 +258,9 @@ mod tests {
         assert_eq!(l.started(11, &container(1), 8, at(300), false).len(), 1);
         let found = l.started(12, &container(2), 9, at(400), true);
         assert_eq!(found.len(), 1);
-        let Body::ContainerStart(s) = &found[0] else { panic!() };
+        let Body::ContainerStart(s) = &found[0] else {
+            panic!()
+        };
         assert!(s.discovered);
     }
 }

@@ -17,11 +17,11 @@ use oom_tracer_common::decode::{DecodeError, RawEvent, decode};
 use tokio::time::MissedTickBehavior;
 
 mod enrich;
-pub mod kernel;
+pub(crate) mod kernel;
 mod lifecycle;
-pub mod translate;
+pub(crate) mod translate;
 
-pub use kernel::Kernel;
+pub(crate) use kernel::Kernel;
 use lifecycle::{Ending, Lifecycle};
 use translate::{Translator, memcg_of};
 
@@ -41,7 +41,7 @@ use crate::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub(crate) enum PipelineError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -49,7 +49,7 @@ pub enum PipelineError {
 }
 
 /// How [`Pipeline::trace_until`] ended.
-pub enum Until<T> {
+pub(crate) enum Until<T> {
     /// The future completed.
     Done(T),
     /// A stop signal came first (its name).
@@ -60,7 +60,7 @@ pub enum Until<T> {
 /// are written without one).
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
-pub struct Pipeline<K, P> {
+pub(crate) struct Pipeline<K, P> {
     kernel: K,
     translator: Translator,
     pods: P,
@@ -77,7 +77,7 @@ pub struct Pipeline<K, P> {
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// `policy`: the kubelet back-off `cycle` records compare restarts with.
-    pub fn new(
+    pub(crate) fn new(
         kernel: K,
         translator: Translator,
         pods: P,
@@ -103,17 +103,21 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Ticks `health` (liveness) on every pump.
-    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+    pub(crate) fn with_health(mut self, health: Arc<Health>) -> Self {
         self.health = Some(health);
         self
     }
 
-    pub fn pods(&mut self) -> &mut P {
+    pub(crate) fn pods(&mut self) -> &mut P {
         &mut self.pods
     }
 
     /// The `start` record.
-    pub fn start(&mut self, mode: Mode, cgroup_version: Option<CgroupVersion>) -> Result<(), PipelineError> {
+    pub(crate) fn start(
+        &mut self,
+        mode: Mode,
+        cgroup_version: Option<CgroupVersion>,
+    ) -> Result<(), PipelineError> {
         let start = Start {
             version: env!("CARGO_PKG_VERSION").into(),
             mode,
@@ -127,7 +131,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Drains the ring buffer through every stage, then reports new losses.
-    pub async fn pump(&mut self) -> Result<(), PipelineError> {
+    pub(crate) async fn pump(&mut self) -> Result<(), PipelineError> {
         let mut events = Vec::new();
         let mut bad = Vec::new();
         self.kernel.drain(&mut |bytes| match decode(bytes) {
@@ -220,7 +224,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// A userspace record (run's back-off, say), after the kernel's records
     /// so far, so the output stays in time order.
-    pub async fn emit(&mut self, body: impl Into<Body>) -> Result<(), PipelineError> {
+    pub(crate) async fn emit(&mut self, body: impl Into<Body>) -> Result<(), PipelineError> {
         self.pump().await?;
         let now = self.translator.now();
         self.write(&mut Record::new(now, body), 0)
@@ -301,7 +305,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Traces until `until` completes or a stop signal arrives: the ring
     /// buffer is drained when the kernel wakes the reader (OOM kills) and
     /// every 100 ms (bulk records).
-    pub async fn trace_until<F: Future>(
+    pub(crate) async fn trace_until<F: Future>(
         &mut self,
         signals: &mut Signals,
         until: F,
@@ -321,7 +325,11 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// The last records: a `cycle` for every attempt not reported yet, then
     /// `stop` with the totals and why.
-    pub async fn stop(&mut self, reason: StopReason, restarts: u32) -> Result<(), PipelineError> {
+    pub(crate) async fn stop(
+        &mut self,
+        reason: StopReason,
+        restarts: u32,
+    ) -> Result<(), PipelineError> {
         self.pump().await?;
         let now = self.translator.now();
         for c in self.analysis.finish() {
@@ -346,14 +354,14 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Traces cgroup `id` at `path` and below, and reports the mkdir and
     /// rmdir of cgroups there.
-    pub fn watch(&mut self, id: u64, path: &str) -> Result<(), PipelineError> {
+    pub(crate) fn watch(&mut self, id: u64, path: &str) -> Result<(), PipelineError> {
         self.kernel.watch(id)?;
         self.translator.index.insert(id, path);
         self.translator.watch_path(path);
         Ok(())
     }
 
-    pub fn unwatch(&mut self, id: u64) {
+    pub(crate) fn unwatch(&mut self, id: u64) {
         self.kernel.unwatch(id);
     }
 
@@ -372,13 +380,13 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Whether a cgroup under which pods live is watched.
-    pub fn has_pod_roots(&self) -> bool {
+    pub(crate) fn has_pod_roots(&self) -> bool {
         !self.roots.is_empty()
     }
 
     /// Looks for new pod roots (the kubelet may start after the agent) and
     /// re-reads the metadata sources.
-    pub async fn rescan(&mut self) {
+    pub(crate) async fn rescan(&mut self) {
         self.translator.index.scan();
         let roots: Vec<(u64, String)> = self
             .translator
@@ -396,7 +404,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Containers already running: found in the cgroup tree, reported with
     /// `discovered: true`, their lowest pid taken as the main process.
     /// Returns how many.
-    pub async fn discover(&mut self) -> Result<usize, PipelineError> {
+    pub(crate) async fn discover(&mut self) -> Result<usize, PipelineError> {
         self.pods.refresh().await;
         let Some(h) = self.translator.index.hierarchy().cloned() else {
             return Ok(0);
@@ -431,7 +439,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// `run` spawned `pid` into container `c`'s cgroup `id`. Its exec
     /// record normally started the container already; this covers a
     /// skipped exec hook.
-    pub async fn spawned(&mut self, id: u64, pid: u32) -> Result<(), PipelineError> {
+    pub(crate) async fn spawned(&mut self, id: u64, pid: u32) -> Result<(), PipelineError> {
         self.pump().await?;
         if !self.lifecycle.is_tracked(id) {
             let now = self.translator.now();
@@ -443,7 +451,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// `run` reaped the main process of the container in cgroup `id`. Its
     /// exit record normally ended the container already; this covers a
     /// skipped exit hook. Returns the container's exit reason.
-    pub async fn reaped(
+    pub(crate) async fn reaped(
         &mut self,
         id: u64,
         signal: Option<u32>,
@@ -466,7 +474,11 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// `run` restarts container `next` (after its back-off): the `restart`
     /// record. The new container's start is then not a restart again.
-    pub async fn restarted(&mut self, restart: Restart, next: &Container) -> Result<(), PipelineError> {
+    pub(crate) async fn restarted(
+        &mut self,
+        restart: Restart,
+        next: &Container,
+    ) -> Result<(), PipelineError> {
         self.lifecycle.restart_reported(next);
         self.emit(restart).await
     }

@@ -1,11 +1,6 @@
 //! The pipeline with a fake kernel and fake pods: every stage, in order,
 //! and the three places where `run` and `agent` used to disagree.
-use std::{
-    cell::RefCell,
-    collections::VecDeque,
-    rc::Rc,
-    sync::Arc,
-};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc};
 
 use oom_tracer_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, SI_KERNEL, SignalEvent, TaskInfo,
@@ -34,9 +29,8 @@ struct FakeKernel {
 impl FakeKernel {
     fn push<T: Copy>(&mut self, ev: &T) {
         // SAFETY: the ABI structs are plain `#[repr(C)]` data.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((ev as *const T).cast::<u8>(), size_of::<T>())
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((ev as *const T).cast::<u8>(), size_of::<T>()) };
         self.ring.push_back(bytes.to_vec());
     }
 }
@@ -161,7 +155,7 @@ fn header(kind: EventKind, ms: u64) -> EventHeader {
 }
 
 fn task(pid: u32, memcg: u64) -> TaskInfo {
-    crate::pipeline::translate::tests::task(pid, memcg)
+    translate::tests::task(pid, memcg)
 }
 
 fn run_to_completion<F: Future>(f: F) -> F::Output {
@@ -186,7 +180,7 @@ fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
         code: SI_KERNEL,
         ..Default::default()
     });
-    let mut oom = crate::pipeline::translate::tests::oom_event(8, CTR, CTR);
+    let mut oom = translate::tests::oom_event(8, CTR, CTR);
     oom.hdr = header(EventKind::Oom, 5);
     k.push(&oom);
     k.push(&ExitEvent {
@@ -210,7 +204,9 @@ fn records_flow_through_every_stage_in_order() {
         p.start(Mode::Agent, Some(CgroupVersion::V1)).unwrap();
         oom_then_exit(&mut p.kernel, 9);
         p.pump().await.unwrap();
-        p.stop(StopReason::Signal("SIGTERM".into()), 0).await.unwrap();
+        p.stop(StopReason::Signal("SIGTERM".into()), 0)
+            .await
+            .unwrap();
     });
     assert_eq!(
         out.events(),
@@ -250,7 +246,10 @@ fn a_main_process_exiting_137_after_an_oom_kill_is_oomkilled() {
     assert_eq!(exit["exit_code"], 137);
     assert!(exit["signal"].is_null());
     assert_eq!(exit["reason"], "OOMKilled");
-    assert_eq!(exit["verdict"], "memcg_oom", "a parent reporting its child's kill");
+    assert_eq!(
+        exit["verdict"], "memcg_oom",
+        "a parent reporting its child's kill"
+    );
 }
 
 /// The agent's `lost` record used to say `read_errors: 0` whatever the
@@ -276,8 +275,20 @@ fn lost_records_carry_every_count() {
         .cloned()
         .collect();
     assert_eq!(lost.len(), 2, "one per change: {lost:?}");
-    assert_eq!((lost[0]["ringbuf_full"].as_u64(), lost[0]["read_errors"].as_u64()), (Some(3), Some(2)));
-    assert_eq!((lost[1]["ringbuf_full"].as_u64(), lost[1]["read_errors"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        (
+            lost[0]["ringbuf_full"].as_u64(),
+            lost[0]["read_errors"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (
+            lost[1]["ringbuf_full"].as_u64(),
+            lost[1]["read_errors"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
 }
 
 /// Malformed ring-buffer records are dropped, counted, reported in `lost`
@@ -295,11 +306,17 @@ fn decode_errors_reach_the_records_and_the_metric() {
             task: task(7, CTR),
         });
         p.pump().await.unwrap();
-        p.stop(StopReason::Signal("SIGINT".into()), 0).await.unwrap();
+        p.stop(StopReason::Signal("SIGINT".into()), 0)
+            .await
+            .unwrap();
     });
     assert_eq!(out.last("lost")["decode_errors"], 2);
     assert_eq!(out.last("stop")["decode_errors"], 2);
-    assert_eq!(out.last("exec")["comm"], "stress", "good records still flow");
+    assert_eq!(
+        out.last("exec")["comm"],
+        "stress",
+        "good records still flow"
+    );
     let s = testing::parse(&metrics.encode());
     assert_eq!(
         testing::value(&s, "oom_tracer_decode_errors_total", &[]),
@@ -334,7 +351,13 @@ fn the_accessor_decides_what_is_reported() {
         p.kernel.push(&mkdir);
         p.pump().await.unwrap();
     });
-    let execs: Vec<_> = out.0.borrow().iter().filter(|r| r["event"] == "exec").cloned().collect();
+    let execs: Vec<_> = out
+        .0
+        .borrow()
+        .iter()
+        .filter(|r| r["event"] == "exec")
+        .cloned()
+        .collect();
     assert_eq!(execs.len(), 1, "the sandbox's exec is dropped");
     assert_eq!(execs[0]["pid"], 10);
     assert!(execs[0]["pod"].is_null());

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::schema::{ContainerRef, PodRef};
 
 /// Sockets tried when none is configured, in order.
-pub const DEFAULT_SOCKETS: [&str; 4] = [
+pub(crate) const DEFAULT_SOCKETS: [&str; 4] = [
     "/run/containerd/containerd.sock",
     "/var/run/crio/crio.sock",
     "/run/k3s/containerd/containerd.sock",
@@ -30,7 +30,7 @@ const CONTAINER_NAME: &str = "io.kubernetes.container.name";
 const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 
 #[derive(Debug, thiserror::Error)]
-pub enum CriError {
+pub(crate) enum CriError {
     #[error("no CRI socket found (tried {tried})")]
     NoSocket { tried: String },
     #[error("connecting to the CRI socket {socket}")]
@@ -52,20 +52,20 @@ pub enum CriError {
 
 /// What the runtime knows now.
 #[derive(Debug, Default, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Pod sandbox (pause container) ids.
     pub sandboxes: HashMap<String, PodRef>,
     /// Container id → its pod and itself.
     pub containers: HashMap<String, (PodRef, ContainerRef)>,
 }
 
-pub struct Cri {
+pub(crate) struct Cri {
     socket: PathBuf,
     client: Option<RuntimeServiceClient<Channel>>,
 }
 
 /// The configured socket, or the first default that exists.
-pub fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
+pub(crate) fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
     if let Some(p) = configured {
         return Ok(p.to_owned());
     }
@@ -81,14 +81,14 @@ pub fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Cri {
-    pub fn new(socket: PathBuf) -> Self {
+    pub(crate) fn new(socket: PathBuf) -> Self {
         Self {
             socket,
             client: None,
         }
     }
 
-    pub fn socket(&self) -> &Path {
+    pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 
@@ -122,7 +122,7 @@ impl Cri {
 
     /// Lists every sandbox and container; drops the connection on error so
     /// the next call reconnects (the runtime may have restarted).
-    pub async fn snapshot(&mut self) -> Result<Snapshot, CriError> {
+    pub(crate) async fn snapshot(&mut self) -> Result<Snapshot, CriError> {
         let r = self.snapshot_inner().await;
         if r.is_err() {
             self.client = None;

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Container, Learned, PodAccessor};
 
 #[derive(Debug, Default)]
-pub struct FakePods {
+pub(crate) struct FakePods {
     pub containers: HashMap<u64, Container>,
     pub ignored: HashSet<u64>,
     pub roots: Vec<String>,

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use super::{Container, Learned, PodAccessor};
 
 #[derive(Debug, Default)]
-pub struct FixedPod {
+pub(crate) struct FixedPod {
     containers: HashMap<u64, Container>,
 }
 
 impl FixedPod {
     /// Registers the container whose memory cgroup is `id`.
-    pub fn add(&mut self, id: u64, c: Container) {
+    pub(crate) fn add(&mut self, id: u64, c: Container) {
         self.containers.insert(id, c);
     }
 }

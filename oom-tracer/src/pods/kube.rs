@@ -14,7 +14,7 @@ use kube::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum KubeError {
+pub(crate) enum KubeError {
     #[error("no Kubernetes API configuration (not in a cluster, no KUBECONFIG)")]
     NoConfig(#[source] kube::config::InferConfigError),
     #[error("reading kubeconfig {path}")]
@@ -29,7 +29,7 @@ pub enum KubeError {
 
 /// What the API says about one container of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ApiContainer {
+pub(crate) struct ApiContainer {
     pub name: String,
     pub restart_count: Option<i32>,
     pub memory_limit: Option<String>,
@@ -42,7 +42,7 @@ pub struct ApiContainer {
 
 /// A pod as the agent needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiPod {
+pub(crate) struct ApiPod {
     pub namespace: String,
     pub name: String,
     pub uid: String,
@@ -55,11 +55,11 @@ pub struct ApiPod {
 }
 
 /// `containerd://abc` → `abc`.
-pub fn strip_scheme(id: &str) -> &str {
+pub(crate) fn strip_scheme(id: &str) -> &str {
     id.split_once("://").map_or(id, |(_, rest)| rest)
 }
 
-pub fn api_pod(p: &Pod) -> Option<ApiPod> {
+pub(crate) fn api_pod(p: &Pod) -> Option<ApiPod> {
     let md = &p.metadata;
     let uid = md.uid.clone()?;
     let mut by_name = BTreeMap::new();
@@ -134,7 +134,7 @@ pub fn api_pod(p: &Pod) -> Option<ApiPod> {
 }
 
 /// A running reflector over this node's pods.
-pub struct KubeSource {
+pub(crate) struct KubeSource {
     store: reflector::Store<Pod>,
     client: Client,
     _task: tokio::task::JoinHandle<()>,
@@ -143,7 +143,7 @@ pub struct KubeSource {
 impl KubeSource {
     /// Starts the reflector. `kubeconfig`: a file, else in-cluster config
     /// or $KUBECONFIG (kube's usual inference).
-    pub async fn start(
+    pub(crate) async fn start(
         node: Option<&str>,
         kubeconfig: Option<&std::path::Path>,
     ) -> Result<Self, KubeError> {
@@ -200,11 +200,11 @@ impl KubeSource {
     }
 
     /// The API client, for the Events sink.
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }
 
-    pub fn pod(&self, uid: &str) -> Option<ApiPod> {
+    pub(crate) fn pod(&self, uid: &str) -> Option<ApiPod> {
         self.store
             .state()
             .iter()

@@ -9,16 +9,16 @@
 //! - tests: `fake::FakePods`.
 use crate::schema::{ContainerRef, PodRef};
 
-pub mod cri;
+pub(crate) mod cri;
 #[cfg(test)]
-pub mod fake;
-pub mod fixed;
-pub mod kube;
-pub mod node;
+pub(crate) mod fake;
+pub(crate) mod fixed;
+pub(crate) mod kube;
+pub(crate) mod node;
 
 /// What records of a container's cgroup are enriched with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
+pub(crate) struct Container {
     pub pod: PodRef,
     pub container: ContainerRef,
     /// The container's memory cgroup, relative to the hierarchy's root.
@@ -33,7 +33,7 @@ pub struct Container {
 
 /// What a cgroup turned out to be when it was first seen with a process in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Learned {
+pub(crate) enum Learned {
     /// A container: [`PodAccessor::container`] now answers for it.
     Container,
     /// A pod sandbox (pause) or a runtime helper: its records are dropped.
@@ -44,7 +44,7 @@ pub enum Learned {
 }
 
 /// The one lookup interface of enrichment.
-pub trait PodAccessor {
+pub(crate) trait PodAccessor {
     /// The container in memory cgroup `id`, if one is known. Metadata a
     /// source learnt since the container was first seen (names the API
     /// writes only after the start) is filled in here.
@@ -69,7 +69,7 @@ pub trait PodAccessor {
 
 /// Whether two pod uids are the same pod. Static pods have a 32-hex hash
 /// as uid that the cgroup path parser writes in dashed form.
-pub fn same_uid(a: &str, b: &str) -> bool {
+pub(crate) fn same_uid(a: &str, b: &str) -> bool {
     a.len() >= 32
         && a.bytes()
             .filter(|&c| c != b'-')

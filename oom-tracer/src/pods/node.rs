@@ -26,7 +26,7 @@ const CRI_REFRESH: Duration = Duration::from_millis(500);
 const CRI_REFRESH_NEW: Duration = Duration::from_millis(20);
 
 /// cgroup directory names that root the kubelet's pods.
-pub fn is_kubepods_root(path: &str) -> bool {
+pub(crate) fn is_kubepods_root(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or("");
     matches!(
         last,
@@ -70,7 +70,7 @@ impl SourceState {
     }
 }
 
-pub struct NodePods {
+pub(crate) struct NodePods {
     hierarchy: MemoryHierarchy,
     cri: Option<Cri>,
     cri_state: SourceState,
@@ -82,7 +82,11 @@ pub struct NodePods {
 }
 
 impl NodePods {
-    pub fn new(hierarchy: MemoryHierarchy, cri: Option<Cri>, kube: Option<KubeSource>) -> Self {
+    pub(crate) fn new(
+        hierarchy: MemoryHierarchy,
+        cri: Option<Cri>,
+        kube: Option<KubeSource>,
+    ) -> Self {
         Self {
             hierarchy,
             cri,
@@ -95,11 +99,11 @@ impl NodePods {
         }
     }
 
-    pub fn has_cri(&self) -> bool {
+    pub(crate) fn has_cri(&self) -> bool {
         self.cri.is_some()
     }
 
-    pub fn has_kube(&self) -> bool {
+    pub(crate) fn has_kube(&self) -> bool {
         self.kube.is_some()
     }
 

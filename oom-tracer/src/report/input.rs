@@ -11,7 +11,7 @@ use super::{
 };
 use crate::schema::Record;
 
-pub fn read(input: impl BufRead) -> std::io::Result<Report> {
+pub(super) fn read(input: impl BufRead) -> std::io::Result<Report> {
     let mut report = Report::default();
     let mut drawn: Vec<Record> = Vec::new();
     for line in input.split(b'\n') {
@@ -40,6 +40,6 @@ pub fn read(input: impl BufRead) -> std::io::Result<Report> {
 
 /// Builds the model from text (tests).
 #[cfg(test)]
-pub fn from_str(s: &str) -> Report {
+pub(super) fn from_str(s: &str) -> Report {
     read(s.as_bytes()).expect("reading from memory")
 }

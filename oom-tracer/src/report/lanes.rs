@@ -419,7 +419,10 @@ fn gaps(attempts: &[Attempt], end_s: f64) -> Vec<Gap> {
 }
 
 /// Limit lines: what the records name, then alloc limits that match none.
-fn limit_lines(explicit: &BTreeSet<(LimitKind, u64)>, from_allocs: &BTreeSet<u64>) -> Vec<LimitLine> {
+fn limit_lines(
+    explicit: &BTreeSet<(LimitKind, u64)>,
+    from_allocs: &BTreeSet<u64>,
+) -> Vec<LimitLine> {
     let drawable = |b: u64| b > 0 && b < UNLIMITED;
     let mut limits: Vec<LimitLine> = explicit
         .iter()

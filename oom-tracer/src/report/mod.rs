@@ -20,7 +20,7 @@ use std::{
 use crate::{cli::ReportArgs, schema::SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum ReportError {
     },
 }
 
-pub fn run(args: &ReportArgs) -> Result<(), ReportError> {
+pub(crate) fn run(args: &ReportArgs) -> Result<(), ReportError> {
     let report = read(&args.input)?;
     if report.skipped > 0 {
         tracing::warn!(

@@ -13,7 +13,7 @@ pub(super) const MIB: f64 = (1u64 << 20) as f64;
 
 /// Everything the picture needs, times in seconds since the first record.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(super) struct Report {
     pub lanes: Vec<Lane>,
     /// Records with a valid envelope (any event).
     pub records: usize,
@@ -29,7 +29,7 @@ pub struct Report {
 
 /// One container: all its attempts (restarts share a lane).
 #[derive(Debug, Clone)]
-pub struct Lane {
+pub(super) struct Lane {
     /// `namespace/pod/container`, or `cgroup:<path>` without Kubernetes identity.
     pub key: String,
     /// For people: `namespace/pod · container`, or the cgroup path.
@@ -52,7 +52,7 @@ pub struct Lane {
 
 impl Lane {
     /// The largest memory value drawn (usage, kills, limits), in MiB.
-    pub fn max_mib(&self) -> f64 {
+    pub(super) fn max_mib(&self) -> f64 {
         let usage = self
             .attempts
             .iter()
@@ -67,7 +67,7 @@ impl Lane {
 
 /// One run of the container (a restart starts a new one).
 #[derive(Debug, Clone, Default)]
-pub struct Attempt {
+pub(super) struct Attempt {
     /// The container id, when the records had one.
     pub id: Option<String>,
     /// Kubernetes' restart count of this attempt.
@@ -91,20 +91,20 @@ pub struct Attempt {
 
 /// A process's anonymous RSS over time: (seconds, MiB).
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(super) struct Series {
     pub pid: u64,
     pub points: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
+pub(super) struct Backoff {
     pub at_s: f64,
     pub backoff_ms: Option<u64>,
     pub next_restart_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LimitKind {
+pub(super) enum LimitKind {
     Container,
     Pod,
     Ancestor,
@@ -113,14 +113,14 @@ pub enum LimitKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitLine {
+pub(super) struct LimitLine {
     pub bytes: u64,
     pub kind: LimitKind,
 }
 
 impl LimitLine {
     /// `limit 50Mi`, `pod limit 100Mi`.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         let q = crate::quantity::format_bytes(self.bytes);
         match self.kind {
             LimitKind::Container | LimitKind::Unknown => format!("limit {q}"),
@@ -132,7 +132,7 @@ impl LimitLine {
 
 /// The OOM killer picked a victim in this container.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Kill {
+pub(super) struct Kill {
     pub t: f64,
     /// The memcg's usage at the kill (else the victim's anonymous RSS, else
     /// the last usage seen), MiB.
@@ -146,7 +146,7 @@ pub struct Kill {
 
 impl Kill {
     /// `OOM kill stress (pid 31810)`: the marker's text.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         let mut s = String::from("OOM kill");
         if let Some(c) = &self.comm {
             s.push(' ');
@@ -163,7 +163,7 @@ impl Kill {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExitMark {
+pub(super) struct ExitMark {
     pub t: f64,
     /// 128 + signal for a killed process.
     pub code: Option<i64>,
@@ -175,7 +175,7 @@ pub struct ExitMark {
 /// after the last attempt, to the announced restart time or the end of the
 /// records).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Gap {
+pub(super) struct Gap {
     pub start_s: f64,
     pub end_s: f64,
     pub backoff_ms: Option<u64>,
@@ -185,7 +185,7 @@ pub struct Gap {
 
 impl Gap {
     /// `10s back-off`, `300ms back-off`, or `restart` when no back-off was recorded.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self.backoff_ms {
             Some(ms) => format!(
                 "{} back-off",

@@ -17,13 +17,13 @@ use plotters::{
 
 use super::model::{Lane, LimitKind, Report};
 
-pub const WIDTH: u32 = 1280;
+pub(super) const WIDTH: u32 = 1280;
 const HEADER: u32 = 60;
 const LANE_HEIGHT: u32 = 340;
 const LEGEND_WIDTH: u32 = 230;
 /// More lanes than this make an SVG nobody can read: draw the first ones
 /// (lanes with kills first) and say how many were left out.
-pub const MAX_LANES: usize = 100;
+pub(super) const MAX_LANES: usize = 100;
 const MIB: f64 = (1u64 << 20) as f64;
 const FONT: &str = "sans-serif";
 
@@ -44,7 +44,7 @@ const GAP: RGBColor = RGBColor(120, 120, 120);
 const GAP_TEXT: RGBColor = RGBColor(80, 80, 80);
 const GRID: RGBColor = RGBColor(235, 235, 235);
 
-pub type DrawError = DrawingAreaErrorKind<std::io::Error>;
+pub(super) type DrawError = DrawingAreaErrorKind<std::io::Error>;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 fn attempt_color(i: usize) -> RGBColor {
@@ -89,7 +89,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 /// The whole picture as SVG text.
-pub fn render(report: &Report, source: &str) -> Result<String, DrawError> {
+pub(super) fn render(report: &Report, source: &str) -> Result<String, DrawError> {
     let mut order: Vec<usize> = (0..report.lanes.len()).collect();
     if order.len() > MAX_LANES {
         order.sort_by_key(|&i| report.lanes[i].kills.is_empty());
@@ -127,7 +127,12 @@ pub fn render(report: &Report, source: &str) -> Result<String, DrawError> {
     Ok(buf)
 }
 
-fn draw_header(area: &Area, report: &Report, source: &str, drawn: usize) -> Result<(), DrawError> {
+fn draw_header(
+    area: &Area<'_>,
+    report: &Report,
+    source: &str,
+    drawn: usize,
+) -> Result<(), DrawError> {
     area.draw_text(
         &format!("oom-tracer report: {}", clean(source, 90)),
         &(FONT, 22).into_font().style(FontStyle::Bold).color(&BLACK),
@@ -184,7 +189,7 @@ impl Scale {
 }
 
 /// One container: its chart (memory, limits, gaps, exits, kills) and its legend.
-fn draw_lane(area: &Area, lane: &Lane, x_max: f64) -> Result<(), DrawError> {
+fn draw_lane(area: &Area<'_>, lane: &Lane, x_max: f64) -> Result<(), DrawError> {
     let (plot, legend) = area.split_horizontally(WIDTH - LEGEND_WIDTH);
     let y_max = {
         let m = lane.max_mib() * 1.2;
@@ -366,11 +371,18 @@ fn draw_kills(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), Dr
         } else {
             (-10, HPos::Right)
         };
-        let span = |w: i32| if right_side { (x + 10, x + 10 + w) } else { (x - 10 - w, x - 10) };
+        let span = |w: i32| {
+            if right_side {
+                (x + 10, x + 10 + w)
+            } else {
+                (x - 10 - w, x - 10)
+            }
+        };
         let full = clean(&k.label(), 60);
         let short = "OOM kill".to_owned();
         let (fs, fl) = (span(text_width(&full, 13)), span(text_width(&short, 13)));
-        let beside = |t: String| Text::new(t, (dx, -6), font(13, KILL).pos(Pos::new(h, VPos::Bottom)));
+        let beside =
+            |t: String| Text::new(t, (dx, -6), font(13, KILL).pos(Pos::new(h, VPos::Bottom)));
         let text = if room.take(fs.0, fs.1) {
             beside(full)
         } else if room.take(fl.0, fl.1) {
@@ -413,11 +425,11 @@ fn text_width(s: &str, size: u32) -> i32 {
 }
 
 /// The key, drawn by hand beside the chart so it never hides data.
-fn draw_legend(area: &Area, lane: &Lane) -> Result<(), DrawError> {
+fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
     const X: i32 = 8;
     const STEP: i32 = 22;
     let mut y = 48;
-    let text = |area: &Area, s: &str, y: i32| {
+    let text = |area: &Area<'_>, s: &str, y: i32| {
         area.draw(&Text::new(
             s.to_owned(),
             (X + 34, y),

@@ -7,7 +7,9 @@
 //! The records come from the one pipeline (`crate::pipeline`); `run`'s own
 //! part is where containers come from: it registers each container with
 //! its [`FixedPod`] before starting the workload.
-use std::{ffi::OsString, os::unix::process::ExitStatusExt as _, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    ffi::OsString, os::unix::process::ExitStatusExt as _, path::PathBuf, sync::Arc, time::Duration,
+};
 
 mod workload;
 
@@ -41,7 +43,7 @@ use crate::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -68,7 +70,7 @@ pub enum RunError {
 
 type RunPipeline = Pipeline<Tracer, FixedPod>;
 
-pub async fn run(args: RunArgs) -> Result<(), RunError> {
+pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let command = workload(&args)?;
     let mut signals = Signals::install()?;
     let mut sinks = Sinks::new().with(Stdout::new(args.output.format_or(Format::Json)));
@@ -176,7 +178,10 @@ impl LocalKubelet<'_> {
             }
             let delay = backoff.next_delay(ran);
             let next = self.container(&pod, pods, self.restarts + 1);
-            if let Some(signal) = self.back_off(&container, &next, delay, reason, signals).await? {
+            if let Some(signal) = self
+                .back_off(&container, &next, delay, reason, signals)
+                .await?
+            {
                 return Ok(StopReason::Signal(signal.into()));
             }
             self.restarts += 1;

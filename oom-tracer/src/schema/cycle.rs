@@ -5,7 +5,7 @@ use super::{ExitReason, Timestamp, Trigger, Verdict, Victim, oom::OomKind};
 
 /// The allocation ramp of one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Ramp {
+pub(crate) struct Ramp {
     pub started_at: Timestamp,
     pub first_rss_bytes: u64,
     pub peak_rss_bytes: u64,
@@ -18,7 +18,7 @@ pub struct Ramp {
 
 /// The first OOM of an attempt, with every victim it took.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Incident {
+pub(crate) struct Incident {
     pub kind: OomKind,
     pub at: Timestamp,
     pub trigger: Trigger,
@@ -29,7 +29,7 @@ pub struct Incident {
 
 /// How the attempt ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CycleExit {
+pub(crate) struct CycleExit {
     pub at: Timestamp,
     pub exit_code: i32,
     pub signal: Option<i32>,
@@ -40,7 +40,7 @@ pub struct CycleExit {
 
 /// The restart after the attempt, against the kubelet's schedule.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CycleRestart {
+pub(crate) struct CycleRestart {
     pub restart_count: u32,
     pub observed_backoff_ms: u64,
     /// What the kubelet's schedule (--backoff-initial/-max/-reset) predicts.

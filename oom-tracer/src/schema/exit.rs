@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 /// Why a process died of SIGKILL or exited with 137 (see `analyse::verdict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The memory-cgroup OOM killer chose this process.
     MemcgOom,
     /// The system-wide OOM killer chose it.
@@ -17,14 +17,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Self; 4] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 4] = [
         Self::MemcgOom,
         Self::GlobalOom,
         Self::SigkillOther,
         Self::Exit137NoOom,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::MemcgOom => "memcg_oom",
             Self::GlobalOom => "global_oom",
@@ -36,7 +37,7 @@ impl Verdict {
 
 /// The sender of the SIGKILL that killed a process, when it was not the OOM killer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KilledBy {
+pub(crate) struct KilledBy {
     pub pid: u32,
     pub comm: String,
     pub from_kernel: bool,
@@ -44,7 +45,7 @@ pub struct KilledBy {
 
 /// Kubernetes' reason for a container's end (`lastState.terminated.reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ExitReason {
+pub(crate) enum ExitReason {
     /// An OOM kill happened in the container (the runtime's rule).
     #[serde(rename = "OOMKilled")]
     OomKilled,
@@ -55,7 +56,7 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::OomKilled => "OOMKilled",
             Self::Error => "Error",
@@ -66,14 +67,14 @@ impl ExitReason {
 
 /// A container's state in Kubernetes' words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ContainerState {
+pub(crate) enum ContainerState {
     Running,
     CrashLoopBackOff,
     Terminated,
 }
 
 impl ContainerState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Running => "Running",
             Self::CrashLoopBackOff => "CrashLoopBackOff",

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `name` are null where no metadata source knew them (the uid comes from
 /// the cgroup path).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub struct PodRef {
+pub(crate) struct PodRef {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub uid: String,
@@ -13,7 +13,7 @@ pub struct PodRef {
 
 /// The container a record belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub struct ContainerRef {
+pub(crate) struct ContainerRef {
     pub name: Option<String>,
     pub id: String,
     pub restart_count: Option<u32>,
@@ -21,7 +21,7 @@ pub struct ContainerRef {
 
 /// A process as the kernel sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Proc {
+pub(crate) struct Proc {
     /// Thread id.
     pub pid: u32,
     /// Process id.

@@ -16,19 +16,19 @@ mod text;
 mod time;
 mod tracer;
 
-pub use cycle::{CycleExit, CycleRestart, Incident, Ramp};
-pub use exit::{ContainerState, ExitReason, KilledBy, Verdict};
-pub use ids::{ContainerRef, PodRef, Proc};
-pub use oom::{LimitLevel, Memcg, OomKind, OomSource, Trigger, Victim};
-pub use text::lossless_text;
-pub use time::Timestamp;
-pub use tracer::{CgroupVersion, HookStat, HookStatus, MissingHook, Mode, StopReason};
+pub(crate) use cycle::{CycleExit, CycleRestart, Incident, Ramp};
+pub(crate) use exit::{ContainerState, ExitReason, KilledBy, Verdict};
+pub(crate) use ids::{ContainerRef, PodRef, Proc};
+pub(crate) use oom::{LimitLevel, Memcg, OomKind, OomSource, Trigger, Victim};
+pub(crate) use text::lossless_text;
+pub(crate) use time::Timestamp;
+pub(crate) use tracer::{CgroupVersion, HookStat, HookStatus, MissingHook, Mode, StopReason};
 
 /// Bumped on any incompatible change to a record.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Record {
+pub(crate) struct Record {
     pub v: u32,
     pub time: Timestamp,
     #[serde(flatten)]
@@ -36,7 +36,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(time: Timestamp, body: impl Into<Body>) -> Self {
+    pub(crate) fn new(time: Timestamp, body: impl Into<Body>) -> Self {
         Self {
             v: SCHEMA_VERSION,
             time,
@@ -44,7 +44,7 @@ impl Record {
         }
     }
 
-    pub fn event(&self) -> &'static str {
+    pub(crate) fn event(&self) -> &'static str {
         self.body.name()
     }
 }
@@ -52,7 +52,7 @@ impl Record {
 /// Every event, by its `event` name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Body {
+pub(crate) enum Body {
     Start(Start),
     ContainerStart(ContainerStart),
     Exec(Exec),
@@ -72,7 +72,8 @@ pub enum Body {
 
 impl Body {
     /// Every event name, in the order docs/schema.md lists them.
-    pub const NAMES: [&'static str; 15] = [
+    #[cfg(test)]
+    pub(crate) const NAMES: [&'static str; 15] = [
         "start",
         "container_start",
         "exec",
@@ -90,7 +91,7 @@ impl Body {
         "stop",
     ];
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Start(_) => "start",
             Self::ContainerStart(_) => "container_start",
@@ -138,7 +139,7 @@ into_body!(
 
 /// The tracer started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Start {
+pub(crate) struct Start {
     pub version: String,
     pub mode: Mode,
     pub kernel: String,
@@ -152,7 +153,7 @@ pub struct Start {
 /// workload, or the agent saw its first process (or, `discovered`, found it
 /// running at startup).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ContainerStart {
+pub(crate) struct ContainerStart {
     pub pod: PodRef,
     pub container: ContainerRef,
     pub cgroup: String,
@@ -165,7 +166,7 @@ pub struct ContainerStart {
 
 /// A process exec'd in a traced cgroup.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Exec {
+pub(crate) struct Exec {
     #[serde(flatten)]
     pub proc: Proc,
     pub cgroup: Option<String>,
@@ -175,7 +176,7 @@ pub struct Exec {
 
 /// A process's anonymous memory grew by another step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Alloc {
+pub(crate) struct Alloc {
     #[serde(flatten)]
     pub proc: Proc,
     pub anon_rss_bytes: u64,
@@ -187,7 +188,7 @@ pub struct Alloc {
 
 /// SIGKILL generated for a traced task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Signal {
+pub(crate) struct Signal {
     pub signal: u32,
     pub si_code: i32,
     /// The kernel sent it (si_code SI_KERNEL), as the OOM killer does.
@@ -201,7 +202,7 @@ pub struct Signal {
 
 /// The kernel's OOM killer chose a victim.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct OomKill {
+pub(crate) struct OomKill {
     pub kind: OomKind,
     pub victim: Victim,
     pub trigger: Trigger,
@@ -215,7 +216,7 @@ pub struct OomKill {
 
 /// A process exited (thread-group leader).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Exit {
+pub(crate) struct Exit {
     #[serde(flatten)]
     pub proc: Proc,
     /// The signal that killed it, if one did (9 for an OOM kill).
@@ -234,7 +235,7 @@ pub struct Exit {
 
 /// The container's main process ended, in the runtime's words.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ContainerExit {
+pub(crate) struct ContainerExit {
     pub pod: PodRef,
     pub container: ContainerRef,
     /// 128 + signal for a killed process (137 for SIGKILL).
@@ -250,7 +251,7 @@ pub struct ContainerExit {
 
 /// The container waits before its restart (kubelet back-off).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub pod: PodRef,
     pub container: ContainerRef,
     /// Kubernetes' waiting reason.
@@ -261,7 +262,7 @@ pub struct Backoff {
 
 /// The container was restarted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Restart {
+pub(crate) struct Restart {
     pub pod: PodRef,
     /// The new container.
     pub container: ContainerRef,
@@ -273,7 +274,7 @@ pub struct Restart {
 /// One container attempt, analysed: after its kill → restart, and at
 /// shutdown (see `analyse::cycles`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Cycle {
+pub(crate) struct Cycle {
     pub pod: Option<PodRef>,
     pub container: Option<ContainerRef>,
     /// The container now: Running, CrashLoopBackOff, Terminated.
@@ -292,7 +293,7 @@ pub struct Cycle {
 
 /// A memory cgroup was created or removed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CgroupDir {
+pub(crate) struct CgroupDir {
     pub id: u64,
     pub path: String,
     pub level: u32,
@@ -301,7 +302,7 @@ pub struct CgroupDir {
 /// Records the kernel could not hand over, or that could not be read,
 /// since the last `lost` record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Lost {
+pub(crate) struct Lost {
     /// Dropped in the kernel: the ring buffer was full.
     pub ringbuf_full: u64,
     /// Kernel reads that failed while a record was built.
@@ -314,7 +315,7 @@ pub struct Lost {
 
 /// The tracer stopped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Stop {
+pub(crate) struct Stop {
     pub reason: StopReason,
     pub restarts: u32,
     pub oom_kills: u64,

@@ -4,14 +4,14 @@ use serde::{Deserialize, Serialize};
 /// Whether a memory cgroup hit its limit or the whole machine ran out.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
-pub enum OomKind {
+pub(crate) enum OomKind {
     Memcg,
     Global,
 }
 
 /// Which program saw the kill.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub enum OomSource {
+pub(crate) enum OomSource {
     #[serde(rename = "tp_btf/mark_victim")]
     TpBtf,
     #[serde(rename = "tracepoint/oom/mark_victim")]
@@ -20,7 +20,7 @@ pub enum OomSource {
 
 /// The process the OOM killer chose, read in the kernel at the kill.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Victim {
+pub(crate) struct Victim {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
@@ -34,7 +34,7 @@ pub struct Victim {
 
 /// The task whose allocation ran into the limit (`current` at the kill).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Trigger {
+pub(crate) struct Trigger {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
@@ -44,7 +44,7 @@ pub struct Trigger {
 /// Which limit was hit, relative to the victim's container.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
-pub enum LimitLevel {
+pub(crate) enum LimitLevel {
     Container,
     Pod,
     /// Another ancestor (a QoS class or node-level cgroup).
@@ -52,7 +52,7 @@ pub enum LimitLevel {
 }
 
 impl LimitLevel {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Container => "container",
             Self::Pod => "pod",
@@ -63,7 +63,7 @@ impl LimitLevel {
 
 /// The memory cgroup that hit its limit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Memcg {
+pub(crate) struct Memcg {
     pub id: u64,
     pub path: Option<String>,
     pub level: Option<LimitLevel>,

@@ -279,3 +279,87 @@ fn unknown_events_and_missing_fields_are_errors() {
     let partial = r#"{"v":1,"time":"2026-11-27T18:00:00.000000Z","event":"alloc","pid":1}"#;
     assert!(serde_json::from_str::<Record>(partial).is_err());
 }
+
+/// docs/schema.md: each event's and each object's table of fields.
+fn documented() -> std::collections::BTreeMap<String, Vec<String>> {
+    let doc = include_str!("../../../docs/schema.md");
+    let mut out = std::collections::BTreeMap::new();
+    let mut current: Vec<String> = Vec::new();
+    for line in doc.lines() {
+        if let Some(h) = line
+            .strip_prefix("### ")
+            .or_else(|| line.strip_prefix("#### object "))
+        {
+            current = h
+                .split(", ")
+                .map(|n| n.trim_matches('`').to_owned())
+                .collect();
+            for n in &current {
+                out.insert(n.clone(), Vec::new());
+            }
+        } else if line.starts_with("## ") {
+            current.clear();
+        } else if let Some(row) = line.strip_prefix("| `") {
+            let field = row.split('`').next().unwrap_or_default().to_owned();
+            for n in &current {
+                out.get_mut(n).unwrap().push(field.clone());
+            }
+        }
+    }
+    out
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.retain(|k| !["v", "event", "time"].contains(&k.as_str()));
+    k.sort();
+    k
+}
+
+#[test]
+fn the_documented_fields_are_the_written_ones() {
+    let doc = documented();
+    let recs: Vec<serde_json::Value> = samples()
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    for r in &recs {
+        let event = r["event"].as_str().unwrap();
+        let mut fields = doc
+            .get(event)
+            .unwrap_or_else(|| panic!("docs/schema.md has no section for {event}"))
+            .clone();
+        fields.sort();
+        assert_eq!(fields, keys(r), "docs/schema.md, event {event}");
+    }
+    let killed_by = serde_json::to_value(KilledBy {
+        pid: 1,
+        comm: "kubelet".into(),
+        from_kernel: false,
+    })
+    .unwrap();
+    let objects = [
+        ("pod", &recs[2]["pod"]),
+        ("container", &recs[2]["container"]),
+        ("process", &recs[4]["target"]),
+        ("victim", &recs[5]["victim"]),
+        ("trigger", &recs[5]["trigger"]),
+        ("memcg", &recs[5]["memcg"]),
+        ("killed_by", &killed_by),
+        ("hooks", &recs[0]["hooks"]),
+        ("missing_hook", &recs[0]["hooks"]["missing"][0]),
+        ("hook_stat", &recs[14]["hook_stats"][0]),
+        ("ramp", &recs[10]["ramp"]),
+        ("incident", &recs[10]["incident"]),
+        ("cycle_exit", &recs[10]["exit"]),
+        ("cycle_restart", &recs[10]["restart"]),
+    ];
+    for (name, v) in objects {
+        let mut fields = doc
+            .get(name)
+            .unwrap_or_else(|| panic!("docs/schema.md has no object {name}"))
+            .clone();
+        fields.sort();
+        assert_eq!(fields, keys(v), "docs/schema.md, object {name}");
+    }
+}

@@ -3,7 +3,7 @@
 /// A kernel byte string as text, losslessly: invalid UTF-8 bytes become
 /// `\xNN` and a backslash becomes `\\`, so odd names never break a line and
 /// two different names never print the same.
-pub fn lossless_text(bytes: &[u8]) -> String {
+pub(crate) fn lossless_text(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {

@@ -9,29 +9,29 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// When something happened, as wall-clock time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub SystemTime);
+pub(crate) struct Timestamp(pub SystemTime);
 
 impl Timestamp {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self(SystemTime::now())
     }
 
     /// Microseconds since the epoch (0 before it).
-    pub fn micros(self) -> i64 {
+    pub(crate) fn micros(self) -> i64 {
         self.0
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
     }
 
     /// Milliseconds from `earlier` to `self`, 0 if `earlier` is later.
-    pub fn ms_since(self, earlier: Self) -> u64 {
+    pub(crate) fn ms_since(self, earlier: Self) -> u64 {
         self.0
             .duration_since(earlier.0)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// How long from `earlier` to `self`, zero if `earlier` is later.
-    pub fn since(self, earlier: Self) -> Duration {
+    pub(crate) fn since(self, earlier: Self) -> Duration {
         self.0.duration_since(earlier.0).unwrap_or_default()
     }
 }
@@ -53,7 +53,7 @@ impl fmt::Display for Timestamp {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{text:?} is not an RFC 3339 time")]
-pub struct TimeError {
+pub(crate) struct TimeError {
     text: String,
     #[source]
     source: humantime::TimestampError,
@@ -97,6 +97,9 @@ mod tests {
         assert_eq!(back.micros(), t.micros());
         assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{s}\""));
         assert!("yesterday".parse::<Timestamp>().is_err());
-        assert_eq!(Timestamp(UNIX_EPOCH).to_string(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp(UNIX_EPOCH).to_string(),
+            "1970-01-01T00:00:00.000000Z"
+        );
     }
 }

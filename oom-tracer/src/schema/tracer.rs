@@ -6,13 +6,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// `oom-tracer run` or `oom-tracer agent`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     Run,
     Agent,
 }
 
 impl Mode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Run => "run",
             Self::Agent => "agent",
@@ -23,13 +23,13 @@ impl Mode {
 /// The memory controller's cgroup version.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum CgroupVersion {
+pub(crate) enum CgroupVersion {
     V1,
     V2,
 }
 
 impl CgroupVersion {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::V1 => "v1",
             Self::V2 => "v2",
@@ -39,20 +39,20 @@ impl CgroupVersion {
 
 /// The tracer's hooks, as attached at startup.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HookStatus {
+pub(crate) struct HookStatus {
     pub active: Vec<String>,
     pub missing: Vec<MissingHook>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MissingHook {
+pub(crate) struct MissingHook {
     pub hook: String,
     pub reason: String,
 }
 
 /// Kernel run time of one program over the tracer's life (bpf_stats).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HookStat {
+pub(crate) struct HookStat {
     pub program: String,
     pub run_count: u64,
     pub run_time_ns: u64,
@@ -61,7 +61,7 @@ pub struct HookStat {
 /// Why the tracer stopped. Written as `max_restarts`, `restart_policy`,
 /// `signal SIGTERM`, or `error: <what went wrong>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// `run`: `--max-restarts` reached.
     MaxRestarts,
     /// `run`: the restart policy said no more.
@@ -126,6 +126,9 @@ mod tests {
             let s = serde_json::to_string(&r).unwrap();
             assert_eq!(serde_json::from_str::<StopReason>(&s).unwrap(), r, "{s}");
         }
-        assert_eq!(StopReason::Signal("SIGINT".into()).to_string(), "signal SIGINT");
+        assert_eq!(
+            StopReason::Signal("SIGINT".into()).to_string(),
+            "signal SIGINT"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::{
 
 /// What an Event says about one OOM kill of a known pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OomEvent {
+pub(crate) struct OomEvent {
     pub namespace: String,
     pub pod: String,
     pub uid: String,
@@ -26,7 +26,7 @@ pub struct OomEvent {
 
 impl OomEvent {
     /// The Event for an `oom_kill` of a pod whose name is known.
-    pub fn of(o: &OomKill) -> Option<Self> {
+    pub(crate) fn of(o: &OomKill) -> Option<Self> {
         let pod = o.pod.as_ref()?;
         let b = format_bytes;
         let limit = match &o.memcg {
@@ -55,7 +55,7 @@ impl OomEvent {
     }
 
     /// The API object, as reported by this node's agent.
-    pub fn object(&self, node: Option<&str>, now: Time) -> Event {
+    pub(crate) fn object(&self, node: Option<&str>, now: Time) -> Event {
         Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.oom-tracer-", self.pod)),
@@ -92,14 +92,14 @@ impl OomEvent {
 }
 
 /// Posts an Event for each OOM kill of a known pod.
-pub struct KubeEvents {
+pub(crate) struct KubeEvents {
     tx: tokio::sync::mpsc::Sender<OomEvent>,
     dropped: u64,
 }
 
 impl KubeEvents {
     /// Starts the posting task on the current runtime.
-    pub fn spawn(client: Client, node: Option<String>) -> Self {
+    pub(crate) fn spawn(client: Client, node: Option<String>) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<OomEvent>(256);
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -155,7 +155,10 @@ mod tests {
             "{}",
             ev.message
         );
-        let obj = ev.object(Some("node-1"), Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let obj = ev.object(
+            Some("node-1"),
+            Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        );
         assert_eq!(obj.reason.as_deref(), Some("OOMKilled"));
         assert_eq!(obj.type_.as_deref(), Some("Warning"));
         assert_eq!(
@@ -164,6 +167,9 @@ mod tests {
         );
         let mut unnamed = o.clone();
         unnamed.pod.as_mut().unwrap().name = None;
-        assert!(OomEvent::of(&unnamed).is_none(), "no Event without a pod name");
+        assert!(
+            OomEvent::of(&unnamed).is_none(),
+            "no Event without a pod name"
+        );
     }
 }

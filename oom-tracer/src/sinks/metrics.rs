@@ -71,7 +71,7 @@ struct EventLabels {
 /// The tracer's metrics. Cheap to update from any thread; share it as
 /// `Arc<Metrics>`.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     oom_kills: Family<KillLabels, Counter>,
     container_kills: Family<KillLabels, Counter>,
@@ -89,7 +89,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let oom_kills = Family::<KillLabels, Counter>::default();
         let container_kills = Family::<KillLabels, Counter>::default();
         let restarts = Family::<ContainerLabels, Counter>::default();
@@ -156,7 +156,7 @@ impl Metrics {
     /// An OOM kill (`oom_kills_total`). `container` is empty when unknown;
     /// `verdict` is `memcg_oom` or `global_oom` (any of the verdicts is
     /// accepted).
-    pub fn oom_kill(&self, namespace: &str, pod: &str, container: &str, verdict: &str) {
+    pub(crate) fn oom_kill(&self, namespace: &str, pod: &str, container: &str, verdict: &str) {
         self.oom_kills
             .get_or_create(&kill_labels(namespace, pod, container, verdict))
             .inc();
@@ -165,14 +165,14 @@ impl Metrics {
     /// A container exit by SIGKILL or with code 137 (`container_kills_total`),
     /// whatever killed it: `memcg_oom`, `global_oom`, `sigkill_other` or
     /// `exit_137_no_oom`.
-    pub fn sigkill(&self, namespace: &str, pod: &str, container: &str, verdict: &str) {
+    pub(crate) fn sigkill(&self, namespace: &str, pod: &str, container: &str, verdict: &str) {
         self.container_kills
             .get_or_create(&kill_labels(namespace, pod, container, verdict))
             .inc();
     }
 
     /// A container restart (`container_restarts_total`).
-    pub fn restart(&self, namespace: &str, pod: &str, container: &str) {
+    pub(crate) fn restart(&self, namespace: &str, pod: &str, container: &str) {
         self.restarts
             .get_or_create(&ContainerLabels {
                 namespace: namespace.to_owned(),
@@ -183,17 +183,17 @@ impl Metrics {
     }
 
     /// `n` more kernel events lost (`oom_tracer_lost_events_total`).
-    pub fn lost_events(&self, n: u64) {
+    pub(crate) fn lost_events(&self, n: u64) {
         self.lost_events.inc_by(n);
     }
 
     /// `n` more undecodable events (`oom_tracer_decode_errors_total`).
-    pub fn decode_errors(&self, n: u64) {
+    pub(crate) fn decode_errors(&self, n: u64) {
         self.decode_errors.inc_by(n);
     }
 
     /// Whether the program for `hook` is attached (`oom_tracer_hook_attached`).
-    pub fn hook(&self, hook: &str, attached: bool) {
+    pub(crate) fn hook(&self, hook: &str, attached: bool) {
         self.hook_attached
             .get_or_create(&HookLabels {
                 hook: hook.to_owned(),
@@ -202,7 +202,7 @@ impl Metrics {
     }
 
     /// One record emitted, by its `event` name (`oom_tracer_records_total`).
-    pub fn records(&self, event: &str) {
+    pub(crate) fn records(&self, event: &str) {
         self.records
             .get_or_create(&EventLabels {
                 event: event.to_owned(),
@@ -212,7 +212,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition (ends with `# EOF`), served with
     /// `Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8`.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail; the metric encoders only fail on
         // a writer error.
@@ -231,7 +231,7 @@ fn kill_labels(namespace: &str, pod: &str, container: &str, verdict: &str) -> Ki
 }
 
 /// The metrics as a sink: each record counts where it belongs.
-pub struct MetricsSink(pub Arc<Metrics>);
+pub(crate) struct MetricsSink(pub Arc<Metrics>);
 
 /// `namespace`, `pod`, `container` labels; empty where unknown.
 fn names<'a>(p: Option<&'a PodRef>, c: Option<&'a ContainerRef>) -> [&'a str; 3] {
@@ -289,7 +289,7 @@ impl Sink for MetricsSink {
 pub(crate) mod testing {
     use prometheus_parse::{Scrape, Value};
 
-    pub fn parse(text: &str) -> Scrape {
+    pub(crate) fn parse(text: &str) -> Scrape {
         Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parsing the exposition")
     }
 
@@ -299,7 +299,7 @@ pub(crate) mod testing {
     /// `# EOF` as a comment but keys `# TYPE` by the family name, so
     /// OpenMetrics counter samples (`foo_total` under `# TYPE foo counter`)
     /// come back as `Value::Untyped`. Both are accepted here.
-    pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = scrape.samples.iter().filter(|s| {
             s.metric == name
                 && s.labels.len() == labels.len()

@@ -5,13 +5,13 @@
 //! added where the mode builds its [`Sinks`].
 use crate::schema::Record;
 
-pub mod events;
-pub mod metrics;
+pub(crate) mod events;
+pub(crate) mod metrics;
 mod pretty;
-pub mod stdout;
+pub(crate) mod stdout;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error("writing to stdout")]
     Write(#[source] std::io::Error),
     #[error("serialising a {event} record")]
@@ -25,29 +25,29 @@ pub enum SinkError {
 /// A consumer of records. An error stops the tracer: only a sink that
 /// cannot do its job at all (stdout closed) returns one; the others log
 /// and count their troubles.
-pub trait Sink {
+pub(crate) trait Sink {
     fn write(&mut self, r: &Record) -> Result<(), SinkError>;
 }
 
 /// Every sink of one tracer, and how many records went to them.
 #[derive(Default)]
-pub struct Sinks {
+pub(crate) struct Sinks {
     sinks: Vec<Box<dyn Sink>>,
     written: u64,
 }
 
 impl Sinks {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn with(mut self, sink: impl Sink + 'static) -> Self {
+    pub(crate) fn with(mut self, sink: impl Sink + 'static) -> Self {
         self.sinks.push(Box::new(sink));
         self
     }
 
     /// Hands `r` to every sink.
-    pub fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+    pub(crate) fn write(&mut self, r: &Record) -> Result<(), SinkError> {
         self.written += 1;
         for s in &mut self.sinks {
             s.write(r)?;
@@ -56,7 +56,7 @@ impl Sinks {
     }
 
     /// Records written so far.
-    pub fn written(&self) -> u64 {
+    pub(crate) fn written(&self) -> u64 {
         self.written
     }
 }

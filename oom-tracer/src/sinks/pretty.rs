@@ -2,13 +2,11 @@
 //! Container ids are cut to 12 characters, as `crictl ps` shows them.
 use crate::{
     quantity::format_bytes as bytes,
-    schema::{
-        Alloc, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start, Stop,
-    },
+    schema::{Alloc, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start, Stop},
 };
 
 /// One readable line for `r`.
-pub fn line(r: &Record) -> String {
+pub(super) fn line(r: &Record) -> String {
     let time = r.time.to_string();
     // "2026-11-27T18:39:42.123456Z" → "18:39:42.123"
     let clock = time.get(11..23).unwrap_or(&time);
@@ -16,7 +14,7 @@ pub fn line(r: &Record) -> String {
 }
 
 /// [`line`] in an ANSI colour by event, for a terminal.
-pub fn coloured(r: &Record) -> String {
+pub(super) fn coloured(r: &Record) -> String {
     let text = line(r);
     let code = match &r.body {
         Body::OomKill(_) => "1;31",
@@ -112,7 +110,12 @@ fn alloc(a: &Alloc) -> String {
             bytes(l),
             a.anon_rss_bytes.saturating_mul(100) / l
         ),
-        _ => format!("{}[{}] anon memory {}", p.comm, p.pid, bytes(a.anon_rss_bytes)),
+        _ => format!(
+            "{}[{}] anon memory {}",
+            p.comm,
+            p.pid,
+            bytes(a.anon_rss_bytes)
+        ),
     }
 }
 
@@ -137,7 +140,9 @@ fn oom_kill(o: &OomKill) -> String {
         Some(m) => format!(
             "{} hit its {}limit: usage {} / limit {}, failcnt {}",
             name(m.path.as_deref()),
-            m.level.map(|l| format!("{} ", l.as_str())).unwrap_or_default(),
+            m.level
+                .map(|l| format!("{} ", l.as_str()))
+                .unwrap_or_default(),
             bytes(m.usage_bytes),
             bytes(m.limit_bytes),
             m.failcnt.map_or("n/a".into(), |f| f.to_string())
@@ -268,8 +273,16 @@ mod tests {
             lines[6],
             "18:00:00.000  exit            stress[7] killed by SIGKILL (memcg_oom)"
         );
-        assert!(lines[5].contains("OOM KILL stress[7] (anon 50Mi)"), "{}", lines[5]);
-        assert!(lines[5].contains("/p/c hit its container limit"), "{}", lines[5]);
+        assert!(
+            lines[5].contains("OOM KILL stress[7] (anon 50Mi)"),
+            "{}",
+            lines[5]
+        );
+        assert!(
+            lines[5].contains("/p/c hit its container limit"),
+            "{}",
+            lines[5]
+        );
         assert!(!lines.iter().any(|l| l.contains('\x1b')));
         let id = "a".repeat(64);
         assert_eq!(short_ids(&format!("/pod/{id}/x")), "/pod/aaaaaaaaaaaa/x");

@@ -8,21 +8,21 @@ use crate::schema::Record;
 
 /// How records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// One JSON object per line (docs/schema.md).
     Json,
     /// A timeline for people.
     Pretty,
 }
 
-pub struct Stdout {
+pub(crate) struct Stdout {
     format: Format,
     colour: bool,
 }
 
 impl Stdout {
     /// Colour only for the timeline, on a terminal, without `NO_COLOR`.
-    pub fn new(format: Format) -> Self {
+    pub(crate) fn new(format: Format) -> Self {
         Self {
             format,
             colour: format == Format::Pretty

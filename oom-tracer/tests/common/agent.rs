@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{TRACER, kubelet::SOCKET};
 
 /// A running `oom-tracer agent` and what it printed.
-pub struct Agent {
+pub(crate) struct Agent {
     child: Child,
     records: Arc<Mutex<Vec<Value>>>,
     stdout: Option<std::thread::JoinHandle<()>>,
@@ -22,14 +22,14 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent on the test runtime's socket and waits until it is ready.
-    pub fn start(extra: &[&str]) -> Self {
+    pub(crate) fn start(extra: &[&str]) -> Self {
         let mut args = vec!["--cri-socket", SOCKET, "--kube-api", "off"];
         args.extend_from_slice(extra);
         Self::start_with(&args)
     }
 
     /// Starts `oom-tracer agent ARGS` and waits until it is ready.
-    pub fn start_with(args: &[&str]) -> Self {
+    pub(crate) fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(TRACER)
             .arg("agent")
             .args(args)
@@ -75,19 +75,19 @@ impl Agent {
     }
 
     /// Resident memory of the agent process, KiB.
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         s.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// SIGTERM, wait, and return every record.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub(crate) fn stop(mut self) -> Vec<Value> {
         // Let the last kernel records drain (bulk records flush every 100 ms).
         std::thread::sleep(Duration::from_millis(400));
         // SAFETY: plain syscall on our child.

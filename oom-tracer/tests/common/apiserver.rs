@@ -27,13 +27,13 @@ struct State {
     closed: bool,
 }
 
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     pub port: u16,
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
 /// A kubeconfig for an API server on 127.0.0.1:`port` (listening or not).
-pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
+pub(crate) fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
     let path = dir.join(format!("kubeconfig-{port}"));
     std::fs::write(
         &path,
@@ -61,12 +61,12 @@ fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 impl ApiServer {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_on(0)
     }
 
     /// On a given port (0: any), e.g. to come back where a stopped one was.
-    pub fn start_on(port: u16) -> Self {
+    pub(crate) fn start_on(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
@@ -86,12 +86,12 @@ impl ApiServer {
     }
 
     /// A kubeconfig that points at this server.
-    pub fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
+    pub(crate) fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
         kubeconfig_for(self.port, dir)
     }
 
     /// Adds or replaces a pod (ADDED or MODIFIED) and wakes the watchers.
-    pub fn upsert(&self, mut pod: Value) {
+    pub(crate) fn upsert(&self, mut pod: Value) {
         let (m, cv) = &*self.state;
         let mut s = m.lock().unwrap();
         s.rv += 1;
@@ -104,11 +104,11 @@ impl ApiServer {
         cv.notify_all();
     }
 
-    pub fn events_posted(&self) -> Vec<Value> {
+    pub(crate) fn events_posted(&self) -> Vec<Value> {
         self.state.0.lock().unwrap().events_posted.clone()
     }
 
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.state.0.lock().unwrap().requests.clone()
     }
 
@@ -254,7 +254,7 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
 }
 
 /// Pod JSON as the API would return it for a running container.
-pub fn pod_json(
+pub(crate) fn pod_json(
     namespace: &str,
     name: &str,
     uid: &str,

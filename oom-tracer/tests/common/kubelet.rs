@@ -17,15 +17,15 @@ use k8s_cri::v1::{
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-pub const SOCKET: &str = "/run/oom-tracer-test/containerd.sock";
-pub const STRESS_IMAGE: &str = "localhost/oom-tracer/stress:test";
+pub(crate) const SOCKET: &str = "/run/oom-tracer-test/containerd.sock";
+pub(crate) const STRESS_IMAGE: &str = "localhost/oom-tracer/stress:test";
 /// NamespaceMode NODE: host network (the test runtime has no CNI).
 const NODE: i32 = 2;
 /// ContainerState CONTAINER_EXITED.
 const EXITED: i32 = 2;
 
 /// Fails the test, naming what to run, unless the test runtime is up.
-pub fn require_runtime() {
+pub(crate) fn require_runtime() {
     super::require_root();
     assert!(
         Path::new(SOCKET).exists(),
@@ -42,7 +42,7 @@ pub fn require_runtime() {
     }
 }
 
-pub struct Pod {
+pub(crate) struct Pod {
     pub sandbox_id: String,
     pub config: PodSandboxConfig,
     pub uid: String,
@@ -50,12 +50,12 @@ pub struct Pod {
     pub namespace: String,
 }
 
-pub struct Kubelet {
+pub(crate) struct Kubelet {
     rt: RuntimeServiceClient<Channel>,
 }
 
 /// A uuid-shaped uid, unique per call.
-pub fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -72,20 +72,20 @@ pub fn new_uid() -> String {
 }
 
 /// The usual hog: 5Mi every 20 ms into a 50Mi limit.
-pub const HOG: ContainerSpec<'static> = ContainerSpec {
+pub(crate) const HOG: ContainerSpec<'static> = ContainerSpec {
     name: "hog",
     args: &["--step", "5Mi", "--interval", "20ms"],
     memory_limit: Some(50 << 20),
 };
 
-pub struct ContainerSpec<'a> {
+pub(crate) struct ContainerSpec<'a> {
     pub name: &'a str,
     pub args: &'a [&'a str],
     pub memory_limit: Option<i64>,
 }
 
 impl Kubelet {
-    pub async fn connect() -> Self {
+    pub(crate) async fn connect() -> Self {
         // The kubelet creates the QoS cgroups when it starts, before any pod.
         for qos in ["kubepods/burstable", "kubepods/besteffort"] {
             for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
@@ -110,7 +110,7 @@ impl Kubelet {
     }
 
     /// RunPodSandbox as the kubelet does it with the cgroupfs driver.
-    pub async fn run_pod(&mut self, namespace: &str, name: &str) -> Pod {
+    pub(crate) async fn run_pod(&mut self, namespace: &str, name: &str) -> Pod {
         let uid = new_uid();
         let labels: HashMap<String, String> = [
             ("io.kubernetes.pod.name", name),
@@ -163,7 +163,12 @@ impl Kubelet {
     }
 
     /// CreateContainer + StartContainer, with the kubelet's labels and attempt.
-    pub async fn start(&mut self, pod: &Pod, spec: &ContainerSpec<'_>, attempt: u32) -> String {
+    pub(crate) async fn start(
+        &mut self,
+        pod: &Pod,
+        spec: &ContainerSpec<'_>,
+        attempt: u32,
+    ) -> String {
         let mut labels = pod.config.labels.clone();
         labels.insert("io.kubernetes.container.name".into(), spec.name.into());
         let annotations: HashMap<String, String> = [(
@@ -214,7 +219,7 @@ impl Kubelet {
     }
 
     /// Polls ContainerStatus until the container exited: (exit code, reason).
-    pub async fn wait_exit(&mut self, id: &str, timeout: Duration) -> (i32, String) {
+    pub(crate) async fn wait_exit(&mut self, id: &str, timeout: Duration) -> (i32, String) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let st = self
@@ -239,7 +244,7 @@ impl Kubelet {
         }
     }
 
-    pub async fn remove_container(&mut self, id: &str) {
+    pub(crate) async fn remove_container(&mut self, id: &str) {
         let _ = self
             .rt
             .stop_container(StopContainerRequest {
@@ -255,7 +260,7 @@ impl Kubelet {
             .await;
     }
 
-    pub async fn remove_pod(&mut self, pod: &Pod) {
+    pub(crate) async fn remove_pod(&mut self, pod: &Pod) {
         let _ = self
             .rt
             .stop_pod_sandbox(StopPodSandboxRequest {
@@ -273,7 +278,7 @@ impl Kubelet {
     /// The kubelet's loop for one container: start, wait for the exit,
     /// back off (initial, doubling), restart; `starts` times in all.
     /// Returns each attempt's (container id, exit code, reason).
-    pub async fn crash_loop(
+    pub(crate) async fn crash_loop(
         &mut self,
         pod: &Pod,
         spec: &ContainerSpec<'_>,
@@ -302,7 +307,7 @@ impl Kubelet {
 /// need it: returns the pod and the container's id, exit code and reason.
 /// `started` runs once the container runs (e.g. to publish it to a
 /// stand-in API server, as the kubelet would).
-pub fn run_to_exit(
+pub(crate) fn run_to_exit(
     namespace: &str,
     name: &str,
     spec: &ContainerSpec<'_>,

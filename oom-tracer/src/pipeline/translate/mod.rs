@@ -21,7 +21,7 @@ use crate::{
     },
 };
 
-pub struct Translator {
+pub(crate) struct Translator {
     clock: BootClock,
     pub index: CgroupIndex,
     /// cgroup paths whose mkdir/rmdir are reported.
@@ -29,7 +29,7 @@ pub struct Translator {
 }
 
 /// Decodes `task->exit_code`: (signal, exit status, core dumped).
-pub fn decode_exit_code(code: u32) -> (Option<u32>, Option<u32>, bool) {
+pub(crate) fn decode_exit_code(code: u32) -> (Option<u32>, Option<u32>, bool) {
     let sig = code & 0x7f;
     let core = code & 0x80 != 0;
     if sig != 0 {
@@ -49,7 +49,7 @@ fn proc_of(t: &TaskInfo) -> Proc {
 
 /// The memory cgroup a kernel record is about (0 for none): the one its
 /// pod and container are looked up by.
-pub fn memcg_of(ev: &RawEvent) -> u64 {
+pub(crate) fn memcg_of(ev: &RawEvent) -> u64 {
     match ev {
         RawEvent::Exec(e) => e.task.memcg_id,
         RawEvent::Exit(e) => e.task.memcg_id,
@@ -64,7 +64,7 @@ pub fn memcg_of(ev: &RawEvent) -> u64 {
 }
 
 impl Translator {
-    pub fn new(clock: BootClock, index: CgroupIndex) -> Self {
+    pub(crate) fn new(clock: BootClock, index: CgroupIndex) -> Self {
         Self {
             clock,
             index,
@@ -72,16 +72,16 @@ impl Translator {
         }
     }
 
-    pub fn time(&self, boot_ns: u64) -> Timestamp {
+    pub(crate) fn time(&self, boot_ns: u64) -> Timestamp {
         Timestamp(self.clock.to_system_time(boot_ns))
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.time(BootClock::boot_now_ns())
     }
 
     /// Reports the mkdir and rmdir of cgroups at or below `path`.
-    pub fn watch_path(&mut self, path: &str) {
+    pub(crate) fn watch_path(&mut self, path: &str) {
         self.watched_paths.push(path.to_owned());
     }
 
@@ -90,7 +90,7 @@ impl Translator {
     }
 
     /// The record for `ev`, or `None` for one that only feeds the index.
-    pub fn translate(&mut self, ev: &RawEvent) -> Option<Record> {
+    pub(crate) fn translate(&mut self, ev: &RawEvent) -> Option<Record> {
         let time = self.time(ev.header().boot_ns);
         let body = match ev {
             RawEvent::Exec(e) => self.exec(e),
@@ -209,9 +209,9 @@ impl Translator {
         let path = self.index.resolve(e.oom_memcg_id);
         let failcnt = match self.index.hierarchy() {
             // v2 keeps no failcnt: memory.events `max` counts the same thing.
-            Some(h) if h.version == CgroupVersion::V2 => path
-                .as_deref()
-                .and_then(|p| read_limit_hits(h, &h.dir(p))),
+            Some(h) if h.version == CgroupVersion::V2 => {
+                path.as_deref().and_then(|p| read_limit_hits(h, &h.dir(p)))
+            }
             _ => Some(e.failcnt),
         };
         Memcg {

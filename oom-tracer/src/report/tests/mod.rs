@@ -78,9 +78,13 @@ fn complete(event: &str, fields: Value, time: &str) -> Value {
             json!({"kind": "memcg", "victim": victim, "trigger": merged(json!({"cgroup": null}), &task(f.get("trigger"))),
                    "memcg": memcg, "victim_cgroup": null, "source": "tp_btf/mark_victim", "pod": null, "container": null})
         }
-        "container_start" => json!({"cgroup": "/x", "pid": 0, "command": [], "memory_limit_bytes": null,
-                                    "pod_memory_limit_bytes": null, "discovered": false}),
-        "container_exit" => json!({"exit_code": 0, "signal": null, "reason": "Error", "verdict": null, "ran_ms": 0}),
+        "container_start" => {
+            json!({"cgroup": "/x", "pid": 0, "command": [], "memory_limit_bytes": null,
+                                    "pod_memory_limit_bytes": null, "discovered": false})
+        }
+        "container_exit" => {
+            json!({"exit_code": 0, "signal": null, "reason": "Error", "verdict": null, "ran_ms": 0})
+        }
         "backoff" => json!({"state": "CrashLoopBackOff", "backoff_ms": 0, "next_restart_at": time}),
         "restart" => json!({"restart_count": 0, "backoff_ms": 0, "last_reason": "OOMKilled"}),
         _ => json!({}),
