@@ -113,6 +113,7 @@ rm -f "$OUT_DIR"/{check.json,check.stderr,container.ndjson,container.stderr,pod.
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "uname: $(uname -a)"
+    # shellcheck source=/dev/null
     [ -r /etc/os-release ] && (. /etc/os-release && echo "os: ${PRETTY_NAME:-unknown}")
     echo "cgroup fs: $fstype"
     echo "cgroup.controllers: $controllers"
