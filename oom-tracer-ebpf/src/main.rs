@@ -18,6 +18,7 @@ mod cgroup;
 mod emit;
 mod kernel;
 mod maps;
+mod memstat;
 mod oom;
 mod sched;
 mod signal;

@@ -23,3 +23,8 @@ pub static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384
 /// Drop and error counters, indexed by `oom_tracer_common::Counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// Tasks (tgid) that asked for their memcg's statistics with
+/// `SETTINGS.probe_signal`. Filled by userspace for its startup check.
+#[map]
+pub static PROBE: HashMap<u32, u8> = HashMap::with_max_entries(16, 0);

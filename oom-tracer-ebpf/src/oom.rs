@@ -11,13 +11,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use oom_tracer_common::{
-    EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND,
-    OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID,
-    OOM_VICTIM_MEMCG, OomEvent,
+    Counter, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
+    OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
+    OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
 };
 
 use crate::{
-    emit::{WAKE, header, output},
+    emit::{WAKE, count, header},
+    maps::EVENTS,
+    memstat::read_memcg_stats,
     kernel::{
         ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
         pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
@@ -39,31 +41,130 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if !is_oom_watched(victim_css) {
         return Ok(());
     }
-    let trigger_css = task_memcg(current_task()).unwrap_or(0);
-    let mut ev = OomEvent {
-        hdr: header(EventKind::Oom),
-        victim: task_info(victim, victim_css),
-        trigger: current_info(trigger_css),
-        uid: ctx.arg(1),
-        flags: OOM_VICTIM_MEMCG | OOM_UID,
-        source: OOM_SOURCE_TP_BTF,
-        ..Default::default()
+    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
+        count(Counter::RingbufFull);
+        warn!(ctx, "ring buffer full: an OOM kill was not recorded");
+        return Ok(());
     };
-    read_victim_mm(victim, &mut ev);
-    if let Ok(signal) = read::<u64>(victim, koff!(task_signal))
-        && let Ok(adj) = read::<i16>(signal, koff!(signal_oom_score_adj))
-    {
-        ev.oom_score_adj = adj as i32;
-        ev.flags |= OOM_SCORE_ADJ;
-    }
-    find_oom_memcg(victim_css, &mut ev);
-    if !output(&ev, WAKE) {
-        warn!(
-            ctx,
-            "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid
+    let trigger_css = task_memcg(current_task()).unwrap_or(0);
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the reserved record; each field is written before the
+    // record is submitted (the statistics in `fill_stats`).
+    unsafe {
+        write_head(
+            ev,
+            OomHead {
+                hdr: header(EventKind::Oom),
+                victim: task_info(victim, victim_css),
+                trigger: current_info(trigger_css),
+                uid: ctx.arg(1),
+                flags: OOM_VICTIM_MEMCG | OOM_UID,
+                source: OOM_SOURCE_TP_BTF,
+                ..OomHead::EMPTY
+            },
         );
+        read_victim_mm(victim, &mut *ev);
+        if let Ok(signal) = read::<u64>(victim, koff!(task_signal))
+            && let Ok(adj) = read::<i16>(signal, koff!(signal_oom_score_adj))
+        {
+            (*ev).oom_score_adj = adj as i32;
+            (*ev).flags |= OOM_SCORE_ADJ;
+        }
+        let oom_css = find_oom_memcg(victim_css, &mut *ev);
+        fill_stats(ev, oom_css, victim_css);
     }
+    entry.submit(WAKE);
     Ok(())
+}
+
+/// The part of an `OomEvent` before its statistics, built on the stack
+/// (the whole record does not fit the 512-byte BPF stack).
+struct OomHead {
+    hdr: oom_tracer_common::EventHeader,
+    victim: oom_tracer_common::TaskInfo,
+    trigger: oom_tracer_common::TaskInfo,
+    uid: u32,
+    oom_score_adj: i32,
+    flags: u32,
+    source: u32,
+}
+
+impl OomHead {
+    const EMPTY: Self = Self {
+        hdr: oom_tracer_common::EventHeader {
+            kind: 0,
+            cpu: 0,
+            boot_ns: 0,
+        },
+        victim: oom_tracer_common::TaskInfo {
+            pid: 0,
+            tgid: 0,
+            memcg_id: 0,
+            comm: [0; oom_tracer_common::COMM_LEN],
+        },
+        trigger: oom_tracer_common::TaskInfo {
+            pid: 0,
+            tgid: 0,
+            memcg_id: 0,
+            comm: [0; oom_tracer_common::COMM_LEN],
+        },
+        uid: 0,
+        oom_score_adj: 0,
+        flags: 0,
+        source: 0,
+    };
+}
+
+/// Writes every field of the record before its statistics.
+///
+/// # Safety
+/// `ev` points to a reserved `OomEvent`.
+#[inline(always)]
+unsafe fn write_head(ev: *mut OomEvent, h: OomHead) {
+    // SAFETY: the caller's contract; plain field writes.
+    unsafe {
+        (*ev).hdr = h.hdr;
+        (*ev).victim = h.victim;
+        (*ev).trigger = h.trigger;
+        (*ev).oom_memcg_id = 0;
+        (*ev).usage_bytes = 0;
+        (*ev).limit_bytes = 0;
+        (*ev).failcnt = 0;
+        (*ev).total_vm_bytes = 0;
+        (*ev).anon_rss_bytes = 0;
+        (*ev).file_rss_bytes = 0;
+        (*ev).shmem_rss_bytes = 0;
+        (*ev).uid = h.uid;
+        (*ev).oom_score_adj = h.oom_score_adj;
+        (*ev).flags = h.flags;
+        (*ev).source = h.source;
+    }
+}
+
+/// The statistics of the memcg that hit its limit (`oom_css`, 0 for a
+/// global OOM), and of the victim's own memcg when it is another one.
+///
+/// # Safety
+/// `ev` points to a reserved `OomEvent`.
+#[inline(always)]
+unsafe fn fill_stats(ev: *mut OomEvent, oom_css: u64, victim_css: u64) {
+    // SAFETY: the caller's contract; the fields are inside the record.
+    unsafe {
+        let limit = core::ptr::addr_of_mut!((*ev).limit_stats);
+        let own = core::ptr::addr_of_mut!((*ev).victim_stats);
+        if oom_css != 0 {
+            read_memcg_stats(oom_css, limit);
+            (*ev).flags |= OOM_LIMIT_STATS;
+        } else {
+            (*limit).flags = 0;
+        }
+        if victim_css != 0 && victim_css != oom_css {
+            read_memcg_stats(victim_css, own);
+            (*ev).flags |= OOM_VICTIM_STATS;
+        } else {
+            (*own).flags = 0;
+        }
+    }
 }
 
 /// total_vm and the RSS counters of the victim's mm, in bytes.
@@ -108,10 +209,10 @@ const AT_LIMIT_SLACK_PAGES: u64 = 512;
 /// ancestor within `AT_LIMIT_SLACK_PAGES` of its `max` is the one. None
 /// found: a global OOM.
 #[inline(always)]
-fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
+fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
     let counter = koff!(memcg_memory);
     if counter == OFFSET_ABSENT {
-        return;
+        return 0;
     }
     let at = |css: u64, f: u32| -> u64 {
         if f == OFFSET_ABSENT {
@@ -151,13 +252,14 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
         }
     }
     if found == 0 {
-        return;
+        return 0;
     }
     ev.oom_memcg_id = css_id(found);
     ev.usage_bytes = pages_to_bytes(at(found, koff!(page_counter_usage)));
     ev.limit_bytes = pages_to_bytes(at(found, koff!(page_counter_max)));
     ev.failcnt = at(found, koff!(page_counter_failcnt));
     ev.flags |= OOM_MEMCG_FOUND;
+    found
 }
 
 /// tracepoint/oom/mark_victim: fields per the kernel's format file. Older
@@ -178,49 +280,58 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
         return Ok(());
     }
     let base = ctx.as_ptr() as u64;
-    let mut ev = OomEvent {
+    let pid = read::<i32>(base, tpl!(mv_pid))? as u32;
+    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
+        count(Counter::RingbufFull);
+        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", pid);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    let mut head = OomHead {
         hdr: header(EventKind::Oom),
         trigger: current_info(trigger_css),
         source: OOM_SOURCE_TRACEPOINT,
-        ..Default::default()
+        ..OomHead::EMPTY
     };
-    ev.victim.pid = read::<i32>(base, tpl!(mv_pid))? as u32;
-    ev.victim.tgid = ev.victim.pid;
-    let _ = read_data_loc(base, tpl!(mv_comm), &mut ev.victim.comm);
-    let kb = |off: u32| {
-        read::<u64>(base, off).map(|v| {
-            if v > u64::MAX >> 10 {
-                u64::MAX
-            } else {
-                v << 10
-            }
-        })
-    };
-    if let (Ok(a), Ok(f), Ok(s)) = (
-        kb(tpl!(mv_anon_rss)),
-        kb(tpl!(mv_file_rss)),
-        kb(tpl!(mv_shmem_rss)),
-    ) {
-        ev.anon_rss_bytes = a;
-        ev.file_rss_bytes = f;
-        ev.shmem_rss_bytes = s;
-        ev.total_vm_bytes = kb(tpl!(mv_total_vm)).unwrap_or(0);
-        ev.flags |= OOM_RSS;
-    }
+    head.victim.pid = pid;
+    head.victim.tgid = pid;
+    let _ = read_data_loc(base, tpl!(mv_comm), &mut head.victim.comm);
     if let Ok(uid) = read::<u32>(base, tpl!(mv_uid)) {
-        ev.uid = uid;
-        ev.flags |= OOM_UID;
+        head.uid = uid;
+        head.flags |= OOM_UID;
     }
     if let Ok(adj) = read::<i16>(base, tpl!(mv_oom_score_adj)) {
-        ev.oom_score_adj = adj as i32;
-        ev.flags |= OOM_SCORE_ADJ;
+        head.oom_score_adj = adj as i32;
+        head.flags |= OOM_SCORE_ADJ;
     }
-    find_oom_memcg(trigger_css, &mut ev);
-    if !output(&ev, WAKE) {
-        warn!(
-            ctx,
-            "ring buffer full: OOM kill of pid {} not recorded", ev.victim.pid
-        );
+    // SAFETY: `ev` is the reserved record; every field is written before
+    // it is submitted.
+    unsafe {
+        write_head(ev, head);
+        let kb = |off: u32| {
+            read::<u64>(base, off).map(|v| {
+                if v > u64::MAX >> 10 {
+                    u64::MAX
+                } else {
+                    v << 10
+                }
+            })
+        };
+        if let (Ok(a), Ok(f), Ok(s)) = (
+            kb(tpl!(mv_anon_rss)),
+            kb(tpl!(mv_file_rss)),
+            kb(tpl!(mv_shmem_rss)),
+        ) {
+            (*ev).anon_rss_bytes = a;
+            (*ev).file_rss_bytes = f;
+            (*ev).shmem_rss_bytes = s;
+            (*ev).total_vm_bytes = kb(tpl!(mv_total_vm)).unwrap_or(0);
+            (*ev).flags |= OOM_RSS;
+        }
+        let oom_css = find_oom_memcg(trigger_css, &mut *ev);
+        // The victim's task is not at hand: its own memcg is not read.
+        fill_stats(ev, oom_css, 0);
     }
+    entry.submit(WAKE);
     Ok(())
 }

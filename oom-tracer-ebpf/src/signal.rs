@@ -1,10 +1,15 @@
 //! SIGKILLs generated for watched tasks: the OOM killer's, and anyone else's.
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use oom_tracer_common::{EventKind, SI_KERNEL, SignalEvent};
+use oom_tracer_common::{Counter, EventKind, MemcgProbeEvent, SI_KERNEL, SignalEvent};
 
 use crate::{
-    emit::{NO_WAKE, header, output},
-    kernel::{ReadResult, current_info, current_task, is_oom_watched, read, task_info, task_memcg},
+    emit::{NO_WAKE, WAKE, count, header, output},
+    kernel::{
+        ReadResult, current_info, current_task, is_oom_watched, read, setting, task_info,
+        task_memcg,
+    },
+    maps::{EVENTS, PROBE},
+    memstat::read_memcg_stats,
 };
 
 const SIGKILL: i32 = 9;
@@ -25,6 +30,9 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
 fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let sig: i32 = ctx.arg(0);
     if sig != SIGKILL {
+        if sig as u32 == setting!(probe_signal) {
+            probe(ctx.arg(2));
+        }
         return Ok(());
     }
     let task: u64 = ctx.arg(2);
@@ -51,4 +59,29 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
     };
     output(&ev, NO_WAKE);
     Ok(())
+}
+
+/// A task in the `PROBE` map signalled itself: the statistics of its memcg,
+/// for userspace's startup check of their layout.
+#[inline(never)]
+fn probe(task: u64) {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if PROBE.get_ptr(tgid).is_none() {
+        return;
+    }
+    let Ok(css) = task_memcg(task) else { return };
+    let Some(mut entry) = EVENTS.reserve::<MemcgProbeEvent>(0) else {
+        count(Counter::RingbufFull);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the reserved record; every field is written before it
+    // is submitted.
+    unsafe {
+        (*ev).hdr = header(EventKind::MemcgProbe);
+        (*ev).tgid = tgid;
+        (*ev)._pad = 0;
+        read_memcg_stats(css, core::ptr::addr_of_mut!((*ev).stats));
+    }
+    entry.submit(WAKE);
 }

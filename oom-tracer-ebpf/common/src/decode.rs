@@ -3,20 +3,24 @@
 use core::mem::size_of;
 
 use crate::{
-    AllocEvent, CgroupEvent, EventHeader, EventKind, ExecEvent, ExitEvent, OomEvent, SignalEvent,
+    AllocEvent, CgroupEvent, EventHeader, EventKind, ExecEvent, ExitEvent, MemcgGrowthEvent,
+    MemcgProbeEvent, OomEvent, OomTasksEvent, SignalEvent,
 };
 
-/// A decoded ring-buffer record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A decoded ring-buffer record (the large ones boxed).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(ExecEvent),
     Exit(ExitEvent),
     Alloc(AllocEvent),
-    Oom(OomEvent),
+    Oom(Box<OomEvent>),
     Signal(SignalEvent),
     CgroupMkdir(CgroupEvent),
     CgroupRmdir(CgroupEvent),
     CgroupAttach(CgroupEvent),
+    MemcgProbe(Box<MemcgProbeEvent>),
+    OomTasks(Box<OomTasksEvent>),
+    MemcgGrowth(MemcgGrowthEvent),
 }
 
 impl RawEvent {
@@ -28,6 +32,9 @@ impl RawEvent {
             Self::Oom(e) => &e.hdr,
             Self::Signal(e) => &e.hdr,
             Self::CgroupMkdir(e) | Self::CgroupRmdir(e) | Self::CgroupAttach(e) => &e.hdr,
+            Self::MemcgProbe(e) => &e.hdr,
+            Self::OomTasks(e) => &e.hdr,
+            Self::MemcgGrowth(e) => &e.hdr,
         }
     }
 }
@@ -60,7 +67,10 @@ plain!(
     AllocEvent,
     OomEvent,
     SignalEvent,
-    CgroupEvent
+    CgroupEvent,
+    MemcgProbeEvent,
+    OomTasksEvent,
+    MemcgGrowthEvent
 );
 
 fn read<T: Plain>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -84,11 +94,14 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         EventKind::Exec => RawEvent::Exec(read(bytes)?),
         EventKind::Exit => RawEvent::Exit(read(bytes)?),
         EventKind::Alloc => RawEvent::Alloc(read(bytes)?),
-        EventKind::Oom => RawEvent::Oom(read(bytes)?),
+        EventKind::Oom => RawEvent::Oom(Box::new(read(bytes)?)),
         EventKind::Signal => RawEvent::Signal(read(bytes)?),
         EventKind::CgroupMkdir => RawEvent::CgroupMkdir(read(bytes)?),
         EventKind::CgroupRmdir => RawEvent::CgroupRmdir(read(bytes)?),
         EventKind::CgroupAttach => RawEvent::CgroupAttach(read(bytes)?),
+        EventKind::MemcgProbe => RawEvent::MemcgProbe(Box::new(read(bytes)?)),
+        EventKind::OomTasks => RawEvent::OomTasks(Box::new(read(bytes)?)),
+        EventKind::MemcgGrowth => RawEvent::MemcgGrowth(read(bytes)?),
     })
 }
 

@@ -31,7 +31,7 @@ fn oom_round_trip() {
         ..Default::default()
     };
     let got = decode(&as_bytes(&ev)).unwrap();
-    assert_eq!(got, RawEvent::Oom(ev));
+    assert_eq!(got, RawEvent::Oom(Box::new(ev)));
     assert_eq!(got.header().boot_ns, 123);
     let RawEvent::Oom(o) = got else { panic!() };
     assert_eq!(c_bytes(&o.victim.comm), b"stress");
@@ -48,6 +48,9 @@ fn every_kind_decodes_to_its_variant() {
         (EventKind::CgroupMkdir, size_of::<CgroupEvent>()),
         (EventKind::CgroupRmdir, size_of::<CgroupEvent>()),
         (EventKind::CgroupAttach, size_of::<CgroupEvent>()),
+        (EventKind::MemcgProbe, size_of::<MemcgProbeEvent>()),
+        (EventKind::OomTasks, size_of::<OomTasksEvent>()),
+        (EventKind::MemcgGrowth, size_of::<MemcgGrowthEvent>()),
     ] {
         c.hdr.kind = kind as u32;
         let mut bytes = as_bytes(&c);
@@ -85,12 +88,12 @@ fn truncated_and_garbage_are_errors() {
         DecodeError::Truncated {
             what: "OomEvent",
             len: 16,
-            need: 160
+            need: 1392
         }
     );
     assert_eq!(
         err.to_string(),
-        "record of 16 bytes is shorter than the 160-byte OomEvent"
+        "record of 16 bytes is shorter than the 1392-byte OomEvent"
     );
 }
 
@@ -125,7 +128,9 @@ mod props {
     use proptest::{collection::vec, prelude::*, sample::Index};
 
     use super::*;
-    use crate::{CGROUP_PATH_LEN, COMM_LEN};
+    use crate::{
+        CGROUP_PATH_LEN, COMM_LEN, MEMCG_EVENTS_MAX, MemcgStats, OOM_TASKS_MAX, OomTask, STATE_MAX,
+    };
 
     /// Bounded so that the whole set runs in well under a second; no
     /// `proptest-regressions` files are written into the tree.
@@ -137,7 +142,7 @@ mod props {
         }
     }
 
-    const KINDS: [EventKind; 8] = [
+    const KINDS: [EventKind; 11] = [
         EventKind::Exec,
         EventKind::Exit,
         EventKind::Alloc,
@@ -146,6 +151,9 @@ mod props {
         EventKind::CgroupMkdir,
         EventKind::CgroupRmdir,
         EventKind::CgroupAttach,
+        EventKind::MemcgProbe,
+        EventKind::OomTasks,
+        EventKind::MemcgGrowth,
     ];
 
     /// The raw bytes of the struct inside a decoded record.
@@ -154,11 +162,14 @@ mod props {
             RawEvent::Exec(e) => as_bytes(e),
             RawEvent::Exit(e) => as_bytes(e),
             RawEvent::Alloc(e) => as_bytes(e),
-            RawEvent::Oom(e) => as_bytes(e),
+            RawEvent::Oom(e) => as_bytes(&**e),
             RawEvent::Signal(e) => as_bytes(e),
             RawEvent::CgroupMkdir(e) | RawEvent::CgroupRmdir(e) | RawEvent::CgroupAttach(e) => {
                 as_bytes(e)
             }
+            RawEvent::MemcgProbe(e) => as_bytes(&**e),
+            RawEvent::OomTasks(e) => as_bytes(&**e),
+            RawEvent::MemcgGrowth(e) => as_bytes(e),
         }
     }
 
@@ -173,6 +184,9 @@ mod props {
             RawEvent::CgroupMkdir(_) | RawEvent::CgroupRmdir(_) | RawEvent::CgroupAttach(_) => {
                 "CgroupEvent"
             }
+            RawEvent::MemcgProbe(_) => "MemcgProbeEvent",
+            RawEvent::OomTasks(_) => "OomTasksEvent",
+            RawEvent::MemcgGrowth(_) => "MemcgGrowthEvent",
         }
     }
 
@@ -218,6 +232,43 @@ mod props {
             })
     }
 
+    fn stats() -> impl Strategy<Value = MemcgStats> {
+        (
+            any::<u64>(),
+            vec(any::<i64>(), STATE_MAX),
+            any::<[u64; MEMCG_EVENTS_MAX]>(),
+            (any::<u64>(), any::<u32>(), any::<u32>()),
+        )
+            .prop_map(|(memcg_id, state, events, (pending_updates, state_len, flags))| MemcgStats {
+                memcg_id,
+                state: state.try_into().unwrap(),
+                events,
+                pending_updates,
+                state_len,
+                flags,
+            })
+    }
+
+    fn oom_task() -> impl Strategy<Value = OomTask> {
+        (
+            (any::<u32>(), any::<u32>(), any::<u64>()),
+            any::<[u64; 3]>(),
+            any::<[u8; COMM_LEN]>(),
+            (any::<i32>(), any::<u32>()),
+        )
+            .prop_map(|((pid, tgid, memcg_id), p, comm, (oom_score_adj, _pad))| OomTask {
+                pid,
+                tgid,
+                memcg_id,
+                anon_pages: p[0],
+                file_pages: p[1],
+                shmem_pages: p[2],
+                comm,
+                oom_score_adj,
+                _pad,
+            })
+    }
+
     /// A record of `kind` with every field (padding included) arbitrary.
     fn event(kind: EventKind) -> BoxedStrategy<RawEvent> {
         match kind {
@@ -247,10 +298,16 @@ mod props {
                 (header(kind), task(), task()),
                 any::<[u64; 8]>(),
                 (any::<u32>(), any::<i32>(), any::<u32>(), any::<u32>()),
+                (stats(), stats()),
             )
                 .prop_map(
-                    |((hdr, victim, trigger), n, (uid, oom_score_adj, flags, source))| {
-                        RawEvent::Oom(OomEvent {
+                    |(
+                        (hdr, victim, trigger),
+                        n,
+                        (uid, oom_score_adj, flags, source),
+                        (limit_stats, victim_stats),
+                    )| {
+                        RawEvent::Oom(Box::new(OomEvent {
                             hdr,
                             victim,
                             trigger,
@@ -266,7 +323,9 @@ mod props {
                             oom_score_adj,
                             flags,
                             source,
-                        })
+                            limit_stats,
+                            victim_stats,
+                        }))
                     },
                 )
                 .boxed(),
@@ -291,6 +350,50 @@ mod props {
             EventKind::CgroupMkdir => cgroup(kind).prop_map(RawEvent::CgroupMkdir).boxed(),
             EventKind::CgroupRmdir => cgroup(kind).prop_map(RawEvent::CgroupRmdir).boxed(),
             EventKind::CgroupAttach => cgroup(kind).prop_map(RawEvent::CgroupAttach).boxed(),
+            EventKind::MemcgProbe => (header(kind), any::<u32>(), any::<u32>(), stats())
+                .prop_map(|(hdr, tgid, _pad, stats)| {
+                    RawEvent::MemcgProbe(Box::new(MemcgProbeEvent {
+                        hdr,
+                        tgid,
+                        _pad,
+                        stats,
+                    }))
+                })
+                .boxed(),
+            EventKind::OomTasks => (
+                header(kind),
+                (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()),
+                vec(oom_task(), OOM_TASKS_MAX),
+            )
+                .prop_map(|(hdr, (victim_pid, count, memcg_id, truncated, _pad), tasks)| {
+                    RawEvent::OomTasks(Box::new(OomTasksEvent {
+                        hdr,
+                        victim_pid,
+                        count,
+                        memcg_id,
+                        truncated,
+                        _pad,
+                        tasks: tasks.try_into().unwrap(),
+                    }))
+                })
+                .boxed(),
+            EventKind::MemcgGrowth => (
+                header(kind),
+                task(),
+                (any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
+            )
+                .prop_map(|(hdr, task, (memcg_id, kind, _pad, bytes, anon_rss_bytes))| {
+                    RawEvent::MemcgGrowth(MemcgGrowthEvent {
+                        hdr,
+                        task,
+                        memcg_id,
+                        kind,
+                        _pad,
+                        bytes,
+                        anon_rss_bytes,
+                    })
+                })
+                .boxed(),
         }
     }
 
@@ -303,8 +406,8 @@ mod props {
     fn unknown_kind() -> impl Strategy<Value = u32> {
         prop_oneof![
             Just(0u32),
-            9u32..=64,
-            any::<u32>().prop_filter("a known kind", |k| !(1..=8).contains(k)),
+            12u32..=64,
+            any::<u32>().prop_filter("a known kind", |k| !(1..=11).contains(k)),
         ]
     }
 

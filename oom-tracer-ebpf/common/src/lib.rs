@@ -38,6 +38,12 @@ pub enum EventKind {
     CgroupMkdir = 6,
     CgroupRmdir = 7,
     CgroupAttach = 8,
+    /// A memcg's raw statistics, asked for by userspace's startup check.
+    MemcgProbe = 9,
+    /// The tasks of the memcg that hit its limit, at the kill.
+    OomTasks = 10,
+    /// A memcg's page cache or shmem grew by a step.
+    MemcgGrowth = 11,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -52,6 +58,9 @@ impl TryFrom<u32> for EventKind {
             6 => Self::CgroupMkdir,
             7 => Self::CgroupRmdir,
             8 => Self::CgroupAttach,
+            9 => Self::MemcgProbe,
+            10 => Self::OomTasks,
+            11 => Self::MemcgGrowth,
             other => return Err(other),
         })
     }
@@ -112,6 +121,52 @@ pub struct AllocEvent {
     pub anon_bytes: u64,
 }
 
+/// Entries of `memcg_vmstats.state[]` a record carries (6.18 has 40; 6.1
+/// has one per item of both enums, 58).
+pub const STATE_MAX: usize = 64;
+/// Entries of `mem_cgroup.memory_events[]` a record carries.
+pub const MEMCG_EVENTS_MAX: usize = 10;
+
+/// `MemcgStats::flags`: `state` was read.
+pub const STATS_STATE: u32 = 1 << 0;
+/// `MemcgStats::flags`: `events` was read.
+pub const STATS_EVENTS: u32 = 1 << 1;
+
+/// A memory cgroup's statistics as the kernel holds them: `state` raw
+/// (`vmstats->state[]`, whose layout userspace knows per kernel, see
+/// `bpf/memstat.rs`), `events` as `memory_events[]` (indexed by
+/// `enum memcg_memory_event`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemcgStats {
+    pub memcg_id: u64,
+    pub state: [i64; STATE_MAX],
+    pub events: [u64; MEMCG_EVENTS_MAX],
+    /// `vmstats->stats_updates`: updates not flushed into `state` yet.
+    pub pending_updates: u64,
+    /// Entries of `state` that are the kernel's (the rest are 0).
+    pub state_len: u32,
+    /// `STATS_*` bits.
+    pub flags: u32,
+}
+
+impl MemcgStats {
+    pub const EMPTY: Self = Self {
+        memcg_id: 0,
+        state: [0; STATE_MAX],
+        events: [0; MEMCG_EVENTS_MAX],
+        pending_updates: 0,
+        state_len: 0,
+        flags: 0,
+    };
+}
+
+impl Default for MemcgStats {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
 /// `OomEvent::flags`: the victim's memcg id is known.
 pub const OOM_VICTIM_MEMCG: u32 = 1 << 0;
 /// `OomEvent::flags`: the RSS fields and `total_vm_bytes` are valid.
@@ -131,6 +186,14 @@ pub const OOM_NO_LOCK_FIELD: u32 = 1 << 5;
 /// `OomEvent::flags`: the memcg was found at its limit, not by `oom_lock` (kernels without
 /// CONFIG_MEMCG_V1 on cgroup v2).
 pub const OOM_MEMCG_AT_LIMIT: u32 = 1 << 6;
+
+/// `OomEvent::flags`: `limit_stats` holds the statistics of the memcg
+/// that hit its limit.
+pub const OOM_LIMIT_STATS: u32 = 1 << 7;
+/// `OomEvent::flags`: `victim_stats` holds the statistics of the victim's
+/// own memcg (set only when it is another memcg than the one that hit its
+/// limit).
+pub const OOM_VICTIM_STATS: u32 = 1 << 8;
 
 /// `OomEvent::source`: from `tp_btf/mark_victim` (task pointer).
 pub const OOM_SOURCE_TP_BTF: u32 = 1;
@@ -161,6 +224,125 @@ pub struct OomEvent {
     pub flags: u32,
     /// `OOM_SOURCE_*`.
     pub source: u32,
+    /// See [`OOM_LIMIT_STATS`].
+    pub limit_stats: MemcgStats,
+    /// See [`OOM_VICTIM_STATS`].
+    pub victim_stats: MemcgStats,
+}
+
+/// `memcg`-`probe`: the statistics of the memcg of a task userspace asked
+/// about (its startup check of the `state[]` layout against `memory.stat`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemcgProbeEvent {
+    pub hdr: EventHeader,
+    /// The task that asked (it signalled itself).
+    pub tgid: u32,
+    pub _pad: u32,
+    pub stats: MemcgStats,
+}
+
+/// Tasks an `OomTasksEvent` carries at most.
+pub const OOM_TASKS_MAX: usize = 16;
+
+/// One task of the memcg that hit its limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OomTask {
+    pub pid: u32,
+    pub tgid: u32,
+    pub memcg_id: u64,
+    pub anon_pages: u64,
+    pub file_pages: u64,
+    pub shmem_pages: u64,
+    pub comm: [u8; COMM_LEN],
+    pub oom_score_adj: i32,
+    pub _pad: u32,
+}
+
+/// The tasks of the memcg that hit its limit (and of its child cgroups),
+/// read at `mark_victim` by a second program on the same tracepoint; it
+/// follows its `OomEvent` in the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomTasksEvent {
+    pub hdr: EventHeader,
+    pub victim_pid: u32,
+    /// Tasks in `tasks`.
+    pub count: u32,
+    /// The memcg whose tasks these are.
+    pub memcg_id: u64,
+    /// More tasks were there than `tasks` holds.
+    pub truncated: u32,
+    pub _pad: u32,
+    pub tasks: [OomTask; OOM_TASKS_MAX],
+}
+
+impl Default for OomTasksEvent {
+    fn default() -> Self {
+        Self {
+            hdr: EventHeader::default(),
+            victim_pid: 0,
+            count: 0,
+            memcg_id: 0,
+            truncated: 0,
+            _pad: 0,
+            tasks: [OomTask::default(); OOM_TASKS_MAX],
+        }
+    }
+}
+
+/// `MemcgGrowthEvent::kind`: page cache (shmem included, as the kernel counts it).
+pub const GROWTH_FILE: u32 = 1;
+/// `MemcgGrowthEvent::kind`: shmem (tmpfs, shared memory).
+pub const GROWTH_SHMEM: u32 = 2;
+
+/// A watched memcg's page cache or shmem grew by another step since the
+/// tracer first saw it (`memcg/mod_memcg_lruvec_state`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemcgGrowthEvent {
+    pub hdr: EventHeader,
+    /// `current`, whose charge it was.
+    pub task: TaskInfo,
+    /// The memcg whose statistic changed.
+    pub memcg_id: u64,
+    /// `GROWTH_*`.
+    pub kind: u32,
+    pub _pad: u32,
+    /// Growth of that kind since the tracer first saw the memcg, bytes.
+    pub bytes: u64,
+    /// `current`'s anonymous memory, bytes (0 if unknown).
+    pub anon_rss_bytes: u64,
+}
+
+/// Reclaim under a watched memcg's limit, summed in the kernel
+/// (`vmscan/mm_vmscan_memcg_reclaim_begin/end`), per memcg of the task
+/// that reclaimed; the `PRESSURE` map's value, read by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PressureStat {
+    /// Reclaim attempts that ended.
+    pub reclaims: u64,
+    /// Time tasks spent in them, ns.
+    pub stall_ns: u64,
+    /// Pages they got back.
+    pub reclaimed_pages: u64,
+    /// Attempts that got nothing back.
+    pub fruitless: u64,
+    /// `memory_events[MEMCG_MAX]` of the memcg at the last end: how often
+    /// its limit (or an ancestor's) was hit.
+    pub limit_hits: u64,
+    /// `bpf_ktime_get_boot_ns()` of the last end.
+    pub last_ns: u64,
+}
+
+/// A reclaim in progress (`RECLAIMING` map value, by thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimStart {
+    pub begin_ns: u64,
+    pub memcg_id: u64,
 }
 
 /// `signal/signal_generate`: SIGKILL generated for a watched task.
@@ -242,6 +424,35 @@ pub struct KernelOffsets {
     pub mm_anonpages: u32,
     pub mm_filepages: u32,
     pub mm_shmempages: u32,
+    /// `mem_cgroup.vmstats`: its offset, and 1 if it is a pointer (6.2+?),
+    /// 0 if the struct is embedded.
+    pub memcg_vmstats: u32,
+    pub memcg_vmstats_is_ptr: u32,
+    /// `memcg_vmstats.state`, its entries (at most `STATE_MAX` are read),
+    /// and `memcg_vmstats.stats_updates`.
+    pub vmstats_state: u32,
+    pub vmstats_state_len: u32,
+    pub vmstats_updates: u32,
+    /// `mem_cgroup.memory_events` and its entries.
+    pub memcg_events: u32,
+    pub memcg_events_len: u32,
+    /// `MEMCG_MAX` in `enum memcg_memory_event`.
+    pub memcg_event_max: u32,
+    /// `enum node_stat_item` values of `NR_FILE_PAGES` and `NR_SHMEM`: the
+    /// `item` of `memcg/mod_memcg_lruvec_state`.
+    pub item_file_pages: u32,
+    pub item_shmem: u32,
+    /// The walk over a memcg's tasks: `cgroup.cset_links`,
+    /// `cgrp_cset_link.cset_link` and `.cset`, `css_set.tasks`,
+    /// `task_struct.cg_list`, and `cgroup_subsys_state.children`/`.sibling`.
+    pub cgroup_cset_links: u32,
+    pub link_cset_link: u32,
+    pub link_cset: u32,
+    pub cset_tasks: u32,
+    pub task_cg_list: u32,
+    pub css_children: u32,
+    pub css_sibling: u32,
+    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -270,6 +481,24 @@ impl KernelOffsets {
         mm_anonpages: 1,
         mm_filepages: 0,
         mm_shmempages: 3,
+        memcg_vmstats: OFFSET_ABSENT,
+        memcg_vmstats_is_ptr: 0,
+        vmstats_state: OFFSET_ABSENT,
+        vmstats_state_len: 0,
+        vmstats_updates: OFFSET_ABSENT,
+        memcg_events: OFFSET_ABSENT,
+        memcg_events_len: 0,
+        memcg_event_max: OFFSET_ABSENT,
+        item_file_pages: OFFSET_ABSENT,
+        item_shmem: OFFSET_ABSENT,
+        cgroup_cset_links: OFFSET_ABSENT,
+        link_cset_link: OFFSET_ABSENT,
+        link_cset: OFFSET_ABSENT,
+        cset_tasks: OFFSET_ABSENT,
+        task_cg_list: OFFSET_ABSENT,
+        css_children: OFFSET_ABSENT,
+        css_sibling: OFFSET_ABSENT,
+        _pad: 0,
     };
 }
 
@@ -341,6 +570,10 @@ pub struct Settings {
     pub alloc_step_bytes: u64,
     /// cgroup v1 hierarchy id of the memory controller; 0 on cgroup v2.
     pub memory_hierarchy: u32,
+    /// Signal a task sends itself to have its memcg's statistics read
+    /// (`MemcgProbeEvent`), if it is in the `PROBE` map.
+    pub probe_signal: u32,
+    pub _pad2: u32,
     /// 1: every memcg is watched (no `WATCHED` lookup).
     pub watch_all: u32,
     /// 1: OOM kills and SIGKILLs are recorded in every memcg, watched or not
@@ -354,6 +587,8 @@ impl Settings {
         page_shift: 12,
         alloc_step_bytes: 4 << 20,
         memory_hierarchy: 0,
+        probe_signal: 28,
+        _pad2: 0,
         watch_all: 0,
         oom_all: 0,
         _pad: 0,
@@ -379,12 +614,19 @@ const _: () = assert!(size_of::<TaskInfo>() == 32);
 const _: () = assert!(size_of::<ExecEvent>() == 48);
 const _: () = assert!(size_of::<ExitEvent>() == 56);
 const _: () = assert!(size_of::<AllocEvent>() == 56);
-const _: () = assert!(size_of::<OomEvent>() == 160);
+const _: () = assert!(size_of::<MemcgStats>() == 616);
+const _: () = assert!(size_of::<OomEvent>() == 160 + 2 * 616);
+const _: () = assert!(size_of::<MemcgProbeEvent>() == 24 + 616);
+const _: () = assert!(size_of::<OomTask>() == 64);
+const _: () = assert!(size_of::<OomTasksEvent>() == 40 + 16 * 64);
+const _: () = assert!(size_of::<MemcgGrowthEvent>() == 80);
+const _: () = assert!(size_of::<PressureStat>() == 48);
+const _: () = assert!(size_of::<ReclaimStart>() == 16);
 const _: () = assert!(size_of::<SignalEvent>() == 96);
 const _: () = assert!(size_of::<CgroupEvent>() == 304);
-const _: () = assert!(size_of::<KernelOffsets>() == 96);
+const _: () = assert!(size_of::<KernelOffsets>() == 96 + 18 * 4);
 const _: () = assert!(size_of::<TracepointLayout>() == 84);
-const _: () = assert!(size_of::<Settings>() == 32);
+const _: () = assert!(size_of::<Settings>() == 40);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -394,4 +636,6 @@ mod pod {
     unsafe impl aya::Pod for super::TracepointLayout {}
     // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
     unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
+    unsafe impl aya::Pod for super::PressureStat {}
 }

@@ -9,6 +9,10 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_WATCHED: &str = "WATCHED";
 /// Per-CPU drop and error counters.
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Tasks asking for their memcg's statistics (the startup check).
+pub const MAP_PROBE: &str = "PROBE";
+/// Reclaim sums per watched memcg.
+pub const MAP_PRESSURE: &str = "PRESSURE";
 /// Kernel struct offsets (`KernelOffsets`).
 pub const GLOBAL_KOFFS: &str = "KOFFS";
 /// Classic tracepoint field offsets (`TracepointLayout`).
@@ -17,7 +21,7 @@ pub const GLOBAL_TPL: &str = "TPL";
 pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 
 /// Every map the loader takes.
-pub const MAPS: [&str; 3] = [MAP_EVENTS, MAP_WATCHED, MAP_COUNTERS];
+pub const MAPS: [&str; 4] = [MAP_EVENTS, MAP_WATCHED, MAP_COUNTERS, MAP_PROBE];
 /// Every global the loader fills.
 pub const GLOBALS: [&str; 3] = [GLOBAL_KOFFS, GLOBAL_TPL, GLOBAL_SETTINGS];
 

@@ -9,6 +9,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::MissedTickBehavior;
 
 use crate::{
+    analyse::Analysis,
     bpf::loader::{self, LoadError},
     cgroup::{CgroupError, MemoryHierarchy, index::CgroupIndex},
     cli::{AgentArgs, KubeApi},
@@ -19,7 +20,7 @@ use crate::{
         clock::BootClock,
         signals::{SignalError, Signals},
     },
-    pipeline::{Pipeline, PipelineError, Until, translate::Translator},
+    pipeline::{Pipeline, PipelineError, Until, statcheck::ProbeSite, translate::Translator},
     pods::{cri, kube::KubeSource, node::NodePods},
     schema::{Mode, StopReason},
     sinks::{
@@ -73,9 +74,18 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let mut index = CgroupIndex::new(Some(hierarchy.clone()));
     index.scan();
     let translator = Translator::new(BootClock::measure(), index);
-    let mut p = Pipeline::new(tracer, translator, pods, sinks, args.backoff.policy())
-        .with_health(health.clone());
-    p.start(Mode::Agent, Some(hierarchy.version))?;
+    let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
+    let mut p = Pipeline::new(tracer, translator, pods, sinks, analysis).with_health(health.clone());
+    // A probe cgroup where the tree is writable; in the DaemonSet (a
+    // read-only host mount) the agent's own cgroup, which only it uses.
+    let site = if hierarchy.writable() {
+        ProbeSite::Below("/oom-tracer".into())
+    } else {
+        ProbeSite::Own
+    };
+    p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
+        .await;
+    p.start(Mode::Agent, Some(hierarchy.version)).await?;
     let result = serve(&mut p, &args, &health, &mut signals, (has_cri, has_kube)).await;
     let reason = match &result {
         Ok(signal) => StopReason::Signal((*signal).into()),

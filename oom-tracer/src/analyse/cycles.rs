@@ -9,9 +9,9 @@ use std::{collections::HashMap, time::Duration};
 use crate::{
     backoff::{Backoff, BackoffPolicy},
     schema::{
-        Alloc, Body, ContainerExit, ContainerRef, ContainerStart, ContainerState, Cycle, CycleExit,
-        CycleRestart, ExitReason, Incident, Memcg, OomKill, PodRef, Ramp, Record, Restart,
-        Timestamp,
+        Alloc, AllocKind, Body, Cause, ContainerExit, ContainerRef, ContainerStart,
+        ContainerState, Cycle, CycleExit, CycleRestart, ExitReason, Incident, Memcg, OomKill,
+        Part, PodRef, Ramp, Record, Restart, Timestamp,
     },
 };
 
@@ -34,6 +34,8 @@ struct Attempt {
     incident: Option<(Timestamp, u64, Incident)>,
     incidents: u32,
     exit: Option<CycleExit>,
+    /// The cause of the first incident.
+    cause: Option<Cause>,
 }
 
 impl Attempt {
@@ -60,6 +62,8 @@ pub(crate) struct Cycles {
     /// An attempt that ended and whose restart has not been seen yet.
     ended: HashMap<String, Attempt>,
     schedules: HashMap<String, Backoff>,
+    /// The cause of each container's last reported attempt.
+    last_cause: HashMap<String, Part>,
 }
 
 impl Cycles {
@@ -69,6 +73,7 @@ impl Cycles {
             current: HashMap::new(),
             ended: HashMap::new(),
             schedules: HashMap::new(),
+            last_cause: HashMap::new(),
         }
     }
 
@@ -106,6 +111,11 @@ impl Cycles {
     }
 
     fn alloc(&mut self, at: Timestamp, a: &Alloc) {
+        // The ramp is the processes' anonymous memory; file and shmem
+        // growth show in the `alloc` records themselves.
+        if a.kind != AllocKind::Anon {
+            return;
+        }
         if let Some(att) = self.attempt(a.pod.as_ref(), a.container.as_ref()) {
             att.ramp_first.get_or_insert((at, a.anon_rss_bytes));
             att.ramp_last = Some((at, a.anon_rss_bytes));
@@ -137,6 +147,7 @@ impl Cycles {
                     };
                     att.incident = Some((at, memcg, inc));
                     att.limit = o.memcg.clone();
+                    att.cause = o.cause.clone();
                 }
             }
         }
@@ -181,7 +192,7 @@ impl Cycles {
             next_expected_backoff_ms: ms(next),
             next_restart_predicted_at: at + ran + next,
         };
-        Some(cycle(prev, Some(restart), ContainerState::Running))
+        Some(self.cycle(prev, Some(restart), ContainerState::Running))
     }
 
     fn attempt(
@@ -201,6 +212,7 @@ impl Cycles {
     pub(crate) fn finish(&mut self) -> Vec<Cycle> {
         let mut attempts: Vec<Attempt> = self.ended.drain().map(|(_, a)| a).collect();
         attempts.extend(self.current.drain().map(|(_, a)| a));
+        attempts.sort_by_key(|a| a.started);
         attempts
             .into_iter()
             .filter(|a| !a.is_empty())
@@ -210,7 +222,7 @@ impl Cycles {
                     // It exited and was waiting for (or denied) a restart.
                     Some(_) => ContainerState::Terminated,
                 };
-                cycle(a, None, state)
+                self.cycle(a, None, state)
             })
             .collect()
     }
@@ -232,6 +244,29 @@ fn ramp(a: &Attempt) -> Option<Ramp> {
         time_to_limit_ms: a.incident.as_ref().map(|(k, _, _)| k.ms_since(from)),
         samples: a.samples,
     })
+}
+
+/// An attempt that reached its limit this soon after its start died of
+/// what the previous attempt left behind, if the cause is the same.
+const AT_ONCE_MS: u64 = 1000;
+
+impl Cycles {
+    /// The cycle record of attempt `a`; remembers its cause for the next.
+    fn cycle(&mut self, a: Attempt, restart: Option<CycleRestart>, state: ContainerState) -> Cycle {
+        let k = key(a.pod.as_ref(), a.container.as_ref());
+        let cause = a.cause.as_ref().map(|c| c.part);
+        let previous = k.as_ref().and_then(|k| self.last_cause.get(k)).copied();
+        let at_once = ramp(&a)
+            .and_then(|r| r.time_to_limit_ms)
+            .or_else(|| a.incident.as_ref().map(|(t, _, _)| a.started.map_or(0, |s| t.ms_since(s))))
+            .is_some_and(|ms| ms < AT_ONCE_MS);
+        if let (Some(k), Some(c)) = (k, cause) {
+            self.last_cause.insert(k, c);
+        }
+        let mut c = cycle(a, restart, state);
+        c.cause_carried_over = at_once && cause.is_some() && cause == previous;
+        c
+    }
 }
 
 fn cycle(a: Attempt, restart: Option<CycleRestart>, state: ContainerState) -> Cycle {
@@ -256,6 +291,8 @@ fn cycle(a: Attempt, restart: Option<CycleRestart>, state: ContainerState) -> Cy
         oom_incidents: a.incidents,
         exit: a.exit,
         restart,
+        cause: a.cause,
+        cause_carried_over: false,
     }
 }
 

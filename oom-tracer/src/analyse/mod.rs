@@ -1,20 +1,27 @@
 //! What the records mean, beyond what each says: why a process died
 //! (`verdict.rs`), how a container ended in the runtime's words
-//! (`exit.rs`), and each container attempt as a whole (`cycles.rs`).
+//! (`exit.rs`), what filled the cgroup at a kill (`cause.rs`), the reclaim
+//! pressure before it (`pressure.rs`), and each container attempt as a
+//! whole (`cycles.rs`).
 //! The pipeline hands every record through [`Analysis::observe`] before
 //! the sinks see it.
 use std::collections::HashMap;
 
+use oom_tracer_common::PressureStat;
+
 use crate::{
     backoff::BackoffPolicy,
-    schema::{Body, Cycle, Record},
+    schema::{Body, Cycle, Pressure, Record, Timestamp},
 };
 
+pub(crate) mod cause;
 mod cycles;
 pub(crate) mod exit;
+pub(crate) mod pressure;
 mod verdict;
 
 pub(crate) use cycles::Cycles;
+use pressure::{Finding, PressureOptions, PressureTracker};
 use verdict::Verdicts;
 
 /// The analyses over one tracer's records.
@@ -24,17 +31,32 @@ pub(crate) struct Analysis {
     /// OOM kills per victim memcg id, while the memcg exists.
     kills_by_cgroup: HashMap<u64, u64>,
     oom_kills: u64,
+    pressure: PressureTracker,
 }
 
 impl Analysis {
-    /// `policy`: the kubelet back-off that `cycle` records compare restarts with.
-    pub(crate) fn new(policy: BackoffPolicy) -> Self {
+    /// `policy`: the kubelet back-off that `cycle` records compare
+    /// restarts with; `pressure`: when to write `pressure` and `near_miss`.
+    pub(crate) fn new(policy: BackoffPolicy, pressure: PressureOptions) -> Self {
         Self {
             verdicts: Verdicts::default(),
             cycles: Cycles::new(policy),
             kills_by_cgroup: HashMap::new(),
             oom_kills: 0,
+            pressure: PressureTracker::new(pressure),
         }
+    }
+
+    /// A sample of the kernel's reclaim sums for `memcg`: `pressure` and
+    /// `near_miss` findings to write.
+    pub(crate) fn pressure_sample(&mut self, memcg: u64, now: Timestamp, stat: PressureStat, last_at: Option<Timestamp>) -> Vec<Finding> {
+        self.pressure.sample(memcg, now, stat, last_at)
+    }
+
+    /// The pressure over the 10 s before a kill in `memcg` (`stat`: the
+    /// kernel's sums read at the kill).
+    pub(crate) fn pressure_at_kill(&mut self, memcg: u64, now: Timestamp, stat: Option<PressureStat>, last_at: Option<Timestamp>) -> Option<Pressure> {
+        self.pressure.killed(memcg, now, stat, last_at)
     }
 
     /// Feeds one record. `memcg` is the kernel's id of the cgroup the
@@ -49,6 +71,15 @@ impl Analysis {
                     .sigkill(s.target.tgid, s.from_kernel, s.sender.tgid, &s.sender.comm);
             }
             Body::OomKill(o) => {
+                if let (Some(b), Some(m)) = (&o.breakdown, &o.memcg) {
+                    let v = &o.victim;
+                    let rss = v
+                        .anon_rss_bytes
+                        .zip(v.file_rss_bytes)
+                        .zip(v.shmem_rss_bytes)
+                        .map(|((a, f), s)| a + f + s);
+                    o.cause = Some(cause::cause(b, m.limit_bytes, rss));
+                }
                 self.oom_kills += 1;
                 *self.kills_by_cgroup.entry(memcg).or_default() += 1;
                 self.verdicts
@@ -70,6 +101,7 @@ impl Analysis {
     pub(crate) fn cgroup_removed(&mut self, memcg: u64) {
         self.kills_by_cgroup.remove(&memcg);
         self.verdicts.cgroup_removed(memcg);
+        self.pressure.forget(memcg);
     }
 
     /// Whether the OOM killer killed a process in memory cgroup `memcg`.

@@ -12,7 +12,10 @@ use aya::{
 };
 use oom_tracer_common::{
     KernelOffsets, OFFSET_ABSENT, Settings, TracepointLayout,
-    names::{GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_WATCHED},
+    names::{
+        GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_PRESSURE,
+        MAP_PROBE, MAP_WATCHED,
+    },
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -78,6 +81,8 @@ struct KernelFacts {
     mark_victim_has_task: Option<bool>,
     /// rss_stat(struct mm_struct *mm, int member), since 6.2.
     rss_stat_has_mm: bool,
+    /// Where the memcg statistics may be (checked at startup).
+    stat_layouts: Result<Vec<super::memstat::StatLayout>, String>,
 }
 
 impl KernelFacts {
@@ -88,6 +93,11 @@ impl KernelFacts {
             mark_victim_has_task: kbtf.tp_arg_is_pointer("mark_victim", 0),
             rss_stat_has_mm: kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
                 && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false),
+            stat_layouts: {
+                let mut k = kbtf.memcg_stat_enums();
+                k.config = super::memstat::kernel_config(&host::kernel_release());
+                super::memstat::candidates(&k)
+            },
         })
     }
 }
@@ -136,7 +146,8 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
             report: report.summary(),
         });
     }
-    let tracer = take_maps(ebpf, logger, report, startup)?;
+    let mut tracer = take_maps(ebpf, logger, report, startup)?;
+    tracer.stat_layouts = facts.stat_layouts;
     drop(btf);
     // Give back the memory BTF parsing used: the agent idles for days.
     host::trim_heap();
@@ -164,6 +175,8 @@ fn open(
         page_shift: host::page_shift(),
         alloc_step_bytes: opts.alloc_step_bytes.max(1),
         memory_hierarchy: opts.memory_hierarchy,
+        probe_signal: libc::SIGWINCH as u32,
+        _pad2: 0,
         watch_all: 0,
         oom_all: u32::from(opts.oom_all),
         _pad: 0,
@@ -312,14 +325,27 @@ fn take_maps(
     let ring = RingBuf::try_from(take(MAP_EVENTS)?).map_err(map_err(MAP_EVENTS))?;
     let watched = HashMap::try_from(take(MAP_WATCHED)?).map_err(map_err(MAP_WATCHED))?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).map_err(map_err(MAP_COUNTERS))?;
+    let probe = match ebpf.take_map(MAP_PROBE) {
+        Some(m) => Some(HashMap::try_from(m).map_err(map_err(MAP_PROBE))?),
+        None => None,
+    };
+    let pressure = match ebpf.take_map(MAP_PRESSURE) {
+        Some(m) => Some(HashMap::try_from(m).map_err(map_err(MAP_PRESSURE))?),
+        None => None,
+    };
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
     let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| LoadError::AsyncFd(e.into()))?;
+    let task_list = report.status.active.iter().any(|h| h == "tp_btf/mark_victim (tasks)");
     Ok(Tracer {
         ring,
         watched,
         counters,
         logger,
+        probe,
+        pressure,
+        stat_layouts: Ok(Vec::new()),
+        task_list,
         hooks: report.status,
         startup,
         ebpf,

@@ -4,6 +4,7 @@
 //! it plain options (`options.rs`).
 pub(crate) mod hooks;
 pub(crate) mod loader;
+pub(crate) mod memstat;
 pub(crate) mod offsets;
 pub(crate) mod options;
 pub(crate) mod tracer;

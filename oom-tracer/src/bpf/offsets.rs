@@ -135,6 +135,41 @@ impl KernelBtf {
         None
     }
 
+    /// Every enumerator of `enum enum_name`, by name.
+    pub(crate) fn enumerators(&self, enum_name: &str) -> Vec<(String, u32)> {
+        let Ok(types) = self.btf.resolve_types_by_name(enum_name) else {
+            return Vec::new();
+        };
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Enum(e) => Some(
+                    e.members
+                        .iter()
+                        .filter_map(|m| Some((self.btf.resolve_name(m).ok()?, m.val())))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Offset and element count of the array member `field` of `struct strct`.
+    pub(crate) fn array(&self, strct: &str, field: &str) -> Option<(u32, usize)> {
+        let (off, ty) = self.field(strct, &[field])?;
+        match self.underlying(ty) {
+            Type::Array(a) => Some((off, a.len())),
+            _ => None,
+        }
+    }
+
+    /// Offset of `field` in `struct strct`, and whether it is a pointer
+    /// (else the struct is embedded).
+    pub(crate) fn member_kind(&self, strct: &str, field: &str) -> Option<(u32, bool)> {
+        let (off, ty) = self.field(strct, &[field])?;
+        Some((off, matches!(self.underlying(ty), Type::Ptr(_))))
+    }
+
     /// Whether parameter `n` (after the `void *__data` that every
     /// `btf_trace_*` prototype starts with) of tracepoint `tp` is a pointer.
     /// `mark_victim` passes a `task_struct *` since Linux 6.8 and only an
@@ -197,10 +232,52 @@ impl KernelBtf {
         k.page_counter_usage = opt("page_counter", &["usage"]);
         k.page_counter_max = opt("page_counter", &["max"]);
         k.page_counter_failcnt = opt("page_counter", &["failcnt"]);
+        self.memcg_stats_offsets(&mut k);
         // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES live in an
         // anonymous enum (not indexed by name); their values 0..3 have not
         // changed since they were introduced: KernelOffsets::ABSENT has them.
         Ok(k)
+    }
+
+    /// Where a memcg's statistics and events are, and the walk over its
+    /// tasks; absent pieces switch the breakdown or the task list off.
+    fn memcg_stats_offsets(&self, k: &mut KernelOffsets) {
+        let opt = |strct: &str, name: &str| self.offset(strct, &[name]).unwrap_or(OFFSET_ABSENT);
+        if let Some((off, is_ptr)) = self.member_kind("mem_cgroup", "vmstats") {
+            k.memcg_vmstats = off;
+            k.memcg_vmstats_is_ptr = u32::from(is_ptr);
+        }
+        if let Some((off, len)) = self.array("memcg_vmstats", "state") {
+            k.vmstats_state = off;
+            k.vmstats_state_len = u32::try_from(len).unwrap_or(0);
+        }
+        k.vmstats_updates = opt("memcg_vmstats", "stats_updates");
+        if let Some((off, len)) = self.array("mem_cgroup", "memory_events") {
+            k.memcg_events = off;
+            k.memcg_events_len = u32::try_from(len).unwrap_or(0);
+        }
+        let enumerator = |e: &str, n: &str| self.enumerator(e, n).unwrap_or(OFFSET_ABSENT);
+        k.memcg_event_max = enumerator("memcg_memory_event", "MEMCG_MAX");
+        k.item_file_pages = enumerator("node_stat_item", "NR_FILE_PAGES");
+        k.item_shmem = enumerator("node_stat_item", "NR_SHMEM");
+        k.cgroup_cset_links = opt("cgroup", "cset_links");
+        k.link_cset_link = opt("cgrp_cset_link", "cset_link");
+        k.link_cset = opt("cgrp_cset_link", "cset");
+        k.cset_tasks = opt("css_set", "tasks");
+        k.task_cg_list = opt("task_struct", "cg_list");
+        k.css_children = opt("cgroup_subsys_state", "children");
+        k.css_sibling = opt("cgroup_subsys_state", "sibling");
+    }
+
+    /// What BTF says about `memcg_vmstats.state` (see `memstat.rs`).
+    pub(crate) fn memcg_stat_enums(&self) -> super::memstat::KernelStats {
+        super::memstat::KernelStats {
+            node_items: self.enumerators("node_stat_item"),
+            memcg_items: self.enumerators("memcg_stat_item"),
+            memory_events: self.enumerators("memcg_memory_event"),
+            state_len: self.array("memcg_vmstats", "state").map_or(0, |(_, n)| n),
+            config: None,
+        }
     }
 
     /// `mm_struct.rss_stat`: an array of `percpu_counter` since 6.2 (read
@@ -255,6 +332,16 @@ mod tests {
         assert_eq!(btf.tp_arg_is_pointer("mark_victim", 0), Some(true));
         assert_eq!(btf.tp_arg_is_pointer("signal_generate", 0), Some(false));
         assert_eq!(btf.tp_arg_is_pointer("no_such_tracepoint", 0), None);
+        // The statistics the breakdown reads, and the task walk.
+        assert_ne!(k.vmstats_state, OFFSET_ABSENT);
+        assert!(k.vmstats_state_len >= 20, "{k:?}");
+        assert!(k.memcg_events_len >= 5, "{k:?}");
+        assert_eq!(k.memcg_event_max, 2);
+        assert_ne!(k.item_shmem, OFFSET_ABSENT);
+        assert_ne!(k.cset_tasks, OFFSET_ABSENT);
+        assert_ne!(k.task_cg_list, OFFSET_ABSENT);
+        let layouts = super::super::memstat::candidates(&btf.memcg_stat_enums()).unwrap();
+        assert!(!layouts.is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use aya::{
     Ebpf,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
 };
-use oom_tracer_common::{COUNTERS_LEN, Counter};
+use oom_tracer_common::{COUNTERS_LEN, Counter, PressureStat};
 use tokio::io::unix::AsyncFd;
 
 use crate::schema::{HookStat, HookStatus};
@@ -34,6 +34,14 @@ pub(crate) struct Tracer {
     pub(super) counters: PerCpuArray<MapData, u64>,
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub(super) hooks: HookStatus,
+    /// Tasks that asked for their memcg's statistics (`PROBE`).
+    pub(super) probe: Option<HashMap<MapData, u32, u8>>,
+    /// Reclaim sums per watched memcg (`PRESSURE`), where the hooks attached.
+    pub(super) pressure: Option<HashMap<MapData, u64, PressureStat>>,
+    /// The layouts of the memcg statistics this kernel may have.
+    pub(super) stat_layouts: Result<Vec<super::memstat::StatLayout>, String>,
+    /// `mark_victim_tasks` attached.
+    pub(super) task_list: bool,
     /// Load + attach time.
     pub(super) startup: std::time::Duration,
     // Last: the programs stay attached while the Ebpf lives.
@@ -98,6 +106,39 @@ impl Tracer {
             .collect();
         v.sort_by(|a, b| a.program.cmp(&b.program));
         v
+    }
+
+    pub(crate) fn stat_layouts(&self) -> Result<Vec<super::memstat::StatLayout>, String> {
+        self.stat_layouts.clone()
+    }
+
+    /// Lets task `tgid` ask for its memcg's statistics (or no longer).
+    pub(crate) fn probe(&mut self, tgid: u32, on: bool) {
+        let Some(m) = self.probe.as_mut() else { return };
+        let r = if on {
+            m.insert(tgid, 1, 0)
+        } else {
+            m.remove(&tgid)
+        };
+        if let Err(e) = r {
+            tracing::debug!("PROBE map: {e}");
+        }
+    }
+
+    pub(crate) fn has_task_list(&self) -> bool {
+        self.task_list
+    }
+
+    /// The kernel's reclaim sums, per watched memcg.
+    pub(crate) fn pressure(&self) -> Vec<(u64, PressureStat)> {
+        self.pressure
+            .as_ref()
+            .map(|m| m.iter().filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn pressure_of(&self, memcg: u64) -> Option<PressureStat> {
+        self.pressure.as_ref()?.get(&memcg, 0).ok()
     }
 
     /// Kernel-side counters summed over CPUs.

@@ -120,6 +120,18 @@ impl MemoryHierarchy {
         self.mount.join(cgroup_path.trim_start_matches('/'))
     }
 
+    /// Whether cgroups can be made here (the agent's host mount is read-only).
+    pub(crate) fn writable(&self) -> bool {
+        let Ok(c) = std::ffi::CString::new(self.mount.as_os_str().as_encoded_bytes()) else {
+            return false;
+        };
+        // SAFETY: a NUL-terminated path and an out-struct statvfs fills.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+        rc == 0 && st.f_flag & libc::ST_RDONLY == 0
+    }
+
     /// The memory limit of the cgroup at `path` (`None`: unlimited or unreadable).
     pub(crate) fn limit_of(&self, path: &str) -> Option<u64> {
         let file = match self.version {

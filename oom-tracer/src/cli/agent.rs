@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, ValueEnum};
 
 use super::{
-    trace::{BackoffArgs, OutputArgs, TraceArgs},
+    trace::{BackoffArgs, OutputArgs, PressureArgs, TraceArgs},
     values::parse_duration,
 };
 
@@ -44,6 +44,8 @@ pub(crate) struct AgentArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub backoff: BackoffArgs,
+    #[command(flatten)]
+    pub(crate) pressure: PressureArgs,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

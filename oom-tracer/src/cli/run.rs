@@ -4,7 +4,7 @@ use std::{ffi::OsString, net::SocketAddr};
 use clap::{Args, ValueEnum};
 
 use super::{
-    trace::{BackoffArgs, OutputArgs, TraceArgs},
+    trace::{BackoffArgs, OutputArgs, PressureArgs, TraceArgs},
     values::{Limit, parse_limit},
 };
 
@@ -30,6 +30,8 @@ pub(crate) struct RunArgs {
     pub pod_memory_limit: Option<Limit>,
     #[command(flatten)]
     pub backoff: BackoffArgs,
+    #[command(flatten)]
+    pub(crate) pressure: PressureArgs,
     /// Stop after this many restarts (default: run until Ctrl-C / SIGTERM).
     #[arg(long, env = "OOM_TRACER_MAX_RESTARTS")]
     pub max_restarts: Option<u32>,

@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use super::values::{parse_duration, parse_hook, parse_quantity, parse_ring_size};
 use crate::{
+    analyse::pressure::PressureOptions,
     backoff::BackoffPolicy,
     bpf::{
         offsets::VMLINUX,
@@ -47,6 +48,10 @@ pub(crate) struct TraceArgs {
     /// Kernel BTF to read struct offsets from (for kernels that ship it elsewhere).
     #[arg(long, env = "OOM_TRACER_BTF", default_value = VMLINUX)]
     pub btf: PathBuf,
+    /// Tests only: shift the memory statistics' layout by one entry, so the
+    /// startup check must fail and the breakdown stay off.
+    #[arg(long, hide = true, env = "OOM_TRACER_TEST_CORRUPT_STAT_LAYOUT")]
+    pub(crate) test_corrupt_stat_layout: bool,
 }
 
 impl TraceArgs {
@@ -92,6 +97,29 @@ impl OutputArgs {
             Some(FormatArg::Json) => Format::Json,
             Some(FormatArg::Pretty) => Format::Pretty,
             None => default,
+        }
+    }
+}
+
+/// Reclaim pressure: `pressure` records while a cgroup reclaims at its
+/// limit, `near_miss` when it stalled and no OOM kill followed.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct PressureArgs {
+    /// At most one `pressure` record per cgroup this often.
+    #[arg(long, env = "OOM_TRACER_PRESSURE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) pressure_interval: Duration,
+    /// A cgroup that reclaims at its limit this long with no OOM kill gets
+    /// a `near_miss` record.
+    #[arg(long, env = "OOM_TRACER_NEAR_MISS_AFTER", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) near_miss_after: Duration,
+}
+
+impl PressureArgs {
+    pub(crate) fn options(&self) -> PressureOptions {
+        PressureOptions {
+            interval: self.pressure_interval.max(Duration::from_millis(100)),
+            near_miss_after: self.near_miss_after,
+            page_size: 1 << crate::host::page_shift(),
         }
     }
 }

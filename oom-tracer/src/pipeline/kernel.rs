@@ -1,7 +1,12 @@
 //! Where the pipeline's records come from: the loaded tracer, or a fake in
 //! the pipeline's tests. The pipeline decodes the raw bytes itself.
+use oom_tracer_common::PressureStat;
+
 use crate::{
-    bpf::tracer::{KernelCounters, Tracer, WatchError},
+    bpf::{
+        memstat::StatLayout,
+        tracer::{KernelCounters, Tracer, WatchError},
+    },
     schema::{HookStat, HookStatus},
 };
 
@@ -17,6 +22,16 @@ pub(crate) trait Kernel {
     fn hooks(&self) -> HookStatus;
     fn startup_ms(&self) -> u64;
     fn hook_stats(&self) -> Vec<HookStat>;
+    /// Where this kernel may keep each memcg statistic (see `bpf/memstat.rs`).
+    fn stat_layouts(&self) -> Result<Vec<StatLayout>, String>;
+    /// Lets task `tgid` ask for its memcg's statistics (or no longer).
+    fn probe(&mut self, tgid: u32, on: bool);
+    /// Whether a second program reads the tasks of the memcg at each kill
+    /// (its record follows the kill's).
+    fn has_task_list(&self) -> bool;
+    /// The kernel's reclaim sums, per watched memcg.
+    fn pressure(&self) -> Vec<(u64, PressureStat)>;
+    fn pressure_of(&self, memcg: u64) -> Option<PressureStat>;
 }
 
 impl Kernel for Tracer {
@@ -50,5 +65,25 @@ impl Kernel for Tracer {
 
     fn hook_stats(&self) -> Vec<HookStat> {
         Tracer::hook_stats(self)
+    }
+
+    fn stat_layouts(&self) -> Result<Vec<StatLayout>, String> {
+        Tracer::stat_layouts(self)
+    }
+
+    fn probe(&mut self, tgid: u32, on: bool) {
+        Tracer::probe(self, tgid, on);
+    }
+
+    fn has_task_list(&self) -> bool {
+        Tracer::has_task_list(self)
+    }
+
+    fn pressure(&self) -> Vec<(u64, PressureStat)> {
+        Tracer::pressure(self)
+    }
+
+    fn pressure_of(&self, memcg: u64) -> Option<PressureStat> {
+        Tracer::pressure_of(self, memcg)
     }
 }

@@ -11,7 +11,7 @@
 //! `run` and `agent` differ only in the accessor they hand in (where
 //! containers and their metadata come from) and in what they do between
 //! pumps: `run` spawns and restarts its workload, `agent` rescans the node.
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::VecDeque, future::Future, sync::Arc, time::Duration};
 
 use oom_tracer_common::decode::{DecodeError, RawEvent, decode};
 use tokio::time::MissedTickBehavior;
@@ -19,6 +19,7 @@ use tokio::time::MissedTickBehavior;
 mod enrich;
 pub(crate) mod kernel;
 mod lifecycle;
+pub(crate) mod statcheck;
 pub(crate) mod translate;
 
 pub(crate) use kernel::Kernel;
@@ -26,16 +27,15 @@ use lifecycle::{Ending, Lifecycle};
 use translate::{Translator, memcg_of};
 
 use crate::{
-    analyse::Analysis,
-    backoff::BackoffPolicy,
+    analyse::{Analysis, pressure::Finding},
     bpf::tracer::WatchError,
     cgroup::pod::procs,
     health::Health,
     host::{self, signals::Signals},
     pods::{Container, Learned, PodAccessor},
     schema::{
-        Body, CgroupVersion, Exit, ExitReason, Lost, Mode, Record, Restart, Start, Stop,
-        StopReason, Timestamp,
+        Body, BreakdownCheck, CgroupVersion, Exit, ExitReason, Lost, Mode, NearMiss, Record,
+        Restart, Start, Stop, StopReason, Timestamp,
     },
     sinks::{SinkError, Sinks},
 };
@@ -59,6 +59,17 @@ pub(crate) enum Until<T> {
 /// How often the ring buffer is drained without a wakeup (bulk records
 /// are written without one).
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the kernel's reclaim sums are read.
+const PRESSURE_POLL: Duration = Duration::from_secs(1);
+
+/// An `oom_kill` waiting for the task list that follows it in the ring.
+struct PendingKill {
+    record: Record,
+    memcg: u64,
+    victim_pid: u32,
+    /// Records that came between, written after it, in their order.
+    held: Vec<RawEvent>,
+}
 
 pub(crate) struct Pipeline<K, P> {
     kernel: K,
@@ -73,23 +84,27 @@ pub(crate) struct Pipeline<K, P> {
     reported: Lost,
     /// Watched cgroups under which pods live.
     roots: Vec<u64>,
+    /// Records read during the startup check, handled after `start`.
+    backlog: Vec<RawEvent>,
+    /// The startup check's verdict on the memory breakdown.
+    breakdown: Option<BreakdownCheck>,
+    pending: Option<PendingKill>,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
-    /// `policy`: the kubelet back-off `cycle` records compare restarts with.
     pub(crate) fn new(
         kernel: K,
         translator: Translator,
         pods: P,
         sinks: Sinks,
-        policy: BackoffPolicy,
+        analysis: Analysis,
     ) -> Self {
         Self {
             kernel,
             translator,
             pods,
             lifecycle: Lifecycle::default(),
-            analysis: Analysis::new(policy),
+            analysis,
             sinks,
             health: None,
             decode_errors: 0,
@@ -99,6 +114,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
                 decode_errors: 0,
             },
             roots: Vec::new(),
+            backlog: Vec::new(),
+            breakdown: None,
+            pending: None,
         }
     }
 
@@ -113,7 +131,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// The `start` record.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         &mut self,
         mode: Mode,
         cgroup_version: Option<CgroupVersion>,
@@ -125,9 +143,31 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             cgroup_version,
             hooks: self.kernel.hooks(),
             startup_ms: self.kernel.startup_ms(),
+            breakdown: self.breakdown.clone(),
         };
         let now = self.translator.now();
-        self.write(&mut Record::new(now, start), 0)
+        self.write(&mut Record::new(now, start), 0)?;
+        let backlog = std::mem::take(&mut self.backlog);
+        self.process(backlog.into()).await
+    }
+
+    /// Handles `queue` in order. Records a kill held back (waiting for its
+    /// task list) come back here when it is written; at the end, a kill
+    /// whose task list did not come goes without.
+    async fn process(&mut self, mut queue: VecDeque<RawEvent>) -> Result<(), PipelineError> {
+        loop {
+            while let Some(ev) = queue.pop_front() {
+                self.handle(&ev).await?;
+                for held in self.backlog.drain(..).rev() {
+                    queue.push_front(held);
+                }
+            }
+            self.flush_pending()?;
+            if self.backlog.is_empty() {
+                return Ok(());
+            }
+            queue.extend(self.backlog.drain(..));
+        }
     }
 
     /// Drains the ring buffer through every stage, then reports new losses.
@@ -141,9 +181,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         for e in bad {
             self.decode_error(&e);
         }
-        for ev in &events {
-            self.handle(ev).await?;
-        }
+        self.process(events.into()).await?;
         self.report_losses()?;
         if let Some(h) = &self.health {
             h.tick();
@@ -162,6 +200,16 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// One kernel record through translate, enrich, analyse and the sinks.
     async fn handle(&mut self, ev: &RawEvent) -> Result<(), PipelineError> {
+        match ev {
+            RawEvent::OomTasks(t) => return self.task_list(t),
+            // A late answer to the startup check.
+            RawEvent::MemcgProbe(_) => return Ok(()),
+            _ => {}
+        }
+        if let Some(p) = self.pending.as_mut() {
+            p.held.push(ev.clone());
+            return Ok(());
+        }
         let memcg = memcg_of(ev);
         let is_task = !matches!(
             ev,
@@ -191,6 +239,20 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             }
         }
         enrich::enrich(&mut r, memcg, self.pods.container(memcg));
+        if let (RawEvent::Oom(e), Body::OomKill(o)) = (ev, &mut r.body) {
+            let stat = self.kernel.pressure_of(memcg);
+            let last = stat.map(|s| s.last_ns).filter(|&n| n > 0).map(|n| self.translator.time(n));
+            o.pressure = self.analysis.pressure_at_kill(memcg, r.time, stat, last);
+            if self.kernel.has_task_list() {
+                self.pending = Some(PendingKill {
+                    record: r,
+                    memcg,
+                    victim_pid: e.victim.pid,
+                    held: Vec::new(),
+                });
+                return Ok(());
+            }
+        }
         self.write(&mut r, memcg)?;
         if let Some(pid) = new_container {
             self.container_started(memcg, pid, r.time, false)?;
@@ -198,6 +260,41 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         if let Body::Exit(e) = &r.body {
             self.process_exited(memcg, e, r.time)?;
         }
+        Ok(())
+    }
+
+    /// The tasks of a kill: onto the kill waiting for them, which is written
+    /// then, with what came in between.
+    fn task_list(&mut self, t: &oom_tracer_common::OomTasksEvent) -> Result<(), PipelineError> {
+        let Some(p) = self.pending.as_mut() else {
+            tracing::debug!("a task list without its kill (victim {})", t.victim_pid);
+            return Ok(());
+        };
+        if p.victim_pid != t.victim_pid {
+            return Ok(());
+        }
+        let tasks = translate::memory::tasks(t, self.translator.page_size())
+            .into_iter()
+            .map(|(memcg, mut task)| {
+                task.cgroup = self.translator.index.resolve(memcg);
+                task.container = self.pods.container(memcg).map(|c| c.container.clone());
+                task
+            })
+            .collect();
+        if let Body::OomKill(o) = &mut p.record.body {
+            o.tasks = Some(tasks);
+        }
+        self.flush_pending()
+    }
+
+    /// Writes the kill waiting for its task list, then what came after it.
+    fn flush_pending(&mut self) -> Result<(), PipelineError> {
+        let Some(mut p) = self.pending.take() else {
+            return Ok(());
+        };
+        self.write(&mut p.record, p.memcg)?;
+        // What came after it, handled next (see `process`).
+        self.backlog.extend(p.held);
         Ok(())
     }
 
@@ -313,14 +410,55 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         tokio::pin!(until);
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut pressure = tokio::time::interval(PRESSURE_POLL);
+        pressure.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 s = signals.recv() => return Ok(Until::Signal(s)),
                 out = &mut until => return Ok(Until::Done(out)),
                 () = self.kernel.readable() => self.pump().await?,
                 _ = tick.tick() => self.pump().await?,
+                _ = pressure.tick() => self.poll_pressure().await?,
             }
         }
+    }
+
+    /// Reads the kernel's reclaim sums: `pressure` records while a cgroup
+    /// reclaims at its limit, `near_miss` when it stalled and survived.
+    async fn poll_pressure(&mut self) -> Result<(), PipelineError> {
+        let sums = self.kernel.pressure();
+        if sums.is_empty() {
+            return Ok(());
+        }
+        self.pump().await?;
+        let now = self.translator.now();
+        for (memcg, stat) in sums {
+            let last = (stat.last_ns > 0).then(|| self.translator.time(stat.last_ns));
+            for finding in self.analysis.pressure_sample(memcg, now, stat, last) {
+                let cgroup = self.translator.index.resolve(memcg);
+                let c = self.pods.container(memcg);
+                let (pod, container) = (c.map(|c| c.pod.clone()), c.map(|c| c.container.clone()));
+                let body: Body = match finding {
+                    Finding::Pressure { pressure, .. } => crate::schema::PressureRecord {
+                        cgroup,
+                        pod,
+                        container,
+                        pressure,
+                    }
+                    .into(),
+                    Finding::NearMiss { since, pressure, .. } => NearMiss {
+                        cgroup,
+                        pod,
+                        container,
+                        since,
+                        pressure,
+                    }
+                    .into(),
+                };
+                self.write(&mut Record::new(now, body), memcg)?;
+            }
+        }
+        Ok(())
     }
 
     /// The last records: a `cycle` for every attempt not reported yet, then

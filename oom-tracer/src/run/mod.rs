@@ -16,6 +16,7 @@ mod workload;
 use workload::{ids, kill_all, lossy, spawn, workload};
 
 use crate::{
+    analyse::Analysis,
     backoff::Backoff,
     bpf::{
         loader::{self, LoadError},
@@ -29,7 +30,7 @@ use crate::{
         clock::BootClock,
         signals::{SignalError, Signals},
     },
-    pipeline::{Pipeline, PipelineError, Until, translate::Translator},
+    pipeline::{Pipeline, PipelineError, Until, statcheck::ProbeSite, translate::Translator},
     pods::{Container, fixed::FixedPod},
     schema::{
         Backoff as BackoffRecord, ContainerRef, ContainerState, ExitReason, Mode, PodRef, Restart,
@@ -87,15 +88,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
         BootClock::measure(),
         CgroupIndex::new(Some(hierarchy.clone())),
     );
-    let mut p = Pipeline::new(
-        tracer,
-        translator,
-        FixedPod::default(),
-        sinks,
-        args.backoff.policy(),
-    )
-    .with_health(health.clone());
-    p.start(Mode::Run, Some(hierarchy.version))?;
+    let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
+    let mut p = Pipeline::new(tracer, translator, FixedPod::default(), sinks, analysis)
+        .with_health(health.clone());
+    let site = ProbeSite::Below(args.cgroup_parent.clone());
+    p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
+        .await;
+    p.start(Mode::Run, Some(hierarchy.version)).await?;
     health.set_ready();
 
     let mut kubelet = LocalKubelet {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 mod cycle;
 mod exit;
 mod ids;
+mod memory;
 mod oom;
 mod text;
 mod time;
@@ -19,6 +20,7 @@ mod tracer;
 pub(crate) use cycle::{CycleExit, CycleRestart, Incident, Ramp};
 pub(crate) use exit::{ContainerState, ExitReason, KilledBy, Verdict};
 pub(crate) use ids::{ContainerRef, PodRef, Proc};
+pub(crate) use memory::{Breakdown, Cause, KernelParts, MemoryEvents, OomTask, Part, Pressure};
 pub(crate) use oom::{LimitLevel, Memcg, OomKind, OomSource, Trigger, Victim};
 pub(crate) use text::lossless_text;
 pub(crate) use time::Timestamp;
@@ -66,6 +68,8 @@ pub(crate) enum Body {
     Cycle(Cycle),
     CgroupMkdir(CgroupDir),
     CgroupRmdir(CgroupDir),
+    Pressure(PressureRecord),
+    NearMiss(NearMiss),
     Lost(Lost),
     Stop(Stop),
 }
@@ -73,7 +77,7 @@ pub(crate) enum Body {
 impl Body {
     /// Every event name, in the order docs/schema.md lists them.
     #[cfg(test)]
-    pub(crate) const NAMES: [&'static str; 15] = [
+    pub(crate) const NAMES: [&'static str; 17] = [
         "start",
         "container_start",
         "exec",
@@ -87,6 +91,8 @@ impl Body {
         "cycle",
         "cgroup_mkdir",
         "cgroup_rmdir",
+        "pressure",
+        "near_miss",
         "lost",
         "stop",
     ];
@@ -106,6 +112,8 @@ impl Body {
             Self::Cycle(_) => "cycle",
             Self::CgroupMkdir(_) => "cgroup_mkdir",
             Self::CgroupRmdir(_) => "cgroup_rmdir",
+            Self::Pressure(_) => "pressure",
+            Self::NearMiss(_) => "near_miss",
             Self::Lost(_) => "lost",
             Self::Stop(_) => "stop",
         }
@@ -134,8 +142,15 @@ into_body!(
     Restart,
     Cycle,
     Lost,
-    Stop
+    Stop,
+    NearMiss
 );
+
+impl From<PressureRecord> for Body {
+    fn from(b: PressureRecord) -> Self {
+        Self::Pressure(b)
+    }
+}
 
 /// The tracer started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -147,6 +162,40 @@ pub(crate) struct Start {
     pub hooks: HookStatus,
     /// Time to load and attach the eBPF programs.
     pub startup_ms: u64,
+    /// Whether `oom_kill` records carry the memory breakdown, and why not.
+    #[serde(default)]
+    pub breakdown: Option<BreakdownCheck>,
+}
+
+/// The startup check of the memory statistics' layout on this kernel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BreakdownCheck {
+    pub enabled: bool,
+    /// What was checked and how it went, in words.
+    pub detail: String,
+}
+
+/// What grew, for an `alloc` record.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocKind {
+    /// A process's anonymous memory (`kmem/rss_stat`).
+    #[default]
+    Anon,
+    /// The cgroup's page cache (shmem included, as the kernel counts it).
+    File,
+    /// The cgroup's tmpfs and shared memory.
+    Shmem,
+}
+
+impl AllocKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anon => "anon",
+            Self::File => "file",
+            Self::Shmem => "shmem",
+        }
+    }
 }
 
 /// A container started: `run` created its cgroup and started the
@@ -174,12 +223,21 @@ pub(crate) struct Exec {
     pub container: Option<ContainerRef>,
 }
 
-/// A process's anonymous memory grew by another step.
+/// Memory grew by another step: a process's anonymous memory (`anon`), or
+/// the cgroup's page cache or shmem (`file`, `shmem`; the process is the one
+/// whose charge it was).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Alloc {
     #[serde(flatten)]
-    pub proc: Proc,
-    pub anon_rss_bytes: u64,
+    pub(crate) proc: Proc,
+    #[serde(default)]
+    pub(crate) kind: AllocKind,
+    /// The process's anonymous memory.
+    pub(crate) anon_rss_bytes: u64,
+    /// `file`, `shmem`: how much of that kind the cgroup gained since the
+    /// tracer first saw it; null for `anon`.
+    #[serde(default)]
+    pub(crate) memcg_bytes: Option<u64>,
     pub limit_bytes: Option<u64>,
     pub cgroup: Option<String>,
     pub pod: Option<PodRef>,
@@ -212,6 +270,21 @@ pub(crate) struct OomKill {
     pub source: OomSource,
     pub pod: Option<PodRef>,
     pub container: Option<ContainerRef>,
+    /// What filled the memcg that hit its limit, read at the kill.
+    #[serde(default)]
+    pub breakdown: Option<Breakdown>,
+    /// The victim's own memcg, when it is another one (a pod-level limit).
+    #[serde(default)]
+    pub victim_breakdown: Option<Breakdown>,
+    /// The largest part of the breakdown, in words.
+    #[serde(default)]
+    pub cause: Option<Cause>,
+    /// The tasks of the memcg that hit its limit (and of its children).
+    #[serde(default)]
+    pub tasks: Option<Vec<OomTask>>,
+    /// Reclaim in the victim's cgroup over the 10 s before the kill.
+    #[serde(default)]
+    pub pressure: Option<Pressure>,
 }
 
 /// A process exited (thread-group leader).
@@ -289,6 +362,14 @@ pub(crate) struct Cycle {
     pub oom_incidents: u32,
     pub exit: Option<CycleExit>,
     pub restart: Option<CycleRestart>,
+    /// The cause of the attempt's first OOM kill.
+    #[serde(default)]
+    pub cause: Option<Cause>,
+    /// The previous attempt died of the same cause and this one reached
+    /// the limit within a second of its start: the cause outlived the
+    /// restart (tmpfs kept by an `emptyDir`, a pod-level limit).
+    #[serde(default)]
+    pub cause_carried_over: bool,
 }
 
 /// A memory cgroup was created or removed.
@@ -297,6 +378,30 @@ pub(crate) struct CgroupDir {
     pub id: u64,
     pub path: String,
     pub level: u32,
+}
+
+/// A cgroup is reclaiming at its limit (at most one record per cgroup per
+/// `--pressure-interval`): the early warning before an OOM kill.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PressureRecord {
+    pub cgroup: Option<String>,
+    pub pod: Option<PodRef>,
+    pub container: Option<ContainerRef>,
+    #[serde(flatten)]
+    pub pressure: Pressure,
+}
+
+/// A cgroup stalled at its limit and no OOM kill followed within
+/// `--near-miss-after`: it survived, this time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NearMiss {
+    pub cgroup: Option<String>,
+    pub pod: Option<PodRef>,
+    pub container: Option<ContainerRef>,
+    /// When the stall began.
+    pub since: Timestamp,
+    #[serde(flatten)]
+    pub pressure: Pressure,
 }
 
 /// Records the kernel could not hand over, or that could not be read,

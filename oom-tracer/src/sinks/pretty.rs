@@ -69,6 +69,17 @@ fn what(b: &Body) -> String {
             secs(r.backoff_ms)
         ),
         Body::Cycle(c) => cycle(c),
+        Body::Pressure(p) => format!(
+            "{} reclaims at its limit: {}",
+            name(p.cgroup.as_deref()),
+            pressure(&p.pressure)
+        ),
+        Body::NearMiss(n) => format!(
+            "NEAR MISS {} stalled at its limit for {} and survived: {}",
+            name(n.cgroup.as_deref()),
+            secs(n.pressure.window_ms),
+            pressure(&n.pressure)
+        ),
         Body::CgroupMkdir(d) => format!("cgroup created {}", d.path),
         Body::CgroupRmdir(d) => format!("cgroup removed {}", d.path),
         Body::Lost(l) => format!(
@@ -226,6 +237,18 @@ fn cycle(c: &Cycle) -> String {
     }
     parts.push(format!("now {}", c.state.as_str()));
     parts.join("; ")
+}
+
+fn pressure(p: &crate::schema::Pressure) -> String {
+    format!(
+        "{} reclaims ({} got nothing), stalled {:.1}s, {} back, limit hit {} times in {}",
+        p.reclaims,
+        p.fruitless,
+        p.stall_ms as f64 / 1000.0,
+        bytes(p.reclaimed_bytes),
+        p.limit_hits,
+        secs(p.window_ms)
+    )
 }
 
 fn stop(s: &Stop) -> String {

@@ -3,12 +3,16 @@
 //! become signals and statuses. Who the cgroup belongs to is enrichment's
 //! business (`enrich.rs`); why a process died is analysis's.
 use oom_tracer_common::{
-    AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, OOM_MEMCG_FOUND, OOM_RSS,
-    OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_UID, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
+    AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, GROWTH_SHMEM,
+    MemcgGrowthEvent, OOM_LIMIT_STATS, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ,
+    OOM_SOURCE_TP_BTF, OOM_UID, OOM_VICTIM_STATS, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
     decode::{RawEvent, c_bytes},
 };
 
+pub(crate) mod memory;
+
 use crate::{
+    bpf::memstat::StatLayout,
     cgroup::{
         CgroupVersion,
         index::{CgroupIndex, is_under},
@@ -16,8 +20,8 @@ use crate::{
     },
     host::clock::BootClock,
     schema::{
-        Alloc, Body, CgroupDir, Exec, Exit, Memcg, OomKill, OomKind, OomSource, Proc, Record,
-        Signal, Timestamp, Trigger, Victim, lossless_text,
+        Alloc, AllocKind, Body, CgroupDir, Exec, Exit, Memcg, OomKill, OomKind, OomSource, Proc,
+        Record, Signal, Timestamp, Trigger, Victim, lossless_text,
     },
 };
 
@@ -26,6 +30,10 @@ pub(crate) struct Translator {
     pub index: CgroupIndex,
     /// cgroup paths whose mkdir/rmdir are reported.
     watched_paths: Vec<String>,
+    /// Where this kernel keeps each memcg statistic; `None` until the
+    /// startup check trusted one (no breakdown meanwhile).
+    layout: Option<StatLayout>,
+    page_size: u64,
 }
 
 /// Decodes `task->exit_code`: (signal, exit status, core dumped).
@@ -60,6 +68,9 @@ pub(crate) fn memcg_of(ev: &RawEvent) -> u64 {
         RawEvent::Oom(e) if e.victim.memcg_id != 0 => e.victim.memcg_id,
         RawEvent::Oom(e) => e.trigger.memcg_id,
         RawEvent::CgroupMkdir(e) | RawEvent::CgroupRmdir(e) | RawEvent::CgroupAttach(e) => e.id,
+        RawEvent::MemcgGrowth(e) => e.memcg_id,
+        RawEvent::MemcgProbe(e) => e.stats.memcg_id,
+        RawEvent::OomTasks(e) => e.memcg_id,
     }
 }
 
@@ -69,7 +80,18 @@ impl Translator {
             clock,
             index,
             watched_paths: Vec::new(),
+            layout: None,
+            page_size: 1 << crate::host::page_shift(),
         }
+    }
+
+    /// Trusts `layout` for the breakdown from now on (`None`: no breakdown).
+    pub(crate) fn set_layout(&mut self, layout: Option<StatLayout>) {
+        self.layout = layout;
+    }
+
+    pub(crate) fn page_size(&self) -> u64 {
+        self.page_size
     }
 
     pub(crate) fn time(&self, boot_ns: u64) -> Timestamp {
@@ -109,6 +131,9 @@ impl Translator {
                 self.learn_path(e);
                 return None;
             }
+            RawEvent::MemcgGrowth(e) => self.growth(e),
+            // Joined with their kill, or read by the startup check.
+            RawEvent::OomTasks(_) | RawEvent::MemcgProbe(_) => return None,
         };
         Some(Record::new(time, body))
     }
@@ -125,9 +150,28 @@ impl Translator {
     fn alloc(&mut self, e: &AllocEvent) -> Body {
         Body::Alloc(Alloc {
             proc: proc_of(&e.task),
+            kind: AllocKind::Anon,
             anon_rss_bytes: e.anon_bytes,
+            memcg_bytes: None,
             limit_bytes: None,
             cgroup: self.index.resolve(e.task.memcg_id),
+            pod: None,
+            container: None,
+        })
+    }
+
+    fn growth(&mut self, e: &MemcgGrowthEvent) -> Body {
+        Body::Alloc(Alloc {
+            proc: proc_of(&e.task),
+            kind: if e.kind == GROWTH_SHMEM {
+                AllocKind::Shmem
+            } else {
+                AllocKind::File
+            },
+            anon_rss_bytes: e.anon_rss_bytes,
+            memcg_bytes: Some(e.bytes),
+            limit_bytes: None,
+            cgroup: self.index.resolve(e.memcg_id),
             pod: None,
             container: None,
         })
@@ -182,7 +226,18 @@ impl Translator {
             cgroup: self.index.resolve(e.trigger.memcg_id),
         };
         let memcg = has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e));
-        let victim_memcg = memcg_of(&RawEvent::Oom(*e));
+        let victim_memcg = if e.victim.memcg_id != 0 {
+            e.victim.memcg_id
+        } else {
+            e.trigger.memcg_id
+        };
+        let version = self.index.hierarchy().map(|h| h.version);
+        let stats = |flag: u32, s| {
+            let layout = self.layout.as_ref().filter(|_| has(flag))?;
+            memory::breakdown(s, layout, self.page_size, version)
+        };
+        let breakdown = stats(OOM_LIMIT_STATS, &e.limit_stats);
+        let victim_breakdown = stats(OOM_VICTIM_STATS, &e.victim_stats);
         Body::OomKill(OomKill {
             kind: if memcg.is_some() {
                 OomKind::Memcg
@@ -200,6 +255,11 @@ impl Translator {
             },
             pod: None,
             container: None,
+            breakdown,
+            victim_breakdown,
+            cause: None,
+            tasks: None,
+            pressure: None,
         })
     }
 
