@@ -19,7 +19,7 @@
 
 /// A statistic oom-tracer reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StatItem {
+pub(crate) enum StatItem {
     Anon,
     /// Page cache, shmem included (the kernel counts tmpfs as file pages).
     File,
@@ -37,14 +37,14 @@ pub enum StatItem {
 
 /// How the kernel counts an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     Pages,
     Bytes,
     KiB,
 }
 
 impl StatItem {
-    pub const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Anon,
         Self::File,
         Self::Shmem,
@@ -59,7 +59,7 @@ impl StatItem {
     ];
 
     /// The kernel's enumerator.
-    pub fn kernel_name(self) -> &'static str {
+    pub(crate) fn kernel_name(self) -> &'static str {
         match self {
             Self::Anon => "NR_ANON_MAPPED",
             Self::File => "NR_FILE_PAGES",
@@ -75,7 +75,7 @@ impl StatItem {
         }
     }
 
-    pub fn unit(self) -> Unit {
+    pub(crate) fn unit(self) -> Unit {
         match self {
             Self::SlabReclaimable | Self::SlabUnreclaimable | Self::Percpu => Unit::Bytes,
             Self::KernelStack => Unit::KiB,
@@ -84,7 +84,7 @@ impl StatItem {
     }
 
     /// Its key in a cgroup v2 `memory.stat` (hierarchical, bytes).
-    pub fn v2_key(self) -> Option<&'static str> {
+    pub(crate) fn v2_key(self) -> Option<&'static str> {
         Some(match self {
             Self::Anon => "anon",
             Self::File => "file",
@@ -101,7 +101,7 @@ impl StatItem {
     }
 
     /// Its hierarchical key in a cgroup v1 `memory.stat` (bytes).
-    pub fn v1_key(self) -> Option<&'static str> {
+    pub(crate) fn v1_key(self) -> Option<&'static str> {
         Some(match self {
             Self::Anon => "total_rss",
             Self::File => "total_cache",
@@ -113,7 +113,7 @@ impl StatItem {
 }
 
 /// Bytes of `raw` counted in `unit`; negative (per-CPU drift) is 0.
-pub fn to_bytes(raw: i64, unit: Unit, page_size: u64) -> u64 {
+pub(crate) fn to_bytes(raw: i64, unit: Unit, page_size: u64) -> u64 {
     let v = u64::try_from(raw).unwrap_or(0);
     match unit {
         Unit::Pages => v.saturating_mul(page_size),
@@ -124,7 +124,7 @@ pub fn to_bytes(raw: i64, unit: Unit, page_size: u64) -> u64 {
 
 /// What BTF and the kernel's configuration say about the array.
 #[derive(Clone, Debug, Default)]
-pub struct KernelStats {
+pub(crate) struct KernelStats {
     /// `enum node_stat_item`.
     pub node_items: Vec<(String, u32)>,
     /// `enum memcg_stat_item`.
@@ -141,7 +141,7 @@ pub struct KernelStats {
 
 /// One way the array may be laid out: the index of each item oom-tracer reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatLayout {
+pub(crate) struct StatLayout {
     pub index: Vec<(StatItem, usize)>,
     /// Indices of `MEMCG_MAX`, `MEMCG_OOM`, `MEMCG_OOM_KILL` in `memory_events`.
     pub(crate) events: [Option<usize>; 3],
@@ -150,7 +150,7 @@ pub struct StatLayout {
 }
 
 impl StatLayout {
-    pub fn get(&self, item: StatItem) -> Option<usize> {
+    pub(crate) fn get(&self, item: StatItem) -> Option<usize> {
         self.index
             .iter()
             .find_map(|&(i, at)| (i == item).then_some(at))
@@ -203,7 +203,7 @@ const OPTIONAL: [(&[&str], Option<&str>); 5] = [
 
 /// The layouts this kernel may have, most likely first; empty when none
 /// fits (the breakdown then stays off, saying why).
-pub fn candidates(k: &KernelStats) -> Result<Vec<StatLayout>, String> {
+pub(crate) fn candidates(k: &KernelStats) -> Result<Vec<StatLayout>, String> {
     let value = |name: &str| {
         k.node_items
             .iter()
@@ -293,7 +293,7 @@ pub fn candidates(k: &KernelStats) -> Result<Vec<StatLayout>, String> {
 
 /// `CONFIG_*=y` options of the running kernel, from /proc/config.gz or
 /// /boot/config-<release>; `None` where neither is readable.
-pub fn kernel_config(release: &str) -> Option<std::collections::BTreeMap<String, bool>> {
+pub(crate) fn kernel_config(release: &str) -> Option<std::collections::BTreeMap<String, bool>> {
     let text = std::fs::read_to_string(format!("/boot/config-{release}"))
         .ok()
         .or_else(|| gunzip(&std::fs::read("/proc/config.gz").ok()?))?;

@@ -72,7 +72,7 @@ mod tests {
         let mut t = Translator::new(BootClock::from_offset(0), CgroupIndex::new(None));
         let mut level = |oom_memcg: u64| {
             let mut r = t
-                .translate(&RawEvent::Oom(oom_event(42, 101, oom_memcg)))
+                .translate(&RawEvent::Oom(Box::new(oom_event(42, 101, oom_memcg))))
                 .unwrap();
             enrich(&mut r, 101, Some(&container()));
             let v = serde_json::to_value(&r).unwrap();
@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(level(100), "pod");
         assert_eq!(level(7), "ancestor");
         let mut r = t
-            .translate(&RawEvent::Oom(oom_event(42, 101, 101)))
+            .translate(&RawEvent::Oom(Box::new(oom_event(42, 101, 101))))
             .unwrap();
         enrich(&mut r, 101, None);
         let v = serde_json::to_value(&r).unwrap();

@@ -24,6 +24,7 @@ use crate::{
 struct FakeKernel {
     ring: VecDeque<Vec<u8>>,
     counters: KernelCounters,
+    task_list: bool,
 }
 
 impl FakeKernel {
@@ -66,6 +67,24 @@ impl Kernel for FakeKernel {
 
     fn hook_stats(&self) -> Vec<HookStat> {
         Vec::new()
+    }
+
+    fn stat_layouts(&self) -> Result<Vec<crate::bpf::memstat::StatLayout>, String> {
+        Err("a fake kernel".into())
+    }
+
+    fn probe(&mut self, _tgid: u32, _on: bool) {}
+
+    fn has_task_list(&self) -> bool {
+        self.task_list
+    }
+
+    fn pressure(&self) -> Vec<(u64, oom_tracer_common::PressureStat)> {
+        Vec::new()
+    }
+
+    fn pressure_of(&self, _memcg: u64) -> Option<oom_tracer_common::PressureStat> {
+        None
     }
 }
 
@@ -141,7 +160,14 @@ fn pipeline(metrics: Option<Arc<Metrics>>) -> (TestPipeline, Collect) {
         Translator::new(BootClock::from_offset(0), index),
         pods,
         sinks,
-        BackoffPolicy::default(),
+        Analysis::new(
+            crate::backoff::BackoffPolicy::default(),
+            crate::analyse::pressure::PressureOptions {
+                interval: Duration::from_secs(1),
+                near_miss_after: Duration::from_secs(10),
+                page_size: 4096,
+            },
+        ),
     );
     (p, out)
 }
@@ -201,7 +227,7 @@ fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
 fn records_flow_through_every_stage_in_order() {
     let (mut p, out) = pipeline(None);
     run_to_completion(async {
-        p.start(Mode::Agent, Some(CgroupVersion::V1)).unwrap();
+        p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
         oom_then_exit(&mut p.kernel, 9);
         p.pump().await.unwrap();
         p.stop(StopReason::Signal("SIGTERM".into()), 0)

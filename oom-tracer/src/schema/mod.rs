@@ -169,7 +169,7 @@ pub(crate) struct Start {
 
 /// The startup check of the memory statistics' layout on this kernel.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BreakdownCheck {
+pub(crate) struct BreakdownCheck {
     pub enabled: bool,
     /// What was checked and how it went, in words.
     pub detail: String,
@@ -178,7 +178,7 @@ pub struct BreakdownCheck {
 /// What grew, for an `alloc` record.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum AllocKind {
+pub(crate) enum AllocKind {
     /// A process's anonymous memory (`kmem/rss_stat`).
     #[default]
     Anon,
@@ -189,7 +189,8 @@ pub enum AllocKind {
 }
 
 impl AllocKind {
-    pub fn as_str(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Anon => "anon",
             Self::File => "file",
@@ -383,7 +384,7 @@ pub(crate) struct CgroupDir {
 /// A cgroup is reclaiming at its limit (at most one record per cgroup per
 /// `--pressure-interval`): the early warning before an OOM kill.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PressureRecord {
+pub(crate) struct PressureRecord {
     pub cgroup: Option<String>,
     pub pod: Option<PodRef>,
     pub container: Option<ContainerRef>,
@@ -394,7 +395,7 @@ pub struct PressureRecord {
 /// A cgroup stalled at its limit and no OOM kill followed within
 /// `--near-miss-after`: it survived, this time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NearMiss {
+pub(crate) struct NearMiss {
     pub cgroup: Option<String>,
     pub pod: Option<PodRef>,
     pub container: Option<ContainerRef>,

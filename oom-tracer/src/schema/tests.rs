@@ -30,6 +30,52 @@ fn ctr() -> ContainerRef {
     }
 }
 
+fn breakdown() -> Breakdown {
+    Breakdown {
+        anon_bytes: 50 << 20,
+        file_bytes: 0,
+        shmem_bytes: 0,
+        kernel_bytes: 1 << 20,
+        sock_bytes: Some(0),
+        swap_bytes: Some(0),
+        kernel: KernelParts {
+            slab_reclaimable_bytes: 1,
+            slab_unreclaimable_bytes: 2,
+            kernel_stack_bytes: 3,
+            pagetables_bytes: 4,
+            percpu_bytes: 5,
+        },
+        events: MemoryEvents {
+            max: 20,
+            oom: 1,
+            oom_kill: 1,
+        },
+        pending_updates: 0,
+    }
+}
+
+fn cause() -> Cause {
+    Cause {
+        part: Part::Anon,
+        bytes: 50 << 20,
+        share_of_limit_pct: 100,
+        victim_rss_bytes: Some(50 << 20),
+        text: "anonymous memory 100% of the 50Mi limit".into(),
+    }
+}
+
+fn pressure() -> Pressure {
+    Pressure {
+        window_ms: 10_000,
+        limit_hits: 40,
+        reclaims: 40,
+        fruitless: 30,
+        stall_ms: 120,
+        reclaimed_bytes: 4096,
+        last_at: Some(at(1)),
+    }
+}
+
 /// One record of every event, for round trips.
 pub(crate) fn samples() -> Vec<Record> {
     let victim = Victim {
@@ -71,6 +117,10 @@ pub(crate) fn samples() -> Vec<Record> {
                 }],
             },
             startup_ms: 90,
+            breakdown: Some(BreakdownCheck {
+                enabled: true,
+                detail: "total_rss match".into(),
+            }),
         }
         .into(),
         ContainerStart {
@@ -93,7 +143,9 @@ pub(crate) fn samples() -> Vec<Record> {
         .into(),
         Alloc {
             proc: proc(),
+            kind: AllocKind::Shmem,
             anon_rss_bytes: 4 << 20,
+            memcg_bytes: Some(8 << 20),
             limit_bytes: Some(52428800),
             cgroup: None,
             pod: None,
@@ -120,6 +172,22 @@ pub(crate) fn samples() -> Vec<Record> {
             source: OomSource::TpBtf,
             pod: Some(pod()),
             container: Some(ctr()),
+            breakdown: Some(breakdown()),
+            victim_breakdown: None,
+            cause: Some(cause()),
+            tasks: Some(vec![OomTask {
+                pid: 7,
+                tgid: 7,
+                comm: "stress".into(),
+                anon_rss_bytes: 50 << 20,
+                file_rss_bytes: 0,
+                shmem_rss_bytes: 0,
+                oom_score_adj: 0,
+                victim: true,
+                cgroup: Some("/p/c".into()),
+                container: Some(ctr()),
+            }]),
+            pressure: Some(pressure()),
         }
         .into(),
         Exit {
@@ -198,6 +266,8 @@ pub(crate) fn samples() -> Vec<Record> {
                 next_expected_backoff_ms: 20_000,
                 next_restart_predicted_at: at(31),
             }),
+            cause: Some(cause()),
+            cause_carried_over: false,
         }
         .into(),
         Body::CgroupMkdir(CgroupDir {
@@ -210,6 +280,21 @@ pub(crate) fn samples() -> Vec<Record> {
             path: "/p/c".into(),
             level: 2,
         }),
+        PressureRecord {
+            cgroup: Some("/p/c".into()),
+            pod: Some(pod()),
+            container: Some(ctr()),
+            pressure: pressure(),
+        }
+        .into(),
+        NearMiss {
+            cgroup: Some("/p/c".into()),
+            pod: Some(pod()),
+            container: Some(ctr()),
+            since: at(0),
+            pressure: pressure(),
+        }
+        .into(),
         Lost {
             ringbuf_full: 3,
             read_errors: 1,
@@ -286,13 +371,14 @@ fn documented() -> std::collections::BTreeMap<String, Vec<String>> {
     let mut out = std::collections::BTreeMap::new();
     let mut current: Vec<String> = Vec::new();
     for line in doc.lines() {
-        if let Some(h) = line
+        let heading = line
             .strip_prefix("### ")
-            .or_else(|| line.strip_prefix("#### object "))
-        {
+            .map(|h| ("", h))
+            .or_else(|| line.strip_prefix("#### object ").map(|h| ("object ", h)));
+        if let Some((kind, h)) = heading {
             current = h
                 .split(", ")
-                .map(|n| n.trim_matches('`').to_owned())
+                .map(|n| format!("{kind}{}", n.trim_matches('`')))
                 .collect();
             for n in &current {
                 out.insert(n.clone(), Vec::new());
@@ -348,7 +434,14 @@ fn the_documented_fields_are_the_written_ones() {
         ("killed_by", &killed_by),
         ("hooks", &recs[0]["hooks"]),
         ("missing_hook", &recs[0]["hooks"]["missing"][0]),
-        ("hook_stat", &recs[14]["hook_stats"][0]),
+        ("hook_stat", &recs[16]["hook_stats"][0]),
+        ("breakdown_check", &recs[0]["breakdown"]),
+        ("breakdown", &recs[5]["breakdown"]),
+        ("kernel_parts", &recs[5]["breakdown"]["kernel"]),
+        ("memory_events", &recs[5]["breakdown"]["events"]),
+        ("cause", &recs[5]["cause"]),
+        ("task", &recs[5]["tasks"][0]),
+        ("pressure", &recs[5]["pressure"]),
         ("ramp", &recs[10]["ramp"]),
         ("incident", &recs[10]["incident"]),
         ("cycle_exit", &recs[10]["exit"]),
@@ -356,7 +449,7 @@ fn the_documented_fields_are_the_written_ones() {
     ];
     for (name, v) in objects {
         let mut fields = doc
-            .get(name)
+            .get(&format!("object {name}"))
             .unwrap_or_else(|| panic!("docs/schema.md has no object {name}"))
             .clone();
         fields.sort();

@@ -44,12 +44,16 @@ impl OomEvent {
             uid: pod.uid.clone(),
             container: o.container.as_ref().and_then(|c| c.name.clone()),
             message: format!(
-                "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}",
+                "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}{}",
                 o.victim.comm,
                 o.victim.pid,
                 o.victim.anon_rss_bytes.map_or("?".into(), b),
                 o.trigger.comm,
-                o.trigger.pid
+                o.trigger.pid,
+                o.cause
+                    .as_ref()
+                    .map(|c| format!("; cause: {}", c.text))
+                    .unwrap_or_default()
             ),
         })
     }

@@ -87,6 +87,6 @@ mod tests {
         }
         assert_eq!(*a.borrow(), crate::schema::Body::NAMES);
         assert_eq!(a, b);
-        assert_eq!(sinks.written(), 15);
+        assert_eq!(sinks.written(), 17);
     }
 }

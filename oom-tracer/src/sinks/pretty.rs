@@ -2,7 +2,10 @@
 //! Container ids are cut to 12 characters, as `crictl ps` shows them.
 use crate::{
     quantity::format_bytes as bytes,
-    schema::{Alloc, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start, Stop},
+    schema::{
+        Alloc, AllocKind, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start,
+        Stop,
+    },
 };
 
 /// One readable line for `r`.
@@ -22,7 +25,8 @@ pub(super) fn coloured(r: &Record) -> String {
             signal: Some(_), ..
         })
         | Body::ContainerExit(_) => "31",
-        Body::Backoff(_) | Body::Lost(_) => "33",
+        Body::Backoff(_) | Body::Lost(_) | Body::Pressure(_) => "33",
+        Body::NearMiss(_) => "1;33",
         Body::Restart(_) | Body::ContainerStart(_) => "32",
         Body::Cycle(_) => "1;36",
         Body::Alloc(_) => "2",
@@ -112,21 +116,21 @@ fn exec(e: &Exec) -> String {
 
 fn alloc(a: &Alloc) -> String {
     let p = &a.proc;
+    let (what, size) = match (a.kind, a.memcg_bytes) {
+        (AllocKind::Anon, _) | (_, None) => ("anon memory", a.anon_rss_bytes),
+        (AllocKind::File, Some(b)) => ("page cache in the cgroup +", b),
+        (AllocKind::Shmem, Some(b)) => ("tmpfs/shmem in the cgroup +", b),
+    };
     match a.limit_bytes {
         Some(l) if l > 0 => format!(
-            "{}[{}] anon memory {} of {} ({}%)",
+            "{}[{}] {what} {} of {} ({}%)",
             p.comm,
             p.pid,
-            bytes(a.anon_rss_bytes),
+            bytes(size),
             bytes(l),
-            a.anon_rss_bytes.saturating_mul(100) / l
+            size.saturating_mul(100) / l
         ),
-        _ => format!(
-            "{}[{}] anon memory {}",
-            p.comm,
-            p.pid,
-            bytes(a.anon_rss_bytes)
-        ),
+        _ => format!("{}[{}] {what} {}", p.comm, p.pid, bytes(size)),
     }
 }
 
@@ -151,23 +155,52 @@ fn oom_kill(o: &OomKill) -> String {
         Some(m) => format!(
             "{} hit its {}limit: usage {} / limit {}, failcnt {}",
             name(m.path.as_deref()),
-            m.level
-                .map(|l| format!("{} ", l.as_str()))
-                .unwrap_or_default(),
+            m.level.map(|l| format!("{} ", l.as_str())).unwrap_or_default(),
             bytes(m.usage_bytes),
             bytes(m.limit_bytes),
             m.failcnt.map_or("n/a".into(), |f| f.to_string())
         ),
         None => "global OOM".to_owned(),
     };
-    format!(
+    let mut line = format!(
         "OOM KILL {}[{}] (anon {}) — {limit}; triggered by {}[{}]",
         o.victim.comm,
         o.victim.pid,
         o.victim.anon_rss_bytes.map_or("?".into(), bytes),
         o.trigger.comm,
         o.trigger.pid
-    )
+    );
+    if let Some(c) = &o.cause {
+        line.push_str(&format!("; cause: {}", c.text));
+    }
+    if let Some(b) = &o.breakdown {
+        line.push_str(&format!(
+            " [anon {}, file {}, shmem {}, kernel {}]",
+            bytes(b.anon_bytes),
+            bytes(b.file_bytes),
+            bytes(b.shmem_bytes),
+            bytes(b.kernel_bytes)
+        ));
+    }
+    if let Some(t) = &o.tasks {
+        let others: Vec<String> = t
+            .iter()
+            .filter(|t| !t.victim)
+            .map(|t| format!("{}[{}] anon {}", t.comm, t.pid, bytes(t.anon_rss_bytes)))
+            .collect();
+        if !others.is_empty() {
+            line.push_str(&format!("; also there: {}", others.join(", ")));
+        }
+    }
+    if let Some(p) = o.pressure.as_ref().filter(|p| p.reclaims > 0) {
+        line.push_str(&format!(
+            "; before it: {} reclaims, stalled {:.1}s in {}",
+            p.reclaims,
+            p.stall_ms as f64 / 1000.0,
+            secs(p.window_ms)
+        ));
+    }
+    line
 }
 
 fn exit(e: &Exit) -> String {
@@ -226,6 +259,12 @@ fn cycle(c: &Cycle) -> String {
             i.trigger.comm,
             i.trigger.pid
         ));
+    }
+    if let Some(cause) = &c.cause {
+        parts.push(format!("cause: {}", cause.text));
+    }
+    if c.cause_carried_over {
+        parts.push("died at once of the same cause as the attempt before: it outlived the restart".into());
     }
     if let Some(r) = &c.restart {
         parts.push(format!(

@@ -1,6 +1,6 @@
 //! Cycle analysis on hand-made record sequences (run and agent order).
 use super::*;
-use crate::schema::{Lost, OomKind, OomSource, Proc, Trigger, Verdict, Victim};
+use crate::schema::{AllocKind, Lost, OomKind, OomSource, Proc, Trigger, Verdict, Victim};
 
 fn rec(t: &str, body: impl Into<Body>) -> Record {
     Record::new(format!("2026-11-27T10:00:{t}Z").parse().unwrap(), body)
@@ -61,7 +61,9 @@ fn alloc(t: &str, n: u32, mib: u64) -> Record {
                 tgid: 1,
                 comm: "stress".into(),
             },
+            kind: AllocKind::Anon,
             anon_rss_bytes: mib << 20,
+            memcg_bytes: None,
             limit_bytes: Some(50 << 20),
             cgroup: None,
             pod: Some(pod()),
@@ -94,6 +96,11 @@ fn oom(t: &str, n: u32, pid: u32) -> Record {
             source: OomSource::TpBtf,
             pod: Some(pod()),
             container: Some(ctr(n)),
+            breakdown: None,
+            victim_breakdown: None,
+            cause: None,
+            tasks: None,
+            pressure: None,
         },
     )
 }

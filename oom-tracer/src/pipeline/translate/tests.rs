@@ -53,7 +53,7 @@ fn exit_codes() {
 fn oom_kill_at_the_container_and_globally() {
     let mut t = translator();
     let mut e = oom_event(42, 101, 101);
-    let r = t.translate(&RawEvent::Oom(e)).unwrap();
+    let r = t.translate(&RawEvent::Oom(Box::new(e))).unwrap();
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["event"], "oom_kill");
     assert_eq!(v["time"], "1970-01-01T00:00:01.000000Z");
@@ -68,13 +68,13 @@ fn oom_kill_at_the_container_and_globally() {
     assert_eq!(v["victim_cgroup"], "/oom-tracer/pod-a/stress-0");
     assert!(v["container"].is_null());
     e.flags = 0;
-    let v = serde_json::to_value(t.translate(&RawEvent::Oom(e)).unwrap()).unwrap();
+    let v = serde_json::to_value(t.translate(&RawEvent::Oom(Box::new(e))).unwrap()).unwrap();
     assert_eq!(v["kind"], "global");
     assert!(v["memcg"].is_null());
     assert!(v["victim"]["anon_rss_bytes"].is_null());
     // No victim memcg (classic tracepoint): the trigger's.
     e.victim.memcg_id = 0;
-    assert_eq!(memcg_of(&RawEvent::Oom(e)), 101);
+    assert_eq!(memcg_of(&RawEvent::Oom(Box::new(e))), 101);
 }
 
 #[test]
