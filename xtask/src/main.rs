@@ -5,6 +5,10 @@
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
 //! - `demo`: build, then the local stress cycle under the tracer;
 //! - `test`: build, then every test (unit and privileged integration).
+//!
+//! Every cargo command they run gets `PROTOC` (the CRI client's build script
+//! compiles .proto files): a protoc vendored in xtask, so that the machine
+//! needs no protobuf-compiler.
 use std::{
     env,
     path::{Path, PathBuf},
@@ -179,6 +183,12 @@ fn with_path(cmd: &mut Command, bin: &Path) {
 fn cargo() -> Command {
     let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
+    // k8s-cri's build script runs $PROTOC (else `protoc` from PATH).
+    if env::var_os("PROTOC").is_none()
+        && let Ok(protoc) = protoc_bin_vendored::protoc_bin_path()
+    {
+        c.env("PROTOC", protoc);
+    }
     c
 }
 
