@@ -4,7 +4,8 @@
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
 //! - `demo`: build, then the local stress cycle under the tracer;
-//! - `test`: build, then every test (unit and privileged integration).
+//! - `test`: build, then every test (unit and privileged integration);
+//! - `images`: the agent's and stress's container images from `deploy/`.
 //!
 //! Every cargo command they run gets `PROTOC` (the CRI client's build script
 //! compiles .proto files): a protoc vendored in xtask, so that the machine
@@ -19,6 +20,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod images;
 mod minikube;
 
 #[derive(Parser)]
@@ -45,6 +47,10 @@ enum Cmd {
     /// The DaemonSet on minikube: build and load the images, apply, show logs.
     #[command(subcommand)]
     Minikube(minikube::MinikubeCmd),
+    /// Build the images oom-tracer/agent:dev and oom-tracer/stress:dev from
+    /// deploy/*.Dockerfile (static musl binaries built here) into
+    /// target/images/{agent,stress}.tar (OCI archives).
+    Images,
     /// Build, then run all tests (the integration tests need root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -274,6 +280,7 @@ fn main() -> anyhow::Result<()> {
             ]))
         }
         Cmd::Minikube(cmd) => minikube::run(&workspace_root(), cmd),
+        Cmd::Images => images::build(&workspace_root()),
         Cmd::Bench(args) => {
             build(true)?;
             if !is_root() {
