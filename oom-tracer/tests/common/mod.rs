@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod kubelet;
+pub mod pki;
 
 use std::{
     io::BufRead as _,
