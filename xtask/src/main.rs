@@ -296,6 +296,10 @@ fn main() -> anyhow::Result<()> {
             with_path(&mut c, &bin);
             run(&mut c)?;
             if is_root() {
+                // The DaemonSet test runs the images of deploy/ as they are
+                // built for users: target/images/{agent,stress}.tar.
+                images::build(&workspace_root())
+                    .context("building the images for the DaemonSet test")?;
                 // The agent's integration tests drive a private containerd
                 // over the CRI. Start it (or repair it) on every run: a
                 // socket left from an earlier boot answers nobody.

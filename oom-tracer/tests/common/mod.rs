@@ -6,8 +6,12 @@
 
 pub mod agent;
 pub mod apiserver;
+pub mod deploy;
 pub mod kubelet;
+pub mod node;
+pub mod oci;
 pub mod pki;
+pub mod podspec;
 
 use std::{
     io::BufRead as _,
