@@ -520,6 +520,103 @@ fn untranslated_fields_are_named() {
     }
 }
 
+/// The agent's process (a host pid: hostPID), its resident memory (KiB)
+/// and its memcg's usage (bytes), from the container's memory cgroup.
+fn agent_memory(plan: &PodPlan, id: &str) -> (u32, u64, u64) {
+    let memcg = node::memcg_dir(plan, id);
+    let pid: u32 = std::fs::read_to_string(memcg.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .next()
+        .expect("the agent's process")
+        .parse()
+        .unwrap();
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap();
+    let usage = node::read_u64(&memcg.join("memory.usage_in_bytes"))
+        .or_else(|| node::read_u64(&memcg.join("memory.current")))
+        .unwrap();
+    (pid, rss_kib, usage)
+}
+
+/// The example pod through `KILLS` OOM kills, restarted with the kubelet's
+/// back-off, its status published to the API server as the kubelet's
+/// status manager does; the agent must keep running meanwhile. Returns the
+/// container id of each attempt.
+async fn crash_loop(
+    k: &mut Kubelet,
+    cluster: &Cluster,
+    example: &PodPlan,
+    agent_id: &str,
+    cleanup: &mut Cleanup,
+) -> Vec<String> {
+    let sandbox = k.run_sandbox(&example.sandbox).await;
+    cleanup.sandboxes.push(sandbox.clone());
+    let ip = k.sandbox_ip(&sandbox).await;
+    admit(k, example, 0).await;
+    let c = &example.containers[0];
+    let mut attempts = Vec::new();
+    let mut backoff = BACKOFF_INITIAL;
+    for attempt in 0..KILLS {
+        let id = k
+            .create_start(&sandbox, &example.sandbox, c.attempt(attempt))
+            .await;
+        let status = |restarts, running| pod_status(example, &ip, &c.name, &id, restarts, running);
+        cluster.api.upsert(status(attempt, true));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let st = loop {
+            let st = k.status(&id).await;
+            if st.state == EXITED {
+                break st;
+            }
+            // The agent keeps running (what the kubelet's PLEG would see).
+            let a = k.status(agent_id).await;
+            assert_eq!(a.state, RUNNING, "the agent stopped: exit {}", a.exit_code);
+            assert!(Instant::now() < deadline, "stress did not exit in 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
+        cluster.api.upsert(status(attempt + 1, false));
+        attempts.push(id.clone());
+        if attempt + 1 < KILLS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        k.remove_container(&id).await;
+    }
+    k.remove_sandbox(&sandbox).await;
+    attempts
+}
+
+/// The agent's records about the example pod: each kill and each exit,
+/// with the pod's identity, the restart count, the limit and the verdict.
+fn check_records(records: &[Value], example: &PodPlan, attempts: &[String]) {
+    assert_eq!(records.first().map(|r| &r["event"]), Some(&json!("start")));
+    assert_eq!(records.last().map(|r| &r["event"]), Some(&json!("stop")));
+    let kills = for_pod(records, "oom_kill", &example.uid);
+    assert_eq!(kills.len(), KILLS as usize, "{kills:#?}");
+    for (i, kill) in kills.iter().enumerate() {
+        assert_eq!(kill["pod"]["namespace"], "default", "{kill}");
+        assert_eq!(kill["pod"]["name"], "oom-example", "{kill}");
+        assert_eq!(kill["container"]["name"], "stress", "{kill}");
+        assert_eq!(kill["container"]["id"], attempts[i].as_str(), "{kill}");
+        assert_eq!(kill["container"]["restart_count"], i, "{kill}");
+        assert_eq!(kill["memcg"]["limit_bytes"], 52428800, "{kill}");
+    }
+    let exits = for_pod(records, "container_exit", &example.uid);
+    assert_eq!(exits.len(), KILLS as usize, "{exits:#?}");
+    for (i, exit) in exits.iter().enumerate() {
+        assert_eq!(exit["container"]["restart_count"], i, "{exit}");
+        assert_eq!(exit["exit_code"], 137, "{exit}");
+        assert_eq!(exit["reason"], "OOMKilled", "{exit}");
+        assert_eq!(exit["verdict"], "memcg_oom", "{exit}");
+    }
+}
+
 /// The DaemonSet's pod and the example pod on the real runtime: three OOM
 /// kills, each reported with the pod's identity, read from the agent's
 /// CRI log; probes from the pod network; the agent within its limits.
@@ -534,120 +631,61 @@ fn daemonset_runs_as_deployed() {
     let rt = rt();
     let mut k = rt.block_on(Kubelet::connect());
 
-    let (_, ip, agent_id, started) =
+    let (_, ip, agent_id, created) =
         rt.block_on(start_agent(&mut k, &cluster, &agent, &mut cleanup));
     let ip: IpAddr = ip.parse().unwrap();
-    let readiness = agent.containers[0]
-        .readiness
-        .clone()
-        .expect("a readinessProbe");
-    let liveness = agent.containers[0]
-        .liveness
-        .clone()
-        .expect("a livenessProbe");
+    let c = &agent.containers[0];
+    let readiness = c.readiness.clone().expect("a readinessProbe");
+    let liveness = c.liveness.clone().expect("a livenessProbe");
     // Start → ready: from the container's start (the runtime's started_at)
     // to the first success of a tight (20 ms) poll of the readiness endpoint.
-    node::wait_http_ok(
+    let ready = node::wait_http_ok(
         SocketAddr::new(ip, readiness.port),
         &readiness.path,
         Duration::from_secs(60),
-    )
-    .unwrap_or_else(|| {
-        let st = rt.block_on(k.status(&agent_id));
-        panic!(
-            "{}:{}{} never answered (agent state {} exit {}): log:\n{}",
-            ip,
-            readiness.port,
-            readiness.path,
-            st.state,
-            st.exit_code,
-            std::fs::read_to_string(node::log_path(&agent, "agent", 0)).unwrap_or_default()
-        )
-    });
-    let ready_wall = std::time::SystemTime::now()
+    );
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    let started_at = rt.block_on(k.status(&agent_id)).started_at;
-    let ready_after = ready_wall.saturating_sub(Duration::from_nanos(started_at as u64));
-    let created_to_ready = started.elapsed();
+    let st = rt.block_on(k.status(&agent_id));
+    assert!(
+        ready.is_some(),
+        "{ip}:{}{} never answered (agent state {}, exit {}); its log:\n{}",
+        readiness.port,
+        readiness.path,
+        st.state,
+        st.exit_code,
+        std::fs::read_to_string(node::log_path(&agent, "agent", 0)).unwrap_or_default()
+    );
+    let ready_after = now.saturating_sub(Duration::from_nanos(st.started_at as u64));
+    let created_to_ready = created.elapsed();
     // Then the kubelet's own probes, on its schedule, for the whole run.
     let probers = [Prober::start(&readiness, ip), Prober::start(&liveness, ip)];
     std::thread::sleep(Duration::from_secs(2));
-    let memcg = node::memcg_dir(&agent, &agent_id);
-    let pid: u32 = std::fs::read_to_string(memcg.join("cgroup.procs"))
-        .unwrap()
-        .lines()
-        .next()
-        .expect("the agent's process")
-        .parse()
-        .unwrap();
-    let idle_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap();
-    let idle_memcg = node::read_u64(&memcg.join("memory.usage_in_bytes"))
-        .or_else(|| node::read_u64(&memcg.join("memory.current")))
-        .unwrap();
+    let (pid, idle_rss_kib, idle_memcg) = agent_memory(&agent, &agent_id);
     let writable_below = check_read_only(&agent, pid, cluster.node.recursive_read_only);
 
-    // The example pod, restarted with the kubelet's back-off.
     cleanup.pod(&example);
     node::prepare(&example);
-    let (sandbox, attempts) = rt.block_on(async {
-        let sandbox = k.run_sandbox(&example.sandbox).await;
-        cleanup.sandboxes.push(sandbox.clone());
-        let ip = k.sandbox_ip(&sandbox).await;
-        admit(&mut k, &example, 0).await;
-        let c = &example.containers[0];
-        let mut attempts = Vec::new();
-        let mut backoff = BACKOFF_INITIAL;
-        for attempt in 0..KILLS {
-            let id = k
-                .create_start(&sandbox, &example.sandbox, c.attempt(attempt))
-                .await;
-            cluster
-                .api
-                .upsert(pod_status(&example, &ip, &c.name, &id, attempt, true));
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let st = loop {
-                let st = k.status(&id).await;
-                if st.state == EXITED {
-                    break st;
-                }
-                // The agent keeps running meanwhile (the kubelet's PLEG).
-                let a = k.status(&agent_id).await;
-                assert_eq!(a.state, RUNNING, "the agent stopped: exit {}", a.exit_code);
-                assert!(Instant::now() < deadline, "stress did not exit in 60 s");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
-            assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
-            attempts.push(id.clone());
-            cluster
-                .api
-                .upsert(pod_status(&example, &ip, &c.name, &id, attempt + 1, false));
-            if attempt + 1 < KILLS {
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            // The kubelet keeps the last dead container for its logs.
-            k.remove_container(&id).await;
-        }
-        (sandbox, attempts)
-    });
-    rt.block_on(k.remove_sandbox(&sandbox));
+    let attempts = rt.block_on(crash_loop(
+        &mut k,
+        &cluster,
+        &example,
+        &agent_id,
+        &mut cleanup,
+    ));
     // The last records drain (bulk records every 100 ms).
     std::thread::sleep(Duration::from_secs(1));
 
-    // The agent: never restarted, within its memory limit.
+    // The agent: never restarted, within its memory limit, probes passing.
     let st = rt.block_on(k.status(&agent_id));
     assert_eq!(st.state, RUNNING, "the agent exited: {}", st.exit_code);
+    let memcg = node::memcg_dir(&agent, &agent_id);
     let peak = node::read_u64(&memcg.join("memory.max_usage_in_bytes"))
         .or_else(|| node::read_u64(&memcg.join("memory.peak")))
         .unwrap();
     let failcnt = node::read_u64(&memcg.join("memory.failcnt")).unwrap_or(0);
-    let limit = agent.containers[0].memory_limit.expect("a memory limit") as u64;
+    let limit = c.memory_limit.expect("a memory limit") as u64;
     assert!(peak < limit, "memcg peak {peak} >= limit {limit}");
     assert_eq!(
         failcnt, 0,
@@ -658,7 +696,8 @@ fn daemonset_runs_as_deployed() {
     let live_results = liveness_probe.stop();
     assert!(
         Prober::worst_failure_run(&live_results) < liveness.failure_threshold,
-        "the liveness probe failed {} times in a row: the kubelet would have restarted the agent: {live_results:?}",
+        "the liveness probe failed {} times in a row: the kubelet would have restarted the \
+         agent: {live_results:?}",
         liveness.failure_threshold
     );
     assert!(
@@ -666,39 +705,22 @@ fn daemonset_runs_as_deployed() {
         "readiness {ready_results:?}, liveness {live_results:?}"
     );
 
-    // Stopped as the kubelet stops a pod: SIGTERM, the grace period.
+    // Stopped as the kubelet stops a pod: SIGTERM, then the grace period.
     rt.block_on(k.stop_container(&agent_id, agent.grace_period));
     let st = rt.block_on(k.status(&agent_id));
     assert_eq!((st.state, st.exit_code), (EXITED, 0), "{}", st.reason);
 
-    // Its log, as `kubectl logs` reads it.
+    // Its log, as `kubectl logs` reads it: JSON lines only (json_lines
+    // checks every line of both streams), the diagnostics with time, level
+    // and message, and the records of the three kills.
     let (records, diagnostics) = json_lines(&node::log_path(&agent, "agent", 0));
-    assert_eq!(records.first().map(|r| &r["event"]), Some(&json!("start")));
-    assert_eq!(records.last().map(|r| &r["event"]), Some(&json!("stop")));
     assert!(!diagnostics.is_empty());
     for d in &diagnostics {
         for key in ["timestamp", "level", "message"] {
             assert!(d[key].is_string(), "diagnostic without {key}: {d}");
         }
     }
-    let kills = for_pod(&records, "oom_kill", &example.uid);
-    assert_eq!(kills.len(), KILLS as usize, "{kills:#?}");
-    for (i, kill) in kills.iter().enumerate() {
-        assert_eq!(kill["pod"]["namespace"], "default", "{kill}");
-        assert_eq!(kill["pod"]["name"], "oom-example", "{kill}");
-        assert_eq!(kill["container"]["name"], "stress", "{kill}");
-        assert_eq!(kill["container"]["id"], attempts[i].as_str(), "{kill}");
-        assert_eq!(kill["container"]["restart_count"], i, "{kill}");
-        assert_eq!(kill["memcg"]["limit_bytes"], 52428800, "{kill}");
-    }
-    let exits = for_pod(&records, "container_exit", &example.uid);
-    assert_eq!(exits.len(), KILLS as usize, "{exits:#?}");
-    for (i, exit) in exits.iter().enumerate() {
-        assert_eq!(exit["container"]["restart_count"], i, "{exit}");
-        assert_eq!(exit["exit_code"], 137, "{exit}");
-        assert_eq!(exit["reason"], "OOMKilled", "{exit}");
-        assert_eq!(exit["verdict"], "memcg_oom", "{exit}");
-    }
+    check_records(&records, &example, &attempts);
     // The API source: this node's pods, with the service account's token.
     let requests = cluster.api.requests();
     assert!(
@@ -706,18 +728,18 @@ fn daemonset_runs_as_deployed() {
             && r.contains(&format!("spec.nodeName%3D{}", cluster.node.name))),
         "{requests:?}"
     );
+    let refused = cluster.api.unauthorized();
     assert!(
-        cluster.api.unauthorized().is_empty(),
-        "{:?}",
-        cluster.api.unauthorized()
+        refused.is_empty(),
+        "requests without the token: {refused:?}"
     );
 
     eprintln!(
-        "measure: agent container start -> /readyz {} ms ({} ms from CreateContainer); idle RSS {} KiB; idle memcg usage {} KiB; \
-         memcg peak {} KiB of {} KiB; readiness probes {} ok; liveness probes {} ok",
+        "measure: agent container start -> /readyz {} ms ({} ms from CreateContainer); \
+         idle RSS {idle_rss_kib} KiB; idle memcg usage {} KiB; memcg peak {} KiB of {} KiB; \
+         readiness probes {} ok; liveness probes {} ok",
         ready_after.as_millis(),
         created_to_ready.as_millis(),
-        idle_rss_kib,
         idle_memcg / 1024,
         peak / 1024,
         limit / 1024,

@@ -166,7 +166,13 @@ pub fn read_u64(path: &Path) -> Option<u64> {
 pub fn clean(dir: &Path, cgroup: &str) {
     let _ = std::fs::remove_dir_all(dir);
     let rel = cgroup.trim_start_matches('/');
-    for h in hierarchies() {
+    // runc made the pod's cgroup in every hierarchy, not only in the two
+    // whose limits the kubelet sets.
+    let mut all: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.push(PathBuf::from("/sys/fs/cgroup"));
+    for h in all {
         let dir = h.join(rel);
         // Children first (a container cgroup runc left), then the pod's.
         if let Ok(entries) = std::fs::read_dir(&dir) {
