@@ -1,12 +1,14 @@
-# The memory hog, as a static binary on an empty base.
-# Build from the repository root: docker build -f deploy/stress.Dockerfile -t oom-tracer/stress:dev .
-FROM rust:1.95-bookworm AS build
-RUN rustup target add x86_64-unknown-linux-musl
-WORKDIR /src
-COPY . .
-RUN cargo build --release --package stress --target x86_64-unknown-linux-musl
-
+# The memory hog's image: one static binary (`stress`, musl) on an empty
+# base. No shell, no libc, nothing else.
+#
+# Built like the agent's image (see agent.Dockerfile): `cargo xtask images`
+# builds the binary on the host, stages target/images/stress/ (this
+# Dockerfile and the binary) and writes target/images/stress.tar. By hand,
+# after `cargo xtask images`:
+#   docker build -t oom-tracer/stress:dev target/images/stress
 FROM scratch
-COPY --from=build /src/target/x86_64-unknown-linux-musl/release/stress /stress
+COPY stress /stress
+# nobody:nogroup, as deploy/oom-example-pod.yaml runs it (runAsUser 65534,
+# runAsNonRoot).
 USER 65534:65534
 ENTRYPOINT ["/stress"]

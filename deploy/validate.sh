@@ -28,9 +28,25 @@ fail() {
 command -v "$PYTHON" >/dev/null || fail "$PYTHON not found (Python 3 is needed for kubernetes-validate)"
 
 if ! "$PYTHON" -c 'import kubernetes_validate' 2>/dev/null; then
-    echo "validate.sh: installing kubernetes-validate with pip" >&2
-    "$PYTHON" -m pip install --quiet kubernetes-validate ||
-        fail "pip install kubernetes-validate failed"
+    # A virtual environment of its own: a distribution's Python refuses pip
+    # installs into itself (PEP 668), and may lack pip altogether.
+    venv="${OOM_TRACER_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/oom-tracer}/validate-venv"
+    if ! "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
+        if ! "$PYTHON" -m venv --clear "$venv" >/dev/null 2>&1; then
+            # Debian splits venv (and ensurepip) into python3-venv.
+            [ "$(id -u)" -eq 0 ] || fail "$PYTHON -m venv failed: install python3-venv (or run as root, which installs it)"
+            echo "validate.sh: installing python3-venv" >&2
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 python3-venv >/dev/null ||
+                { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; } ||
+                fail "apt-get install python3-venv failed"
+            "$PYTHON" -m venv --clear "$venv" || fail "$PYTHON -m venv $venv failed"
+        fi
+        echo "validate.sh: installing kubernetes-validate with pip into $venv" >&2
+        "$venv/bin/python" -m pip install --quiet kubernetes-validate ||
+            fail "pip install kubernetes-validate failed"
+    fi
+    PYTHON="$venv/bin/python"
 fi
 # The module is what the `kubernetes-validate` command runs; calling it through
 # the interpreter works even where pip's script directory is not on PATH.

@@ -8,13 +8,16 @@
 #   tests/containerd/teardown.sh [--purge]     # stop it again
 #
 # What it does, in order:
-#   1. installs containerd and runc from Debian if missing;
+#   1. installs containerd, runc, the CNI plugins, gcc and python3 from
+#      Debian if missing;
 #   2. builds two static binaries: pause (tests/containerd/pause.c, gcc
 #      -static) and the workspace's `stress` (cargo, +crt-static, in
 #      target/static so other builds are not disturbed);
 #   3. packs each into an OCI image archive (oci-pack.py, no pulls anywhere);
-#   4. writes /etc/oom-tracer-test/containerd.toml and starts that containerd
-#      on its own socket, root and state (it never touches a system one);
+#   4. writes /etc/oom-tracer-test/containerd.toml and a pod network (CNI
+#      bridge oomtr0, 10.77.0.0/24, for pods that do not use the host's
+#      network) and starts that containerd on its own socket, root and state
+#      (it never touches a system one);
 #   5. imports both images into the k8s.io namespace.
 #
 # Environment:
@@ -31,10 +34,18 @@ REPO=$(cd "$HERE/../.." && pwd)
 
 CONF_DIR=/etc/oom-tracer-test
 CONFIG=$CONF_DIR/containerd.toml
-CNI_CONF_DIR=$CONF_DIR/cni
+# Left empty (the pod network's config once lived here; an older setup.sh
+# insists that it stays empty).
+OLD_CNI_CONF_DIR=$CONF_DIR/cni
+# The pod network: Debian's CNI plugins, one bridge network.
+CNI_CONF_DIR=$CONF_DIR/cni-pods
+CNI_CONFIG=$CNI_CONF_DIR/10-oom-tracer-test.conflist
+CNI_PLUGINS=/usr/lib/cni
+POD_BRIDGE=oomtr0
+POD_SUBNET=10.77.0.0/24
+POD_GATEWAY=10.77.0.1
 LIB_DIR=/var/lib/oom-tracer-test
 ROOT_DIR=$LIB_DIR/containerd
-CNI_BIN_DIR=$LIB_DIR/cni/bin
 BUILD_DIR=$LIB_DIR/build
 RUN_DIR=/run/oom-tracer-test
 STATE_DIR=$RUN_DIR/containerd
@@ -60,7 +71,7 @@ trap 'rc=$?; [ $rc -eq 0 ] || printf "setup: FAILED (exit %d) at line %d: %s\n" 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, mounts and starts containerd)"
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 is supported (images are amd64)"
 
-mkdir -p "$CONF_DIR" "$CNI_CONF_DIR" "$ROOT_DIR" "$CNI_BIN_DIR" "$BUILD_DIR" "$STATE_DIR"
+mkdir -p "$CONF_DIR" "$OLD_CNI_CONF_DIR" "$CNI_CONF_DIR" "$ROOT_DIR" "$BUILD_DIR" "$STATE_DIR"
 chmod 0711 "$RUN_DIR" "$LIB_DIR"
 
 # One setup at a time (test runners may call this from parallel jobs).
@@ -71,16 +82,14 @@ START_NS=$(date +%s%N)
 elapsed() { echo "$(( ($(date +%s%N) - START_NS) / 1000000 ))ms"; }
 
 # ---------------------------------------------------------------- 1. packages
-PYTHON=$(command -v python3 || true)
-[ -n "$PYTHON" ] || PYTHON=/usr/bin/python3
-[ -x "$PYTHON" ] || die "python3 is required (for oci-pack.py)"
-
 missing=()
 command -v containerd >/dev/null || missing+=(containerd)
 command -v ctr >/dev/null || missing+=(containerd)
 command -v containerd-shim-runc-v2 >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v python3 >/dev/null || missing+=(python3)
+[ -x "$CNI_PLUGINS/bridge" ] || missing+=(containernetworking-plugins)
 dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -88,9 +97,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # The package lists may be absent or stale on a fresh machine.
     apt-get update -qq || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed"
 fi
+PYTHON=$(command -v python3) || die "python3 is not on PATH after installing it (oci-pack.py needs it)"
+for plugin in bridge host-local loopback; do
+    [ -x "$CNI_PLUGINS/$plugin" ] || die "CNI plugin $CNI_PLUGINS/$plugin is missing (package containernetworking-plugins)"
+done
 RUNC=$(command -v runc) || die "runc is not on PATH after installing it"
 say "containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}') ($(elapsed))"
 
@@ -230,10 +243,11 @@ disabled_plugins = [
           # plain path under each v1 hierarchy, as with the kubelet's cgroupfs.
           SystemdCgroup = false
 
-    # Empty conf dir: no pod network. Pods must use host networking
-    # (NamespaceMode NODE) and set no hostname.
+    # The pod network (CNI_CONFIG): pods that do not use the host's network
+    # get their own network namespace on the bridge $POD_BRIDGE. Pods with
+    # NamespaceMode NODE use the host's network as before.
     [$CRI.cni]
-      bin_dir = "$CNI_BIN_DIR"
+      bin_dir = "$CNI_PLUGINS"
       conf_dir = "$CNI_CONF_DIR"
       max_conf_num = 1
 
@@ -249,11 +263,39 @@ if [ ! -f "$CONFIG" ] || [ "$(cat "$CONFIG")" != "$NEW_CONFIG" ]; then
     say "wrote $CONFIG"
     restart=1
 fi
-# The CNI conf dir must stay empty: a stray network config would make the CRI
-# plugin try (and fail) to set up pod networks.
-if [ -n "$(ls -A "$CNI_CONF_DIR")" ]; then
-    die "$CNI_CONF_DIR must be empty (found: $(ls -A "$CNI_CONF_DIR" | tr '\n' ' '))"
+# The pod network: one bridge, host-local addresses, the host as gateway
+# (10.77.0.1: the kubelet's probes and the API server stand-in are reached
+# there). No masquerading, no port mapping: nothing leaves the machine.
+NEW_CNI=$(
+    cat <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "oom-tracer-test",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$POD_BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$POD_SUBNET", "gateway": "$POD_GATEWAY"}]],
+        "dataDir": "$LIB_DIR/cni/networks"
+      }
+    }
+  ]
+}
+EOF
+)
+if [ ! -f "$CNI_CONFIG" ] || [ "$(cat "$CNI_CONFIG")" != "$NEW_CNI" ]; then
+    printf '%s\n' "$NEW_CNI" >"$CNI_CONFIG.tmp"
+    mv -f "$CNI_CONFIG.tmp" "$CNI_CONFIG"
+    say "wrote $CNI_CONFIG"
 fi
+for f in "$CNI_CONF_DIR"/*; do
+    [ "$f" = "$CNI_CONFIG" ] || die "$CNI_CONF_DIR holds a stray network config: $f"
+done
 
 # ---------------------------------------------------------------- 5. containerd
 # ctr blocks for 10 s on a socket nobody serves unless told otherwise.
@@ -364,6 +406,7 @@ oom-tracer containerd test runtime is ready
   pause image:   $PAUSE_IMAGE
   stress image:  $STRESS_IMAGE
   snapshotter:   $SNAPSHOTTER
+  pod network:   $POD_BRIDGE $POD_SUBNET (gateway $POD_GATEWAY, $CNI_CONFIG)
   config:        $CONFIG
   log:           $LOG
 EOF

@@ -3,8 +3,9 @@
 #
 # Usage (as root):
 #   tests/containerd/teardown.sh            # stop; keep config, images, build
-#   tests/containerd/teardown.sh --purge    # also delete /etc, /var/lib and
-#                                           # /run dirs of the test runtime
+#   tests/containerd/teardown.sh --purge    # also delete /etc, /var/lib, /var/log
+#                                           # and /run dirs of the test runtime
+#                                           # and its pod bridge (oomtr0)
 #
 # In order: removes every task and container (CRI sandboxes included) through
 # ctr while containerd still answers; stops containerd by its pid file; kills
@@ -30,7 +31,7 @@ case ${1:-} in
 '') ;;
 --purge) purge=1 ;;
 -h | --help)
-    sed -n '2,14p' "$0"
+    sed -n '2,15p' "$0"
     exit 0
     ;;
 *)
@@ -133,6 +134,9 @@ if [ $cleaned -eq 1 ]; then
     for d in "$STATE_DIR" "$ROOT_DIR"; do
         rm -rf "$d/io.containerd.grpc.v1.cri/sandboxes" "$d/io.containerd.grpc.v1.cri/containers"
     done
+    # The pod network's address leases (ctr deletes containers without the
+    # CRI's network teardown): no sandbox is left to hold one.
+    rm -rf "$LIB_DIR/cni/networks"
 fi
 
 # 6. Empty pod cgroups under /kubepods (runc removes only the container's own
@@ -146,7 +150,8 @@ done
 
 # 7. Optionally, everything the setup created (not the packages).
 if [ $purge -eq 1 ]; then
-    say "purging $LIB_DIR $RUN_DIR $CONF_DIR $LOG"
-    rm -rf "$LIB_DIR" "$RUN_DIR" "$CONF_DIR" "$LOG"
+    say "purging $LIB_DIR $RUN_DIR $CONF_DIR $LOG and the pod bridge"
+    rm -rf "$LIB_DIR" "$RUN_DIR" "$CONF_DIR" "$LOG" /var/log/oom-tracer-test
+    ip link delete oomtr0 2>/dev/null || true
 fi
 say "done"

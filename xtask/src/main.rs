@@ -4,7 +4,12 @@
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
 //! - `demo`: build, then the local stress cycle under the tracer;
-//! - `test`: build, then every test (unit and privileged integration).
+//! - `test`: build, then every test (unit and privileged integration);
+//! - `images`: the agent's and stress's container images from `deploy/`.
+//!
+//! Every cargo command they run gets `PROTOC` (the CRI client's build script
+//! compiles .proto files): a protoc vendored in xtask, so that the machine
+//! needs no protobuf-compiler.
 use std::{
     env,
     path::{Path, PathBuf},
@@ -15,6 +20,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod images;
 mod minikube;
 
 #[derive(Parser)]
@@ -41,6 +47,10 @@ enum Cmd {
     /// The DaemonSet on minikube: build and load the images, apply, show logs.
     #[command(subcommand)]
     Minikube(minikube::MinikubeCmd),
+    /// Build the images oom-tracer/agent:dev and oom-tracer/stress:dev from
+    /// deploy/*.Dockerfile (static musl binaries built here) into
+    /// target/images/{agent,stress}.tar (OCI archives).
+    Images,
     /// Build, then run all tests (the integration tests need root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -179,6 +189,12 @@ fn with_path(cmd: &mut Command, bin: &Path) {
 fn cargo() -> Command {
     let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
+    // k8s-cri's build script runs $PROTOC (else `protoc` from PATH).
+    if env::var_os("PROTOC").is_none()
+        && let Ok(protoc) = protoc_bin_vendored::protoc_bin_path()
+    {
+        c.env("PROTOC", protoc);
+    }
     c
 }
 
@@ -264,6 +280,7 @@ fn main() -> anyhow::Result<()> {
             ]))
         }
         Cmd::Minikube(cmd) => minikube::run(&workspace_root(), cmd),
+        Cmd::Images => images::build(&workspace_root()),
         Cmd::Bench(args) => {
             build(true)?;
             if !is_root() {
@@ -279,6 +296,10 @@ fn main() -> anyhow::Result<()> {
             with_path(&mut c, &bin);
             run(&mut c)?;
             if is_root() {
+                // The DaemonSet test runs the images of deploy/ as they are
+                // built for users: target/images/{agent,stress}.tar.
+                images::build(&workspace_root())
+                    .context("building the images for the DaemonSet test")?;
                 // The agent's integration tests drive a private containerd
                 // over the CRI. Start it (or repair it) on every run: a
                 // socket left from an earlier boot answers nobody.

@@ -1,9 +1,13 @@
 //! `cargo xtask minikube …`: the DaemonSet on a local minikube cluster.
 //!
-//! Builds the two images inside the minikube node (`minikube image build`,
-//! which works with every driver and container runtime), deploys
-//! `deploy/` with kubectl, follows the agent's records, and tears it all
-//! down. Every command is printed before it runs.
+//! The images are built from the same Dockerfiles and the same host-built
+//! static binaries as `cargo xtask images` (one recipe): `images` stages the
+//! build contexts `target/images/{agent,stress}/` (a Dockerfile and one
+//! binary each) and runs `minikube image build` on them, which works with
+//! every driver and container runtime; `load` loads the OCI archives that
+//! `cargo xtask images` wrote. Then it deploys `deploy/` with kubectl,
+//! follows the agent's records, and tears it all down. Every command is
+//! printed before it runs.
 //!
 //! The agent's DaemonSet mounts the containerd socket, so the cluster should
 //! run containerd: `minikube start --container-runtime=containerd`.
@@ -17,31 +21,24 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-/// The agent's image, as `deploy/daemonset.yaml` names it.
-pub const AGENT_IMAGE: &str = "oom-tracer/agent:dev";
-/// The memory hog's image, as `deploy/oom-example-pod.yaml` names it.
-pub const STRESS_IMAGE: &str = "oom-tracer/stress:dev";
+use crate::images::{IMAGES, images_dir};
 
-/// (image, Dockerfile relative to the workspace root).
-const IMAGES: [(&str, &str); 2] = [
-    (AGENT_IMAGE, "deploy/agent.Dockerfile"),
-    (STRESS_IMAGE, "deploy/stress.Dockerfile"),
-];
 const EXAMPLE_POD: &str = "deploy/oom-example-pod.yaml";
 const NAMESPACE: &str = "oom-tracer";
 const SELECTOR: &str = "app.kubernetes.io/name=oom-tracer";
 
 #[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MinikubeCmd {
-    /// Build both images inside minikube (`minikube image build`; any driver, any runtime).
+    /// Build the static binaries here, then both images inside minikube
+    /// (`minikube image build` of target/images/{agent,stress}; any driver, any runtime).
     Images,
-    /// `minikube image load` both images (built locally, e.g. with `docker build`) into minikube.
+    /// `minikube image load target/images/{agent,stress}.tar` (the archives of `cargo xtask images`).
     Load,
     /// `kubectl apply -k deploy/` and the example pod.
     Apply,
     /// `kubectl logs -n oom-tracer -l app.kubernetes.io/name=oom-tracer -f`: the agent's records.
     Logs,
-    /// Images + Load + Apply (Load only loads what `images` did not already put in minikube).
+    /// Images + Apply.
     Up,
     /// `kubectl delete -k deploy/` and the example pod.
     Down,
@@ -55,10 +52,6 @@ pub fn run(root: &Path, cmd: MinikubeCmd) -> anyhow::Result<()> {
         MinikubeCmd::Logs => logs(root),
         MinikubeCmd::Up => {
             images(root)?;
-            // `minikube image build` leaves the images in the node's runtime:
-            // load from the local daemon only what is not there (loading
-            // unconditionally could replace a fresh build by a stale local image).
-            ensure_loaded(root)?;
             apply(root)?;
             eprintln!(
                 "xtask: deployed. Watch with `kubectl get pods -A -w`, read the records with \
@@ -70,88 +63,50 @@ pub fn run(root: &Path, cmd: MinikubeCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Builds both images inside the minikube node.
-///
-/// `minikube image build` sends its whole context directory to the node, and
-/// the workspace's `target/` holds gigabytes of build output, so the context
-/// is a copy of the sources (what git tracks or does not ignore) in
-/// `target/minikube-context`.
+/// Builds both images inside the minikube node, from the contexts that
+/// `cargo xtask images` builds from (a Dockerfile and one static binary each).
 fn images(root: &Path) -> anyhow::Result<()> {
     need("minikube")?;
-    let ctx = stage_context(root)?;
-    for (image, dockerfile) in IMAGES {
-        exec(
-            Command::new("minikube")
-                .current_dir(&ctx)
-                .args(["image", "build", "-t", image, "-f", dockerfile, "."]),
-        )
-        .with_context(|| {
-            format!("building {image} in minikube (is the cluster running? `minikube status`)")
-        })?;
-    }
-    eprintln!("xtask: built {AGENT_IMAGE} and {STRESS_IMAGE} inside minikube");
-    Ok(())
-}
-
-/// `minikube image load` for both images, from the local docker daemon (or
-/// minikube's image cache).
-fn load(root: &Path) -> anyhow::Result<()> {
-    need("minikube")?;
-    for (image, dockerfile) in IMAGES {
+    let contexts = crate::images::contexts(root)?;
+    for (image, ctx) in IMAGES.iter().zip(&contexts) {
         exec(
             Command::new("minikube")
                 .current_dir(root)
-                .args(["image", "load", image]),
+                .args(["image", "build", "-t", image.reference])
+                .arg(ctx),
         )
         .with_context(|| {
             format!(
-                "loading {image} into minikube: build it locally first \
-                 (docker build -f {dockerfile} -t {image} .), or build it inside minikube \
-                 with `cargo xtask minikube images` (then no load is needed)"
+                "building {} in minikube (is the cluster running? `minikube status`)",
+                image.reference
             )
         })?;
     }
+    eprintln!("xtask: built the images inside minikube");
     Ok(())
 }
 
-/// Loads only the images that minikube does not have yet.
-fn ensure_loaded(root: &Path) -> anyhow::Result<()> {
+/// `minikube image load` of the OCI archives that `cargo xtask images` wrote.
+fn load(root: &Path) -> anyhow::Result<()> {
     need("minikube")?;
-    let mut ls = Command::new("minikube");
-    ls.current_dir(root).args(["image", "ls"]);
-    eprintln!("xtask: {}", show(&ls));
-    let out = ls.output().context("starting minikube image ls")?;
-    if !out.status.success() {
-        bail!(
-            "minikube image ls failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let listed = String::from_utf8_lossy(&out.stdout);
-    for (image, _) in IMAGES {
-        if has_image(&listed, image) {
-            eprintln!("xtask: {image} is in minikube");
-        } else {
-            exec(
-                Command::new("minikube")
-                    .current_dir(root)
-                    .args(["image", "load", image]),
-            )
-            .with_context(|| format!("{image} is neither in minikube nor loadable"))?;
+    for image in &IMAGES {
+        let archive = images_dir(root).join(format!("{}.tar", image.name));
+        if !archive.is_file() {
+            bail!(
+                "{} is missing: build the images first with `cargo xtask images` \
+                 (or build them inside minikube with `cargo xtask minikube images`)",
+                archive.display()
+            );
         }
+        exec(
+            Command::new("minikube")
+                .current_dir(root)
+                .args(["image", "load"])
+                .arg(&archive),
+        )
+        .with_context(|| format!("loading {} into minikube", image.reference))?;
     }
     Ok(())
-}
-
-/// Whether `minikube image ls` output lists `image` (it prints references
-/// normalised with their registry, e.g. `docker.io/oom-tracer/agent:dev`).
-fn has_image(listed: &str, image: &str) -> bool {
-    listed.lines().map(str::trim).any(|l| {
-        l == image
-            || l.strip_suffix(image)
-                .is_some_and(|prefix| prefix.ends_with('/'))
-    })
 }
 
 fn apply(root: &Path) -> anyhow::Result<()> {
@@ -196,7 +151,7 @@ fn need(tool: &str) -> anyhow::Result<()> {
     }
 }
 
-fn on_path(tool: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(tool: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = env::var_os("PATH")?;
     env::split_paths(&path).map(|d| d.join(tool)).find(|p| {
@@ -251,106 +206,9 @@ fn exec(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies the sources into `target/minikube-context` (replacing an older
-/// copy) and returns that directory.
-fn stage_context(root: &Path) -> anyhow::Result<PathBuf> {
-    let ctx = root.join("target").join("minikube-context");
-    if ctx.exists() {
-        std::fs::remove_dir_all(&ctx).with_context(|| format!("removing {}", ctx.display()))?;
-    }
-    std::fs::create_dir_all(&ctx).with_context(|| format!("creating {}", ctx.display()))?;
-    let files = source_files(root)?;
-    for rel in &files {
-        let from = root.join(rel);
-        let Ok(meta) = from.symlink_metadata() else {
-            continue; // tracked but deleted in the work tree
-        };
-        let to = ctx.join(rel);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&from)?;
-            std::os::unix::fs::symlink(&target, &to)
-                .with_context(|| format!("linking {}", to.display()))?;
-        } else if meta.is_file() {
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        }
-    }
-    eprintln!(
-        "xtask: build context {} ({} files, without target/ and .git)",
-        ctx.display(),
-        files.len()
-    );
-    Ok(ctx)
-}
-
-/// The workspace's source files, relative to `root`: what git tracks or does
-/// not ignore; without git, every file outside `target/` and `.git/`.
-fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let git = Command::new("git")
-        .current_dir(root)
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .output();
-    if let Ok(out) = git
-        && out.status.success()
-    {
-        let mut files: Vec<PathBuf> = out
-            .stdout
-            .split(|&b| b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
-            .collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
-    }
-    let mut files = Vec::new();
-    walk(root, Path::new(""), &mut files)?;
-    Ok(files)
-}
-
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let dir = root.join(rel);
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let rel = rel.join(&name);
-        if rel == Path::new("target") || name == ".git" {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            walk(root, &rel, out)?;
-        } else {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_normalised_image_names() {
-        let ls = "registry.k8s.io/pause:3.10\ndocker.io/oom-tracer/agent:dev\n";
-        assert!(has_image(ls, AGENT_IMAGE));
-        assert!(!has_image(ls, STRESS_IMAGE));
-        assert!(has_image("oom-tracer/stress:dev\n", STRESS_IMAGE));
-        assert!(!has_image(
-            "docker.io/xoom-tracer/stress:dev\n",
-            STRESS_IMAGE
-        ));
-    }
 
     #[test]
     fn shows_commands_as_shell_lines() {

@@ -2,12 +2,14 @@
 //! agent's reflector does: real Pod JSON, resourceVersions, `watch=true`
 //! streams from a resourceVersion, and `fieldSelector=spec.nodeName=...`.
 //! No kube-apiserver can be had on the test machine; this serves the same
-//! wire format on 127.0.0.1.
+//! wire format on 127.0.0.1 (plain HTTP), or, as a pod's in-cluster config
+//! needs it, over TLS on any address with a bearer token it checks
+//! ([`ApiServer::start_tls`]).
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    io::{BufRead as _, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     sync::{Arc, Condvar, Mutex},
     time::Duration,
@@ -22,18 +24,29 @@ struct State {
     events: Vec<(u64, &'static str, Value)>,
     /// Request lines seen.
     requests: Vec<String>,
+    /// Requests refused for a missing or wrong bearer token.
+    unauthorized: Vec<String>,
     /// Events POSTed (bodies).
     events_posted: Vec<Value>,
     closed: bool,
 }
 
-pub(crate) struct ApiServer {
+pub struct ApiServer {
     pub port: u16,
+    addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
+/// How a connection is served: plain, or TLS with this server config; and
+/// the bearer token every request must carry, if any.
+#[derive(Clone, Default)]
+struct Security {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    token: Option<Arc<str>>,
+}
+
 /// A kubeconfig for an API server on 127.0.0.1:`port` (listening or not).
-pub(crate) fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
+pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
     let path = dir.join(format!("kubeconfig-{port}"));
     std::fs::write(
         &path,
@@ -61,14 +74,31 @@ fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 impl ApiServer {
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_on(0)
     }
 
     /// On a given port (0: any), e.g. to come back where a stopped one was.
-    pub(crate) fn start_on(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let port = listener.local_addr().unwrap().port();
+    pub fn start_on(port: u16) -> Self {
+        Self::listen(([127, 0, 0, 1], port).into(), Security::default())
+    }
+
+    /// HTTPS on `addr` with `tls` (a certificate the client's CA signed),
+    /// answering only requests that carry `Authorization: Bearer <token>`,
+    /// as the API server does for a pod's service account.
+    pub fn start_tls(addr: SocketAddr, tls: Arc<rustls::ServerConfig>, token: &str) -> Self {
+        Self::listen(
+            addr,
+            Security {
+                tls: Some(tls),
+                token: Some(token.into()),
+            },
+        )
+    }
+
+    fn listen(addr: SocketAddr, security: Security) -> Self {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
         let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
         let st = state.clone();
         std::thread::spawn(move || {
@@ -79,19 +109,32 @@ impl ApiServer {
                     return;
                 }
                 let st = st.clone();
-                std::thread::spawn(move || serve(conn, st));
+                let security = security.clone();
+                std::thread::spawn(move || match &security.tls {
+                    None => serve(conn, st, security.token),
+                    Some(tls) => {
+                        let Ok(tls) = rustls::ServerConnection::new(tls.clone()) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(tls, conn), st, security.token);
+                    }
+                });
             }
         });
-        Self { port, state }
+        Self {
+            port: addr.port(),
+            addr,
+            state,
+        }
     }
 
     /// A kubeconfig that points at this server.
-    pub(crate) fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
         kubeconfig_for(self.port, dir)
     }
 
     /// Adds or replaces a pod (ADDED or MODIFIED) and wakes the watchers.
-    pub(crate) fn upsert(&self, mut pod: Value) {
+    pub fn upsert(&self, mut pod: Value) {
         let (m, cv) = &*self.state;
         let mut s = m.lock().unwrap();
         s.rv += 1;
@@ -104,12 +147,17 @@ impl ApiServer {
         cv.notify_all();
     }
 
-    pub(crate) fn events_posted(&self) -> Vec<Value> {
+    pub fn events_posted(&self) -> Vec<Value> {
         self.state.0.lock().unwrap().events_posted.clone()
     }
 
-    pub(crate) fn requests(&self) -> Vec<String> {
+    pub fn requests(&self) -> Vec<String> {
         self.state.0.lock().unwrap().requests.clone()
+    }
+
+    /// Request lines refused for a missing or wrong bearer token.
+    pub fn unauthorized(&self) -> Vec<String> {
+        self.state.0.lock().unwrap().unauthorized.clone()
     }
 
     /// The current pods (last version of each).
@@ -129,13 +177,12 @@ impl Drop for ApiServer {
         m.lock().unwrap().closed = true;
         cv.notify_all();
         // Unblock the accept loop so the port is released.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
+fn serve<S: Read + Write>(conn: S, st: Arc<(Mutex<State>, Condvar)>, token: Option<Arc<str>>) {
+    let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || st.0.lock().unwrap().closed {
@@ -143,13 +190,22 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
         }
         let request = line.trim().to_owned();
         let mut content_len = 0usize;
+        let mut authorized = token.is_none();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
                 return;
             }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
                 content_len = v.trim().parse().unwrap_or(0);
+            }
+            if let (Some(want), Some(v)) = (&token, lower.strip_prefix("authorization:")) {
+                // The scheme is case-insensitive, the token is not.
+                let value = h[h.len() - v.len()..].trim();
+                authorized |= value.len() > 7
+                    && value[..7].eq_ignore_ascii_case("bearer ")
+                    && value[7..].trim() == &**want;
             }
             if h == "\r\n" || h == "\n" {
                 break;
@@ -157,7 +213,20 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
         }
         let mut body = vec![0; content_len];
         let _ = reader.read_exact(&mut body);
+        if !authorized {
+            st.0.lock().unwrap().unauthorized.push(request.clone());
+            let body = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}).to_string();
+            let conn = reader.get_mut();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.flush();
+            continue;
+        }
         st.0.lock().unwrap().requests.push(request.clone());
+        let conn = reader.get_mut();
         let target = request.split_whitespace().nth(1).unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         if request.starts_with("POST ")
@@ -254,7 +323,7 @@ fn serve(conn: TcpStream, st: Arc<(Mutex<State>, Condvar)>) {
 }
 
 /// Pod JSON as the API would return it for a running container.
-pub(crate) fn pod_json(
+pub fn pod_json(
     namespace: &str,
     name: &str,
     uid: &str,

@@ -8,11 +8,13 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerResources, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
+    ContainerConfig, ContainerMetadata, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, Image, ImageSpec, ImageStatusRequest, LinuxContainerConfig,
+    LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest, image_service_client::ImageServiceClient,
+    runtime_service_client::RuntimeServiceClient,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -52,6 +54,7 @@ pub(crate) struct Pod {
 
 pub(crate) struct Kubelet {
     rt: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
 }
 
 /// A uuid-shaped uid, unique per call.
@@ -105,8 +108,141 @@ impl Kubelet {
             .await
             .expect("connecting to the test containerd");
         Self {
-            rt: RuntimeServiceClient::new(channel),
+            rt: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
         }
+    }
+
+    /// RunPodSandbox with a whole config (e.g. from `podspec::translate`);
+    /// returns the sandbox id.
+    pub async fn run_sandbox(&mut self, config: &PodSandboxConfig) -> String {
+        let _ = std::fs::create_dir_all(&config.log_directory);
+        self.rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()))
+            .into_inner()
+            .pod_sandbox_id
+    }
+
+    /// The sandbox's pod IP (empty for host-network pods).
+    pub async fn sandbox_ip(&mut self, sandbox_id: &str) -> String {
+        self.rt
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("PodSandboxStatus")
+            .into_inner()
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default()
+    }
+
+    /// StopPodSandbox + RemovePodSandbox (which removes its containers).
+    pub async fn remove_sandbox(&mut self, sandbox_id: &str) {
+        let _ = self
+            .rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: sandbox_id.into(),
+            })
+            .await;
+        let _ = self
+            .rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox_id.into(),
+            })
+            .await;
+    }
+
+    /// CreateContainer + StartContainer with a whole config; returns the id.
+    pub async fn create_start(
+        &mut self,
+        sandbox_id: &str,
+        sandbox: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> String {
+        let id = self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {}", e.message()))
+            .into_inner()
+            .container_id;
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer {id}: {}", e.message()));
+        id
+    }
+
+    /// ContainerStatus.
+    pub async fn status(&mut self, id: &str) -> ContainerStatus {
+        self.rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    /// StopContainer with a grace period (SIGTERM, then SIGKILL after it).
+    pub async fn stop_container(&mut self, id: &str, grace: Duration) {
+        self.rt
+            .stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: grace.as_secs().try_into().unwrap(),
+            })
+            .await
+            .expect("StopContainer");
+    }
+
+    /// Whether the runtime's default handler makes read-only mounts
+    /// recursively read-only (RuntimeStatus; a runtime that predates the
+    /// field reports no handlers: no).
+    pub async fn recursive_read_only(&mut self) -> bool {
+        let st = self
+            .rt
+            .status(StatusRequest { verbose: false })
+            .await
+            .expect("Status")
+            .into_inner();
+        st.runtime_handlers
+            .iter()
+            .find(|h| h.name.is_empty())
+            .and_then(|h| h.features.as_ref())
+            .is_some_and(|f| f.recursive_read_only_mounts)
+    }
+
+    /// ImageStatus: the image if the runtime has it.
+    pub async fn image(&mut self, image: &str) -> Option<Image> {
+        self.images
+            .image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .expect("ImageStatus")
+            .into_inner()
+            .image
     }
 
     /// RunPodSandbox as the kubelet does it with the cgroupfs driver.
