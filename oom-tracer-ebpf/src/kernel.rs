@@ -40,7 +40,9 @@ macro_rules! setting {
         unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::kernel::SETTINGS.$f)) }
     };
 }
-pub(crate) use {koff, setting, tpl};
+pub(crate) use koff;
+pub(crate) use setting;
+pub(crate) use tpl;
 
 /// Error of a kernel read: absent offset or failed probe read.
 pub type ReadResult<T> = Result<T, i64>;

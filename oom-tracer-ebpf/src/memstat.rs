@@ -52,7 +52,11 @@ pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
             // Always STATE_MAX entries (a constant size for the verifier):
             // past the kernel's array lie its other counters, not garbage
             // memory; userspace reads only `state_len` entries.
-            let ok = copy(state.cast(), (STATE_MAX * 8) as u32, vmstats + state_off as u64);
+            let ok = copy(
+                state.cast(),
+                (STATE_MAX * 8) as u32,
+                vmstats + state_off as u64,
+            );
             let len = koff!(vmstats_state_len);
             // SAFETY: plain field writes into `*dst`.
             unsafe {
@@ -61,7 +65,8 @@ pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
                 } else {
                     len
                 };
-                (*dst).pending_updates = u64::from(read_or_zero::<u32>(vmstats, koff!(vmstats_updates)));
+                (*dst).pending_updates =
+                    u64::from(read_or_zero::<u32>(vmstats, koff!(vmstats_updates)));
                 if ok {
                     (*dst).flags |= STATS_STATE;
                 }
@@ -72,7 +77,11 @@ pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
     // SAFETY: `events` is `MEMCG_EVENTS_MAX` u64s inside `*dst`.
     let events = unsafe { core::ptr::addr_of_mut!((*dst).events) };
     if css != 0 && ev_off != OFFSET_ABSENT {
-        if copy(events.cast(), (MEMCG_EVENTS_MAX * 8) as u32, css + ev_off as u64) {
+        if copy(
+            events.cast(),
+            (MEMCG_EVENTS_MAX * 8) as u32,
+            css + ev_off as u64,
+        ) {
             // SAFETY: plain field write into `*dst`.
             unsafe { (*dst).flags |= STATS_EVENTS };
         }

@@ -18,12 +18,12 @@ use oom_tracer_common::{
 
 use crate::{
     emit::{WAKE, count, header},
-    maps::EVENTS,
-    memstat::read_memcg_stats,
     kernel::{
         ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
         pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
     },
+    maps::EVENTS,
+    memstat::read_memcg_stats,
 };
 
 /// tp_btf/mark_victim(struct task_struct *task, uid_t uid)
@@ -283,7 +283,10 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     let pid = read::<i32>(base, tpl!(mv_pid))? as u32;
     let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
         count(Counter::RingbufFull);
-        warn!(ctx, "ring buffer full: OOM kill of pid {} not recorded", pid);
+        warn!(
+            ctx,
+            "ring buffer full: OOM kill of pid {} not recorded", pid
+        );
         return Ok(());
     };
     let ev = entry.as_mut_ptr();

@@ -25,10 +25,10 @@ use anyhow::{Context as _, bail, ensure};
 use super::{cargo, is_root, output, run, setup, with_path};
 
 /// The target of the images' static binaries.
-pub const MUSL: &str = "x86_64-unknown-linux-musl";
+pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// One image of `deploy/`.
-pub struct Image {
+pub(crate) struct Image {
     /// Short name: the build context `target/images/<name>/` and the
     /// archive `target/images/<name>.tar`.
     pub name: &'static str,
@@ -40,7 +40,7 @@ pub struct Image {
     pub binary: &'static str,
 }
 
-pub const IMAGES: [Image; 2] = [
+pub(crate) const IMAGES: [Image; 2] = [
     Image {
         name: "agent",
         reference: "oom-tracer/agent:dev",
@@ -56,12 +56,12 @@ pub const IMAGES: [Image; 2] = [
 ];
 
 /// `target/images`.
-pub fn images_dir(root: &Path) -> PathBuf {
+pub(crate) fn images_dir(root: &Path) -> PathBuf {
     root.join("target").join("images")
 }
 
 /// `cargo xtask images`: binaries, contexts, images, archives.
-pub fn build(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn build(root: &Path) -> anyhow::Result<()> {
     let contexts = contexts(root)?;
     let builder = Builder::find(root)?;
     for (image, ctx) in IMAGES.iter().zip(&contexts) {
@@ -84,7 +84,7 @@ pub fn build(root: &Path) -> anyhow::Result<()> {
 
 /// Builds the static binaries and stages one build context per image;
 /// returns the contexts, in the order of [`IMAGES`].
-pub fn contexts(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn contexts(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     static_binaries(root)?;
     let mut out = Vec::new();
     for image in &IMAGES {
@@ -157,7 +157,7 @@ fn static_binaries(root: &Path) -> anyhow::Result<()> {
 /// Fails unless `path` is a statically linked ELF executable: no program
 /// interpreter and no needed shared library (a static-pie binary still has
 /// a dynamic section, for relocating itself).
-pub fn check_static(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_static(path: &Path) -> anyhow::Result<()> {
     let mut elf = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut elf)?;
     ensure!(
@@ -197,7 +197,7 @@ pub fn check_static(path: &Path) -> anyhow::Result<()> {
 
 /// Installs Debian packages (as setup.sh does for containerd): `why` says
 /// what needs them.
-pub fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
+pub(crate) fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
             "{} ({why}) is missing: install it (apt-get install {}) or run as root, \

@@ -208,7 +208,7 @@ fn build_ebpf() -> anyhow::Result<()> {
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
             [
-                &format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+                &format!("--cfg=bpf_target_arch=\"{}\"", env::consts::ARCH),
                 "-Cdebuginfo=2",
                 "-Clink-arg=--btf",
             ]
@@ -236,6 +236,48 @@ fn build(profile_release: bool) -> anyhow::Result<()> {
     }
     with_path(&mut c, &bin);
     run(&mut c)
+}
+
+/// The habits CI holds the code to: `cargo fmt --check` (nightly rustfmt:
+/// rustfmt.toml's import options are unstable) and clippy with every
+/// warning an error. Installs the two components where they are missing.
+fn lint(bin: &Path) -> anyhow::Result<()> {
+    for (toolchain, component) in [(NIGHTLY, "rustfmt"), ("stable", "clippy")] {
+        let installed = output(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            toolchain,
+        ]))?;
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                toolchain,
+            ]))?;
+        }
+    }
+    let mut fmt = Command::new("rustup");
+    fmt.current_dir(workspace_root())
+        .args(["run", NIGHTLY, "cargo", "fmt", "--all", "--check"])
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    run(&mut fmt).context("formatting differs: run `cargo +nightly fmt --all`")?;
+    let mut clippy = cargo();
+    clippy
+        .args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "oom-tracer-ebpf",
+            "--all-targets",
+        ])
+        .args(["--", "-D", "warnings"]);
+    with_path(&mut clippy, bin);
+    run(&mut clippy).context("clippy found warnings (they are errors here)")
 }
 
 fn is_root() -> bool {
@@ -290,6 +332,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { args } => {
             let bin = setup()?;
+            lint(&bin)?;
             // The integration tests run the stress binary next to oom-tracer's.
             let mut c = cargo();
             c.args(["build", "--package", "stress"]);

@@ -28,7 +28,7 @@ const NAMESPACE: &str = "oom-tracer";
 const SELECTOR: &str = "app.kubernetes.io/name=oom-tracer";
 
 #[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MinikubeCmd {
+pub(crate) enum MinikubeCmd {
     /// Build the static binaries here, then both images inside minikube
     /// (`minikube image build` of target/images/{agent,stress}; any driver, any runtime).
     Images,
@@ -44,7 +44,7 @@ pub enum MinikubeCmd {
     Down,
 }
 
-pub fn run(root: &Path, cmd: MinikubeCmd) -> anyhow::Result<()> {
+pub(crate) fn run(root: &Path, cmd: MinikubeCmd) -> anyhow::Result<()> {
     match cmd {
         MinikubeCmd::Images => images(root),
         MinikubeCmd::Load => load(root),

@@ -239,14 +239,16 @@ mod props {
             any::<[u64; MEMCG_EVENTS_MAX]>(),
             (any::<u64>(), any::<u32>(), any::<u32>()),
         )
-            .prop_map(|(memcg_id, state, events, (pending_updates, state_len, flags))| MemcgStats {
-                memcg_id,
-                state: state.try_into().unwrap(),
-                events,
-                pending_updates,
-                state_len,
-                flags,
-            })
+            .prop_map(
+                |(memcg_id, state, events, (pending_updates, state_len, flags))| MemcgStats {
+                    memcg_id,
+                    state: state.try_into().unwrap(),
+                    events,
+                    pending_updates,
+                    state_len,
+                    flags,
+                },
+            )
     }
 
     fn oom_task() -> impl Strategy<Value = OomTask> {
@@ -256,17 +258,19 @@ mod props {
             any::<[u8; COMM_LEN]>(),
             (any::<i32>(), any::<u32>()),
         )
-            .prop_map(|((pid, tgid, memcg_id), p, comm, (oom_score_adj, _pad))| OomTask {
-                pid,
-                tgid,
-                memcg_id,
-                anon_pages: p[0],
-                file_pages: p[1],
-                shmem_pages: p[2],
-                comm,
-                oom_score_adj,
-                _pad,
-            })
+            .prop_map(
+                |((pid, tgid, memcg_id), p, comm, (oom_score_adj, _pad))| OomTask {
+                    pid,
+                    tgid,
+                    memcg_id,
+                    anon_pages: p[0],
+                    file_pages: p[1],
+                    shmem_pages: p[2],
+                    comm,
+                    oom_score_adj,
+                    _pad,
+                },
+            )
     }
 
     /// A record of `kind` with every field (padding included) arbitrary.
@@ -362,37 +366,53 @@ mod props {
                 .boxed(),
             EventKind::OomTasks => (
                 header(kind),
-                (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()),
+                (
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<u64>(),
+                    any::<u32>(),
+                    any::<u32>(),
+                ),
                 vec(oom_task(), OOM_TASKS_MAX),
             )
-                .prop_map(|(hdr, (victim_pid, count, memcg_id, truncated, _pad), tasks)| {
-                    RawEvent::OomTasks(Box::new(OomTasksEvent {
-                        hdr,
-                        victim_pid,
-                        count,
-                        memcg_id,
-                        truncated,
-                        _pad,
-                        tasks: tasks.try_into().unwrap(),
-                    }))
-                })
+                .prop_map(
+                    |(hdr, (victim_pid, count, memcg_id, truncated, _pad), tasks)| {
+                        RawEvent::OomTasks(Box::new(OomTasksEvent {
+                            hdr,
+                            victim_pid,
+                            count,
+                            memcg_id,
+                            truncated,
+                            _pad,
+                            tasks: tasks.try_into().unwrap(),
+                        }))
+                    },
+                )
                 .boxed(),
             EventKind::MemcgGrowth => (
                 header(kind),
                 task(),
-                (any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
+                (
+                    any::<u64>(),
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<u64>(),
+                    any::<u64>(),
+                ),
             )
-                .prop_map(|(hdr, task, (memcg_id, kind, _pad, bytes, anon_rss_bytes))| {
-                    RawEvent::MemcgGrowth(MemcgGrowthEvent {
-                        hdr,
-                        task,
-                        memcg_id,
-                        kind,
-                        _pad,
-                        bytes,
-                        anon_rss_bytes,
-                    })
-                })
+                .prop_map(
+                    |(hdr, task, (memcg_id, kind, _pad, bytes, anon_rss_bytes))| {
+                        RawEvent::MemcgGrowth(MemcgGrowthEvent {
+                            hdr,
+                            task,
+                            memcg_id,
+                            kind,
+                            _pad,
+                            bytes,
+                            anon_rss_bytes,
+                        })
+                    },
+                )
                 .boxed(),
         }
     }

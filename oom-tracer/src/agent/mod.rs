@@ -75,7 +75,8 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     index.scan();
     let translator = Translator::new(BootClock::measure(), index);
     let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
-    let mut p = Pipeline::new(tracer, translator, pods, sinks, analysis).with_health(health.clone());
+    let mut p =
+        Pipeline::new(tracer, translator, pods, sinks, analysis).with_health(health.clone());
     // A probe cgroup where the tree is writable; in the DaemonSet (a
     // read-only host mount) the agent's own cgroup, which only it uses.
     let site = if hierarchy.writable() {

@@ -16,15 +16,15 @@ pub(crate) fn cause(b: &Breakdown, limit_bytes: u64, victim_rss: Option<u64>) ->
         (Part::Sock, b.sock_bytes.unwrap_or(0)),
     ];
     // The first of the largest: anon wins a tie, as the most common cause.
-    let (part, bytes) = parts
-        .iter()
-        .copied()
-        .fold((Part::Anon, 0), |best, p| if p.1 > best.1 { p } else { best });
-    let share = if limit_bytes == 0 {
-        0
-    } else {
-        u32::try_from(bytes.saturating_mul(100) / limit_bytes).unwrap_or(u32::MAX)
-    };
+    let (part, bytes) =
+        parts.iter().copied().fold(
+            (Part::Anon, 0),
+            |best, p| if p.1 > best.1 { p } else { best },
+        );
+    let share = bytes
+        .saturating_mul(100)
+        .checked_div(limit_bytes)
+        .map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX));
     let mut text = format!(
         "{} {share}% of the {} limit",
         part.words(),
@@ -74,7 +74,11 @@ mod tests {
     #[test]
     fn the_largest_part_and_its_share() {
         let mib = 1 << 20;
-        let c = cause(&breakdown(3 * mib, mib, 39 * mib, 2 * mib), 50 * mib, Some(3 * mib));
+        let c = cause(
+            &breakdown(3 * mib, mib, 39 * mib, 2 * mib),
+            50 * mib,
+            Some(3 * mib),
+        );
         assert_eq!(c.part, Part::Shmem);
         assert_eq!(c.share_of_limit_pct, 78);
         assert_eq!(

@@ -9,9 +9,9 @@ use std::{collections::HashMap, time::Duration};
 use crate::{
     backoff::{Backoff, BackoffPolicy},
     schema::{
-        Alloc, AllocKind, Body, Cause, ContainerExit, ContainerRef, ContainerStart,
-        ContainerState, Cycle, CycleExit, CycleRestart, ExitReason, Incident, Memcg, OomKill,
-        Part, PodRef, Ramp, Record, Restart, Timestamp,
+        Alloc, AllocKind, Body, Cause, ContainerExit, ContainerRef, ContainerStart, ContainerState,
+        Cycle, CycleExit, CycleRestart, ExitReason, Incident, Memcg, OomKill, Part, PodRef, Ramp,
+        Record, Restart, Timestamp,
     },
 };
 
@@ -258,7 +258,11 @@ impl Cycles {
         let previous = k.as_ref().and_then(|k| self.last_cause.get(k)).copied();
         let at_once = ramp(&a)
             .and_then(|r| r.time_to_limit_ms)
-            .or_else(|| a.incident.as_ref().map(|(t, _, _)| a.started.map_or(0, |s| t.ms_since(s))))
+            .or_else(|| {
+                a.incident
+                    .as_ref()
+                    .map(|(t, _, _)| a.started.map_or(0, |s| t.ms_since(s)))
+            })
             .is_some_and(|ms| ms < AT_ONCE_MS);
         if let (Some(k), Some(c)) = (k, cause) {
             self.last_cause.insert(k, c);

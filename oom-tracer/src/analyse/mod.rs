@@ -49,13 +49,25 @@ impl Analysis {
 
     /// A sample of the kernel's reclaim sums for `memcg`: `pressure` and
     /// `near_miss` findings to write.
-    pub(crate) fn pressure_sample(&mut self, memcg: u64, now: Timestamp, stat: PressureStat, last_at: Option<Timestamp>) -> Vec<Finding> {
+    pub(crate) fn pressure_sample(
+        &mut self,
+        memcg: u64,
+        now: Timestamp,
+        stat: PressureStat,
+        last_at: Option<Timestamp>,
+    ) -> Vec<Finding> {
         self.pressure.sample(memcg, now, stat, last_at)
     }
 
     /// The pressure over the 10 s before a kill in `memcg` (`stat`: the
     /// kernel's sums read at the kill).
-    pub(crate) fn pressure_at_kill(&mut self, memcg: u64, now: Timestamp, stat: Option<PressureStat>, last_at: Option<Timestamp>) -> Option<Pressure> {
+    pub(crate) fn pressure_at_kill(
+        &mut self,
+        memcg: u64,
+        now: Timestamp,
+        stat: Option<PressureStat>,
+        last_at: Option<Timestamp>,
+    ) -> Option<Pressure> {
         self.pressure.killed(memcg, now, stat, last_at)
     }
 

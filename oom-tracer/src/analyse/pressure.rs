@@ -30,8 +30,15 @@ pub(crate) struct PressureOptions {
 /// What the tracker found on a tick, for cgroup `memcg`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Finding {
-    Pressure { memcg: u64, pressure: Pressure },
-    NearMiss { memcg: u64, since: Timestamp, pressure: Pressure },
+    Pressure {
+        memcg: u64,
+        pressure: Pressure,
+    },
+    NearMiss {
+        memcg: u64,
+        since: Timestamp,
+        pressure: Pressure,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +67,13 @@ impl PressureTracker {
     }
 
     /// The sums of `after` since `before` (none: since the cgroup was new).
-    fn between(&self, before: Option<&PressureStat>, after: &PressureStat, window: Duration, last_at: Option<Timestamp>) -> Pressure {
+    fn between(
+        &self,
+        before: Option<&PressureStat>,
+        after: &PressureStat,
+        window: Duration,
+        last_at: Option<Timestamp>,
+    ) -> Pressure {
         let zero = PressureStat::default();
         let b = before.unwrap_or(&zero);
         Pressure {
@@ -79,7 +92,13 @@ impl PressureTracker {
 
     /// A sample of the kernel's sums for `memcg` at `now` (`last_at`: the
     /// wall-clock time of its last reclaim). Returns what to write.
-    pub(crate) fn sample(&mut self, memcg: u64, now: Timestamp, stat: PressureStat, last_at: Option<Timestamp>) -> Vec<Finding> {
+    pub(crate) fn sample(
+        &mut self,
+        memcg: u64,
+        now: Timestamp,
+        stat: PressureStat,
+        last_at: Option<Timestamp>,
+    ) -> Vec<Finding> {
         let opts = self.opts;
         let mut t = self.cgroups.remove(&memcg).unwrap_or_default();
         let prev = t.history.back().map(|(_, s)| *s);
@@ -87,8 +106,7 @@ impl PressureTracker {
         t.history.push_back((now, stat));
         // Enough to look 10 s back from the next kill.
         while t.history.len() > 1
-            && t
-                .history
+            && t.history
                 .front()
                 .is_some_and(|(at, _)| now.since(*at) > KILL_WINDOW + opts.interval)
         {
@@ -105,8 +123,15 @@ impl PressureTracker {
                 .last_record
                 .is_none_or(|(at, _)| now.since(at) >= opts.interval);
             if due {
-                let (since, base) = t.last_record.unwrap_or((t.stall.map_or(now, |s| s.0), prev.unwrap_or_default()));
-                let p = self.between(Some(&base), &stat, now.since(since).max(opts.interval), last_at);
+                let (since, base) = t
+                    .last_record
+                    .unwrap_or((t.stall.map_or(now, |s| s.0), prev.unwrap_or_default()));
+                let p = self.between(
+                    Some(&base),
+                    &stat,
+                    now.since(since).max(opts.interval),
+                    last_at,
+                );
                 out.push(Finding::Pressure { memcg, pressure: p });
                 t.last_record = Some((now, stat));
             }
@@ -133,7 +158,13 @@ impl PressureTracker {
 
     /// An OOM kill in `memcg`: no near miss for its current stall, and the
     /// last `KILL_WINDOW` of pressure (`stat`: the sums now, read at the kill).
-    pub(crate) fn killed(&mut self, memcg: u64, now: Timestamp, stat: Option<PressureStat>, last_at: Option<Timestamp>) -> Option<Pressure> {
+    pub(crate) fn killed(
+        &mut self,
+        memcg: u64,
+        now: Timestamp,
+        stat: Option<PressureStat>,
+        last_at: Option<Timestamp>,
+    ) -> Option<Pressure> {
         let t = self.cgroups.entry(memcg).or_default();
         t.last_kill = Some(now);
         let stat = stat?;
@@ -188,12 +219,23 @@ mod tests {
         for s in 0..=8 {
             found.extend(t.sample(7, at(s), stat(s * 10, s * 100), Some(at(s))));
         }
-        let pressures = found.iter().filter(|f| matches!(f, Finding::Pressure { .. })).count();
+        let pressures = found
+            .iter()
+            .filter(|f| matches!(f, Finding::Pressure { .. }))
+            .count();
         assert!(pressures >= 7, "one a second while it lasts: {found:?}");
-        let near: Vec<_> = found.iter().filter(|f| matches!(f, Finding::NearMiss { .. })).collect();
+        let near: Vec<_> = found
+            .iter()
+            .filter(|f| matches!(f, Finding::NearMiss { .. }))
+            .collect();
         assert_eq!(near.len(), 1, "{found:?}");
-        let Finding::NearMiss { pressure, .. } = near[0] else { panic!() };
-        assert!(pressure.reclaims >= 40 && pressure.stall_ms >= 400, "{pressure:?}");
+        let Finding::NearMiss { pressure, .. } = near[0] else {
+            panic!()
+        };
+        assert!(
+            pressure.reclaims >= 40 && pressure.stall_ms >= 400,
+            "{pressure:?}"
+        );
         // Quiet: the stall ends; nothing more is written.
         assert!(t.sample(7, at(20), stat(80, 800), Some(at(8))).is_empty());
     }
@@ -207,9 +249,14 @@ mod tests {
                 t.killed(9, at(3), None, None);
             }
         }
-        let p = t.killed(9, at(13), Some(stat(130, 1300)), Some(at(13))).unwrap();
+        let p = t
+            .killed(9, at(13), Some(stat(130, 1300)), Some(at(13)))
+            .unwrap();
         assert_eq!(p.window_ms, 10_000);
-        assert_eq!(p.reclaims, 100, "130 now − 30 at 3 s, the last sample 10 s before");
+        assert_eq!(
+            p.reclaims, 100,
+            "130 now − 30 at 3 s, the last sample 10 s before"
+        );
         assert_eq!(p.stall_ms, 1000);
         assert_eq!(p.reclaimed_bytes, 1000 * 4096);
     }

@@ -126,7 +126,8 @@ fn load_error(hook: Hook, e: &aya::programs::ProgramError) -> String {
         if io_error.kind() == std::io::ErrorKind::PermissionDenied {
             let missing = host::missing_bpf_caps();
             if !missing.is_empty() {
-                s.push_str(&format!(": this process lacks {}", missing.join(" and ")));
+                let missing: Vec<String> = missing.iter().map(|c| format!("missing {c}")).collect();
+                s.push_str(&format!(": {}", missing.join(", ")));
             }
         }
         if let Some(line) = verifier_complaint(&log) {

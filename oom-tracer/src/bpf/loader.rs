@@ -60,17 +60,25 @@ pub(crate) enum LoadError {
     NoOomSource { report: String },
 }
 
-/// ", and this process lacks CAP_BPF (…)" where capabilities are missing.
+/// "; missing CAP_PERFMON (effective: CAP_BPF) …" where capabilities the
+/// programs need are missing, else nothing.
 fn missing_caps_hint() -> String {
     let missing = host::missing_bpf_caps();
     if missing.is_empty() {
         return String::new();
     }
+    let have = host::effective_caps();
+    let missing: Vec<String> = missing.iter().map(|c| format!("missing {c}")).collect();
     format!(
-        "; this process lacks {} (loading eBPF programs and maps needs CAP_BPF, \
-         attaching them to tracepoints and reading kernel memory needs CAP_PERFMON; \
+        "; {} (effective: {}): loading eBPF programs and maps needs CAP_BPF, attaching them \
+         to tracepoints and reading kernel memory needs CAP_PERFMON (the DaemonSet adds both; \
          or run as root)",
-        missing.join(" and ")
+        missing.join(", "),
+        if have.is_empty() {
+            "none".to_owned()
+        } else {
+            have.join(" ")
+        }
     )
 }
 
@@ -336,7 +344,11 @@ fn take_maps(
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
     let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| LoadError::AsyncFd(e.into()))?;
-    let task_list = report.status.active.iter().any(|h| h == "tp_btf/mark_victim (tasks)");
+    let task_list = report
+        .status
+        .active
+        .iter()
+        .any(|h| h == "tp_btf/mark_victim (tasks)");
     Ok(Tracer {
         ring,
         watched,

@@ -216,7 +216,11 @@ pub(crate) fn candidates(k: &KernelStats) -> Result<Vec<StatLayout>, String> {
             .iter()
             .find_map(|(n, v)| (n == name).then_some(*v as usize))
     };
-    let events = [event("MEMCG_MAX"), event("MEMCG_OOM"), event("MEMCG_OOM_KILL")];
+    let events = [
+        event("MEMCG_MAX"),
+        event("MEMCG_OOM"),
+        event("MEMCG_OOM_KILL"),
+    ];
     if k.state_len == 0 {
         return Err("kernel BTF has no memcg_vmstats.state".into());
     }
@@ -297,7 +301,11 @@ pub(crate) fn kernel_config(release: &str) -> Option<std::collections::BTreeMap<
     let text = std::fs::read_to_string(format!("/boot/config-{release}"))
         .ok()
         .or_else(|| gunzip(&std::fs::read("/proc/config.gz").ok()?))?;
-    let wanted = ["CONFIG_SWAP", "CONFIG_NUMA_BALANCING", "CONFIG_HUGETLB_PAGE"];
+    let wanted = [
+        "CONFIG_SWAP",
+        "CONFIG_NUMA_BALANCING",
+        "CONFIG_HUGETLB_PAGE",
+    ];
     Some(
         wanted
             .iter()
@@ -321,7 +329,9 @@ fn gunzip(bytes: &[u8]) -> Option<String> {
         .ok()?;
     child.stdin.take()?.write_all(bytes).ok()?;
     let out = child.wait_with_output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

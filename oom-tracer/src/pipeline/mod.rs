@@ -241,7 +241,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         enrich::enrich(&mut r, memcg, self.pods.container(memcg));
         if let (RawEvent::Oom(e), Body::OomKill(o)) = (ev, &mut r.body) {
             let stat = self.kernel.pressure_of(memcg);
-            let last = stat.map(|s| s.last_ns).filter(|&n| n > 0).map(|n| self.translator.time(n));
+            let last = stat
+                .map(|s| s.last_ns)
+                .filter(|&n| n > 0)
+                .map(|n| self.translator.time(n));
             o.pressure = self.analysis.pressure_at_kill(memcg, r.time, stat, last);
             if self.kernel.has_task_list() {
                 self.pending = Some(PendingKill {
@@ -446,7 +449,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
                         pressure,
                     }
                     .into(),
-                    Finding::NearMiss { since, pressure, .. } => NearMiss {
+                    Finding::NearMiss {
+                        since, pressure, ..
+                    } => NearMiss {
                         cgroup,
                         pod,
                         container,

@@ -74,7 +74,11 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Decides whether `oom_kill` records carry the breakdown, and says why.
     /// `corrupt`: shift the derived layout by one entry (a test's way to
     /// see the check fail).
-    pub(crate) async fn check_breakdown(&mut self, site: ProbeSite, corrupt: bool) -> BreakdownCheck {
+    pub(crate) async fn check_breakdown(
+        &mut self,
+        site: ProbeSite,
+        corrupt: bool,
+    ) -> BreakdownCheck {
         let result = self.run_check(&site, corrupt).await;
         let check = match result {
             Ok((layout, detail)) => {
@@ -104,7 +108,11 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         check
     }
 
-    async fn run_check(&mut self, site: &ProbeSite, corrupt: bool) -> Result<(StatLayout, String), CheckError> {
+    async fn run_check(
+        &mut self,
+        site: &ProbeSite,
+        corrupt: bool,
+    ) -> Result<(StatLayout, String), CheckError> {
         let mut layouts = self.kernel.stat_layouts().map_err(CheckError::NoLayout)?;
         if corrupt {
             for l in &mut layouts {
@@ -300,7 +308,12 @@ fn key(item: StatItem, v: CgroupVersion) -> Option<&'static str> {
 }
 
 /// Items that must be present, non-zero and equal for a layout to pass.
-const REQUIRED: [StatItem; 4] = [StatItem::Anon, StatItem::File, StatItem::Shmem, StatItem::Kernel];
+const REQUIRED: [StatItem; 4] = [
+    StatItem::Anon,
+    StatItem::File,
+    StatItem::Shmem,
+    StatItem::Kernel,
+];
 
 /// Whether `layout` reads `raw` as `memory.stat` said before and after;
 /// the items checked, or what did not match.
@@ -315,7 +328,9 @@ fn compare(
     let len = (raw.state_len as usize).min(raw.state.len());
     let mut checked = Vec::new();
     for item in StatItem::ALL {
-        let Some(k) = key(item, version) else { continue };
+        let Some(k) = key(item, version) else {
+            continue;
+        };
         let (Some(&b), Some(&a)) = (before.get(k), after.get(k)) else {
             if REQUIRED.contains(&item) {
                 return Err(format!("memory.stat has no {k}"));
@@ -328,8 +343,15 @@ fn compare(
         let got = to_bytes(raw.state[i], item.unit(), page);
         // The v1 kmem counter is a page counter, not the statistic: close
         // is all it can be.
-        let slack = if k == KMEM_V1 { (b.max(a) / 50).max(64 << 10) } else { 0 };
-        let (lo, hi) = (b.min(a).saturating_sub(slack), b.max(a).saturating_add(slack));
+        let slack = if k == KMEM_V1 {
+            (b.max(a) / 50).max(64 << 10)
+        } else {
+            0
+        };
+        let (lo, hi) = (
+            b.min(a).saturating_sub(slack),
+            b.max(a).saturating_add(slack),
+        );
         if got < lo || got > hi {
             return Err(format!(
                 "{} reads {got} at entry {i}, memory.stat {k} says {b}..{a}",
@@ -337,13 +359,24 @@ fn compare(
             ));
         }
         if REQUIRED.contains(&item) && got == 0 {
-            return Err(format!("{} is 0 in the probe cgroup: nothing to check it by", item.kernel_name()));
+            return Err(format!(
+                "{} is 0 in the probe cgroup: nothing to check it by",
+                item.kernel_name()
+            ));
         }
         checked.push(k);
     }
-    let anon = layout.get(StatItem::Anon).map_or(0, |i| to_bytes(raw.state[i.min(len.saturating_sub(1))], StatItem::Anon.unit(), page));
+    let anon = layout.get(StatItem::Anon).map_or(0, |i| {
+        to_bytes(
+            raw.state[i.min(len.saturating_sub(1))],
+            StatItem::Anon.unit(),
+            page,
+        )
+    });
     if anon < ANON_BYTES as u64 {
-        return Err(format!("anon reads {anon}, less than the probe's own {ANON_BYTES}"));
+        return Err(format!(
+            "anon reads {anon}, less than the probe's own {ANON_BYTES}"
+        ));
     }
     Ok(checked)
 }

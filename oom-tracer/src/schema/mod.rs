@@ -54,6 +54,10 @@ impl Record {
 /// Every event, by its `event` name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one record is built at a time and written at once; boxing the kill would only add an allocation"
+)]
 pub(crate) enum Body {
     Start(Start),
     ContainerStart(ContainerStart),
@@ -188,16 +192,6 @@ pub(crate) enum AllocKind {
     Shmem,
 }
 
-impl AllocKind {
-    #[cfg(test)]
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Anon => "anon",
-            Self::File => "file",
-            Self::Shmem => "shmem",
-        }
-    }
-}
 
 /// A container started: `run` created its cgroup and started the
 /// workload, or the agent saw its first process (or, `discovered`, found it

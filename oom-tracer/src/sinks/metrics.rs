@@ -506,7 +506,11 @@ mod tests {
         // Help texts are there, with the full stop prometheus-client adds.
         assert!(s.docs["oom_kills"].starts_with("Containers killed by the OOM killer"));
         assert!(s.docs["oom_kills"].ends_with('.'));
-        assert_eq!(s.docs.len(), 7, "families without samples have no help text");
+        assert_eq!(
+            s.docs.len(),
+            7,
+            "families without samples have no help text"
+        );
     }
 
     #[test]

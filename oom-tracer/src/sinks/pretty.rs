@@ -155,7 +155,9 @@ fn oom_kill(o: &OomKill) -> String {
         Some(m) => format!(
             "{} hit its {}limit: usage {} / limit {}, failcnt {}",
             name(m.path.as_deref()),
-            m.level.map(|l| format!("{} ", l.as_str())).unwrap_or_default(),
+            m.level
+                .map(|l| format!("{} ", l.as_str()))
+                .unwrap_or_default(),
             bytes(m.usage_bytes),
             bytes(m.limit_bytes),
             m.failcnt.map_or("n/a".into(), |f| f.to_string())
@@ -264,7 +266,9 @@ fn cycle(c: &Cycle) -> String {
         parts.push(format!("cause: {}", cause.text));
     }
     if c.cause_carried_over {
-        parts.push("died at once of the same cause as the attempt before: it outlived the restart".into());
+        parts.push(
+            "died at once of the same cause as the attempt before: it outlived the restart".into(),
+        );
     }
     if let Some(r) = &c.restart {
         parts.push(format!(

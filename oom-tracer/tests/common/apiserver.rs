@@ -31,7 +31,7 @@ struct State {
     closed: bool,
 }
 
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     pub port: u16,
     addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,
@@ -46,7 +46,7 @@ struct Security {
 }
 
 /// A kubeconfig for an API server on 127.0.0.1:`port` (listening or not).
-pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
+pub(crate) fn kubeconfig_for(port: u16, dir: &std::path::Path) -> PathBuf {
     let path = dir.join(format!("kubeconfig-{port}"));
     std::fs::write(
         &path,
@@ -74,19 +74,19 @@ fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 impl ApiServer {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_on(0)
     }
 
     /// On a given port (0: any), e.g. to come back where a stopped one was.
-    pub fn start_on(port: u16) -> Self {
+    pub(crate) fn start_on(port: u16) -> Self {
         Self::listen(([127, 0, 0, 1], port).into(), Security::default())
     }
 
     /// HTTPS on `addr` with `tls` (a certificate the client's CA signed),
     /// answering only requests that carry `Authorization: Bearer <token>`,
     /// as the API server does for a pod's service account.
-    pub fn start_tls(addr: SocketAddr, tls: Arc<rustls::ServerConfig>, token: &str) -> Self {
+    pub(crate) fn start_tls(addr: SocketAddr, tls: Arc<rustls::ServerConfig>, token: &str) -> Self {
         Self::listen(
             addr,
             Security {
@@ -129,12 +129,12 @@ impl ApiServer {
     }
 
     /// A kubeconfig that points at this server.
-    pub fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
+    pub(crate) fn kubeconfig(&self, dir: &std::path::Path) -> PathBuf {
         kubeconfig_for(self.port, dir)
     }
 
     /// Adds or replaces a pod (ADDED or MODIFIED) and wakes the watchers.
-    pub fn upsert(&self, mut pod: Value) {
+    pub(crate) fn upsert(&self, mut pod: Value) {
         let (m, cv) = &*self.state;
         let mut s = m.lock().unwrap();
         s.rv += 1;
@@ -147,16 +147,16 @@ impl ApiServer {
         cv.notify_all();
     }
 
-    pub fn events_posted(&self) -> Vec<Value> {
+    pub(crate) fn events_posted(&self) -> Vec<Value> {
         self.state.0.lock().unwrap().events_posted.clone()
     }
 
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.state.0.lock().unwrap().requests.clone()
     }
 
     /// Request lines refused for a missing or wrong bearer token.
-    pub fn unauthorized(&self) -> Vec<String> {
+    pub(crate) fn unauthorized(&self) -> Vec<String> {
         self.state.0.lock().unwrap().unauthorized.clone()
     }
 
@@ -323,7 +323,7 @@ fn serve<S: Read + Write>(conn: S, st: Arc<(Mutex<State>, Condvar)>, token: Opti
 }
 
 /// Pod JSON as the API would return it for a running container.
-pub fn pod_json(
+pub(crate) fn pod_json(
     namespace: &str,
     name: &str,
     uid: &str,

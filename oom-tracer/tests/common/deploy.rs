@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// The workspace root.
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -15,7 +15,7 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Every object of a YAML file (all its documents), as JSON values.
-pub fn load(path: &Path) -> Vec<Value> {
+pub(crate) fn load(path: &Path) -> Vec<Value> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
@@ -27,7 +27,7 @@ pub fn load(path: &Path) -> Vec<Value> {
 /// deploy/kustomization.yaml, in order. A kustomization that does more than
 /// list resources (patches, images, name prefixes, ...) would change what
 /// is applied in ways this reader does not: it fails, naming the field.
-pub fn kustomization() -> Vec<Value> {
+pub(crate) fn kustomization() -> Vec<Value> {
     let dir = workspace().join("deploy");
     let kust = load(&dir.join("kustomization.yaml"));
     assert_eq!(kust.len(), 1, "kustomization.yaml: one document");
@@ -53,7 +53,7 @@ pub fn kustomization() -> Vec<Value> {
 }
 
 /// The object of `kind` named `name` among `objects`.
-pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(crate) fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
@@ -61,7 +61,7 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 /// The single object of `kind` among `objects`.
-pub fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
     assert_eq!(found.len(), 1, "expected one {kind} in deploy/");
     found[0]

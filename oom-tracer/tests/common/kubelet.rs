@@ -115,7 +115,7 @@ impl Kubelet {
 
     /// RunPodSandbox with a whole config (e.g. from `podspec::translate`);
     /// returns the sandbox id.
-    pub async fn run_sandbox(&mut self, config: &PodSandboxConfig) -> String {
+    pub(crate) async fn run_sandbox(&mut self, config: &PodSandboxConfig) -> String {
         let _ = std::fs::create_dir_all(&config.log_directory);
         self.rt
             .run_pod_sandbox(RunPodSandboxRequest {
@@ -129,7 +129,7 @@ impl Kubelet {
     }
 
     /// The sandbox's pod IP (empty for host-network pods).
-    pub async fn sandbox_ip(&mut self, sandbox_id: &str) -> String {
+    pub(crate) async fn sandbox_ip(&mut self, sandbox_id: &str) -> String {
         self.rt
             .pod_sandbox_status(PodSandboxStatusRequest {
                 pod_sandbox_id: sandbox_id.into(),
@@ -145,7 +145,7 @@ impl Kubelet {
     }
 
     /// StopPodSandbox + RemovePodSandbox (which removes its containers).
-    pub async fn remove_sandbox(&mut self, sandbox_id: &str) {
+    pub(crate) async fn remove_sandbox(&mut self, sandbox_id: &str) {
         let _ = self
             .rt
             .stop_pod_sandbox(StopPodSandboxRequest {
@@ -161,7 +161,7 @@ impl Kubelet {
     }
 
     /// CreateContainer + StartContainer with a whole config; returns the id.
-    pub async fn create_start(
+    pub(crate) async fn create_start(
         &mut self,
         sandbox_id: &str,
         sandbox: &PodSandboxConfig,
@@ -188,7 +188,7 @@ impl Kubelet {
     }
 
     /// ContainerStatus.
-    pub async fn status(&mut self, id: &str) -> ContainerStatus {
+    pub(crate) async fn status(&mut self, id: &str) -> ContainerStatus {
         self.rt
             .container_status(ContainerStatusRequest {
                 container_id: id.into(),
@@ -202,7 +202,7 @@ impl Kubelet {
     }
 
     /// StopContainer with a grace period (SIGTERM, then SIGKILL after it).
-    pub async fn stop_container(&mut self, id: &str, grace: Duration) {
+    pub(crate) async fn stop_container(&mut self, id: &str, grace: Duration) {
         self.rt
             .stop_container(StopContainerRequest {
                 container_id: id.into(),
@@ -215,7 +215,7 @@ impl Kubelet {
     /// Whether the runtime's default handler makes read-only mounts
     /// recursively read-only (RuntimeStatus; a runtime that predates the
     /// field reports no handlers: no).
-    pub async fn recursive_read_only(&mut self) -> bool {
+    pub(crate) async fn recursive_read_only(&mut self) -> bool {
         let st = self
             .rt
             .status(StatusRequest { verbose: false })
@@ -230,7 +230,7 @@ impl Kubelet {
     }
 
     /// ImageStatus: the image if the runtime has it.
-    pub async fn image(&mut self, image: &str) -> Option<Image> {
+    pub(crate) async fn image(&mut self, image: &str) -> Option<Image> {
         self.images
             .image_status(ImageStatusRequest {
                 image: Some(ImageSpec {

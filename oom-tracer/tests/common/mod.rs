@@ -4,14 +4,14 @@
 //! fail and say so.
 #![allow(dead_code)]
 
-pub mod agent;
-pub mod apiserver;
-pub mod deploy;
-pub mod kubelet;
-pub mod node;
-pub mod oci;
-pub mod pki;
-pub mod podspec;
+pub(crate) mod agent;
+pub(crate) mod apiserver;
+pub(crate) mod deploy;
+pub(crate) mod kubelet;
+pub(crate) mod node;
+pub(crate) mod oci;
+pub(crate) mod pki;
+pub(crate) mod podspec;
 
 use std::{
     io::BufRead as _,
@@ -21,10 +21,10 @@ use std::{
 
 use serde_json::Value;
 
-pub const TRACER: &str = env!("CARGO_BIN_EXE_oom-tracer");
+pub(crate) const TRACER: &str = env!("CARGO_BIN_EXE_oom-tracer");
 
 /// Fails the test, naming what is missing, unless we are root.
-pub fn require_root() {
+pub(crate) fn require_root() {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc_geteuid() };
     assert_eq!(
@@ -40,7 +40,7 @@ unsafe extern "C" {
 }
 
 /// The stress binary next to oom-tracer (cargo xtask test builds it).
-pub fn stress() -> PathBuf {
+pub(crate) fn stress() -> PathBuf {
     let p = PathBuf::from(TRACER).with_file_name("stress");
     assert!(
         p.is_file(),
@@ -51,12 +51,12 @@ pub fn stress() -> PathBuf {
 }
 
 /// A unique cgroup parent per test, so parallel tests never share one.
-pub fn parent(test: &str) -> String {
+pub(crate) fn parent(test: &str) -> String {
     format!("/oom-tracer-test/{test}-{}", std::process::id())
 }
 
 /// Runs `oom-tracer run` with `args` and returns (records, stderr, output).
-pub fn run(args: &[&str]) -> (Vec<Value>, String, Output) {
+pub(crate) fn run(args: &[&str]) -> (Vec<Value>, String, Output) {
     require_root();
     let out = Command::new(TRACER)
         .arg("run")
@@ -77,17 +77,21 @@ pub fn run(args: &[&str]) -> (Vec<Value>, String, Output) {
     (records, stderr, out)
 }
 
-pub fn events<'a>(records: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(crate) fn events<'a>(records: &'a [Value], name: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["event"] == name).collect()
 }
 
 /// Index of the first record at or after `from` matching `pred`.
-pub fn find_from(records: &[Value], from: usize, pred: impl Fn(&Value) -> bool) -> Option<usize> {
+pub(crate) fn find_from(
+    records: &[Value],
+    from: usize,
+    pred: impl Fn(&Value) -> bool,
+) -> Option<usize> {
     records.iter().skip(from).position(pred).map(|i| i + from)
 }
 
 /// Asserts the invariants every record has: v, event, RFC 3339 time.
-pub fn check_envelope(records: &[Value]) {
+pub(crate) fn check_envelope(records: &[Value]) {
     assert!(!records.is_empty(), "no records");
     for r in records {
         assert_eq!(r["v"], 1, "{r}");
@@ -103,7 +107,7 @@ pub fn check_envelope(records: &[Value]) {
 }
 
 /// Whether a cgroup path still exists in the memory hierarchy (v1 or v2).
-pub fn cgroup_exists(path: &str) -> bool {
+pub(crate) fn cgroup_exists(path: &str) -> bool {
     let rel = path.trim_start_matches('/');
     ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
         .iter()
@@ -112,7 +116,7 @@ pub fn cgroup_exists(path: &str) -> bool {
 
 /// Starts `oom-tracer run` holding a small workload; returns it once the
 /// workload exec'd, with the records so far.
-pub fn start_holding(
+pub(crate) fn start_holding(
     parent: &str,
     extra: &[&str],
 ) -> (

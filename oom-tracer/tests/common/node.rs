@@ -24,13 +24,13 @@ use super::{
 };
 
 /// The test runtime's pod network (tests/containerd/setup.sh).
-pub const POD_CNI_CONFIG: &str = "/etc/oom-tracer-test/cni-pods/10-oom-tracer-test.conflist";
+pub(crate) const POD_CNI_CONFIG: &str = "/etc/oom-tracer-test/cni-pods/10-oom-tracer-test.conflist";
 /// The kubelet's directories, for the test runtime.
-pub const PODS_DIR: &str = "/var/lib/oom-tracer-test/kubelet/pods";
-pub const LOGS_DIR: &str = "/var/log/oom-tracer-test/pods";
+pub(crate) const PODS_DIR: &str = "/var/lib/oom-tracer-test/kubelet/pods";
+pub(crate) const LOGS_DIR: &str = "/var/log/oom-tracer-test/pods";
 
 /// The gateway of the pod network: the node's address as pods see it.
-pub fn pod_gateway() -> std::net::IpAddr {
+pub(crate) fn pod_gateway() -> std::net::IpAddr {
     let text = std::fs::read_to_string(POD_CNI_CONFIG).unwrap_or_else(|e| {
         panic!(
             "{POD_CNI_CONFIG} ({e}): the test runtime has no pod network; run \
@@ -47,7 +47,7 @@ pub fn pod_gateway() -> std::net::IpAddr {
 /// `ctr images import` of an OCI archive into the CRI's namespace, as
 /// `minikube image load` does on a containerd node. Returns the names the
 /// archive brought.
-pub fn import_image(archive: &Path) -> Vec<String> {
+pub(crate) fn import_image(archive: &Path) -> Vec<String> {
     assert!(
         archive.is_file(),
         "{} is missing: build the images with `cargo xtask images` (cargo xtask test does)",
@@ -105,7 +105,7 @@ fn hierarchies() -> Vec<PathBuf> {
 
 /// Writes the pod's files and creates its cgroup with the pod's limits,
 /// as the kubelet does before RunPodSandbox.
-pub fn prepare(plan: &PodPlan) {
+pub(crate) fn prepare(plan: &PodPlan) {
     for f in &plan.files {
         std::fs::create_dir_all(f.path.parent().unwrap()).unwrap();
         std::fs::write(&f.path, &f.contents).unwrap();
@@ -143,7 +143,7 @@ fn create_pod_cgroup(cg: &PodCgroup) {
 }
 
 /// The container's own memory cgroup directory.
-pub fn memcg_dir(plan: &PodPlan, container_id: &str) -> PathBuf {
+pub(crate) fn memcg_dir(plan: &PodPlan, container_id: &str) -> PathBuf {
     let rel = format!(
         "{}/{container_id}",
         plan.cgroup.path.trim_start_matches('/')
@@ -157,13 +157,13 @@ pub fn memcg_dir(plan: &PodPlan, container_id: &str) -> PathBuf {
 }
 
 /// A number from a cgroup file.
-pub fn read_u64(path: &Path) -> Option<u64> {
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Removes the pod's files (`dir`) and its cgroup (`cgroup`, e.g.
 /// /kubepods/burstable/pod<uid>) after its sandbox is gone.
-pub fn clean(dir: &Path, cgroup: &str) {
+pub(crate) fn clean(dir: &Path, cgroup: &str) {
     let _ = std::fs::remove_dir_all(dir);
     let rel = cgroup.trim_start_matches('/');
     // runc made the pod's cgroup in every hierarchy, not only in the two
@@ -188,7 +188,7 @@ pub fn clean(dir: &Path, cgroup: &str) {
 
 /// The mount table of process `pid` as it sees it: (mount point, options
 /// of that mount).
-pub fn mounts(pid: u32) -> Vec<(String, String)> {
+pub(crate) fn mounts(pid: u32) -> Vec<(String, String)> {
     std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         .unwrap()
         .lines()
@@ -201,7 +201,7 @@ pub fn mounts(pid: u32) -> Vec<(String, String)> {
 
 /// One line of a CRI container log file.
 #[derive(Debug, Clone)]
-pub struct LogLine {
+pub(crate) struct LogLine {
     pub time: String,
     pub stream: String,
     pub content: String,
@@ -209,14 +209,14 @@ pub struct LogLine {
 
 /// The container's log file, where the CRI writes it (`kubectl logs` and
 /// log collectors read the same file).
-pub fn log_path(plan: &PodPlan, container: &str, attempt: u32) -> PathBuf {
+pub(crate) fn log_path(plan: &PodPlan, container: &str, attempt: u32) -> PathBuf {
     Path::new(&plan.sandbox.log_directory).join(format!("{container}/{attempt}.log"))
 }
 
 /// Parses a CRI log file: `<RFC 3339 time> <stream> <P|F> <content>`,
 /// partial lines (`P`) joined to the full line that ends them. Returns the
 /// raw bytes too.
-pub fn read_log(path: &Path) -> (Vec<LogLine>, Vec<u8>) {
+pub(crate) fn read_log(path: &Path) -> (Vec<LogLine>, Vec<u8>) {
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let text = String::from_utf8(raw.clone())
         .unwrap_or_else(|e| panic!("{} is not UTF-8: {e}", path.display()));
@@ -245,7 +245,7 @@ pub fn read_log(path: &Path) -> (Vec<LogLine>, Vec<u8>) {
 }
 
 /// One HTTP GET as the kubelet's prober sends it; Ok(status) or why not.
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
+pub(crate) fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout)).unwrap();
     s.set_write_timeout(Some(timeout)).unwrap();
@@ -264,13 +264,13 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, 
 }
 
 /// The kubelet's rule: 200 <= status < 400 is a success.
-pub fn probe_ok(r: &Result<u16, String>) -> bool {
+pub(crate) fn probe_ok(r: &Result<u16, String>) -> bool {
     matches!(r, Ok(c) if (200..400).contains(c))
 }
 
 /// Polls `path` every 20 ms until it answers a success; returns the time
 /// it took, or None after `limit`.
-pub fn wait_http_ok(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> {
+pub(crate) fn wait_http_ok(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if probe_ok(&http_get(addr, path, Duration::from_secs(1))) {
@@ -282,10 +282,10 @@ pub fn wait_http_ok(addr: SocketAddr, path: &str, limit: Duration) -> Option<Dur
 }
 
 /// Probe results: when, and the HTTP status or why there was none.
-pub type ProbeResults = Vec<(Instant, Result<u16, String>)>;
+pub(crate) type ProbeResults = Vec<(Instant, Result<u16, String>)>;
 
 /// A probe running on the kubelet's schedule, and its results.
-pub struct Prober {
+pub(crate) struct Prober {
     pub probe: Probe,
     stop: Arc<AtomicBool>,
     results: Arc<Mutex<ProbeResults>>,
@@ -294,7 +294,7 @@ pub struct Prober {
 
 impl Prober {
     /// Starts probing `ip`: the initial delay, then every period.
-    pub fn start(probe: &Probe, ip: std::net::IpAddr) -> Self {
+    pub(crate) fn start(probe: &Probe, ip: std::net::IpAddr) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let results = Arc::new(Mutex::new(Vec::new()));
         let (p, st, res) = (probe.clone(), stop.clone(), results.clone());
@@ -322,7 +322,7 @@ impl Prober {
     }
 
     /// Stops probing; returns every result.
-    pub fn stop(mut self) -> ProbeResults {
+    pub(crate) fn stop(mut self) -> ProbeResults {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -331,7 +331,7 @@ impl Prober {
     }
 
     /// The longest run of consecutive failures so far.
-    pub fn worst_failure_run(results: &[(Instant, Result<u16, String>)]) -> u32 {
+    pub(crate) fn worst_failure_run(results: &[(Instant, Result<u16, String>)]) -> u32 {
         let (mut worst, mut run) = (0, 0);
         for (_, r) in results {
             if probe_ok(r) {

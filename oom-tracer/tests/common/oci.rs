@@ -6,7 +6,7 @@ use std::{collections::HashMap, io::Read as _, path::Path};
 
 use serde_json::Value;
 
-pub struct Image {
+pub(crate) struct Image {
     /// The image config (`config.Entrypoint`, `config.User`, ...).
     pub config: Value,
     /// Regular files of all layers: (path without the leading /, contents).
@@ -16,7 +16,7 @@ pub struct Image {
 }
 
 /// Reads the archive's single image.
-pub fn read(archive: &Path) -> Image {
+pub(crate) fn read(archive: &Path) -> Image {
     let file = std::fs::File::open(archive).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: build the images with `cargo xtask images` (cargo xtask test does)",
@@ -95,7 +95,7 @@ pub fn read(archive: &Path) -> Image {
 /// Ok when `elf` is a statically linked executable: no program interpreter,
 /// no needed shared library (a static-pie binary still has a dynamic
 /// section, to relocate itself).
-pub fn check_static(elf: &[u8]) -> Result<(), String> {
+pub(crate) fn check_static(elf: &[u8]) -> Result<(), String> {
     if elf.len() < 64 || !elf.starts_with(b"\x7fELF\x02\x01") {
         return Err("not a 64-bit little-endian ELF file".into());
     }

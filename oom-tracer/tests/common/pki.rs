@@ -11,7 +11,7 @@ use rcgen::{
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-pub struct Pki {
+pub(crate) struct Pki {
     /// The CA certificate, PEM (the service account's `ca.crt`).
     pub ca_pem: String,
     /// The API server's TLS configuration, its certificate valid for `ip`.
@@ -19,7 +19,7 @@ pub struct Pki {
 }
 
 /// A fresh CA and a server certificate for `ip` signed by it.
-pub fn for_ip(ip: IpAddr) -> Pki {
+pub(crate) fn for_ip(ip: IpAddr) -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name

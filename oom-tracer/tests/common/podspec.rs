@@ -58,13 +58,13 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 /// Where the service account admission plugin mounts the token volume.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// What the translation read of a manifest: every field present, every
 /// field read, and values it does not handle. Several [`Fields`] views of
 /// the same object share it.
 #[derive(Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     seen: RefCell<BTreeSet<String>>,
     read: RefCell<BTreeSet<String>>,
     values: RefCell<Vec<String>>,
@@ -72,7 +72,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// The paths of the fields nobody read, and the values not handled.
-    pub fn unhandled(&self) -> Vec<String> {
+    pub(crate) fn unhandled(&self) -> Vec<String> {
         let read = self.read.borrow();
         let mut out: Vec<String> = self
             .seen
@@ -87,14 +87,14 @@ impl Ledger {
 }
 
 /// One object of the manifest, read field by field through the [`Ledger`].
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     path: String,
     map: &'a Map<String, Value>,
     sink: &'a Ledger,
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(value: &'a Value, path: impl Into<String>, sink: &'a Ledger) -> Self {
+    pub(crate) fn new(value: &'a Value, path: impl Into<String>, sink: &'a Ledger) -> Self {
         let path = path.into();
         let map = value
             .as_object()
@@ -106,7 +106,7 @@ impl<'a> Fields<'a> {
         fields
     }
 
-    pub fn path(&self, key: &str) -> String {
+    pub(crate) fn path(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -114,7 +114,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         let v = self.map.get(key)?;
         self.sink.read.borrow_mut().insert(self.path(key));
         Some(v)
@@ -122,38 +122,38 @@ impl<'a> Fields<'a> {
 
     /// Marks a field handled without translating it; `_why` says why it
     /// needs no translation (it is for the reader of the code).
-    pub fn skip(&self, key: &str, _why: &str) -> Option<&'a Value> {
+    pub(crate) fn skip(&self, key: &str, _why: &str) -> Option<&'a Value> {
         self.get(key)
     }
 
-    pub fn str(&self, key: &str) -> Option<&'a str> {
+    pub(crate) fn str(&self, key: &str) -> Option<&'a str> {
         self.get(key).map(|v| {
             v.as_str()
                 .unwrap_or_else(|| panic!("{}: not a string", self.path(key)))
         })
     }
 
-    pub fn i64(&self, key: &str) -> Option<i64> {
+    pub(crate) fn i64(&self, key: &str) -> Option<i64> {
         self.get(key).map(|v| {
             v.as_i64()
                 .unwrap_or_else(|| panic!("{}: not an integer", self.path(key)))
         })
     }
 
-    pub fn bool(&self, key: &str) -> Option<bool> {
+    pub(crate) fn bool(&self, key: &str) -> Option<bool> {
         self.get(key).map(|v| {
             v.as_bool()
                 .unwrap_or_else(|| panic!("{}: not a boolean", self.path(key)))
         })
     }
 
-    pub fn obj(&self, key: &str) -> Option<Fields<'a>> {
+    pub(crate) fn obj(&self, key: &str) -> Option<Fields<'a>> {
         self.get(key)
             .map(|v| Fields::new(v, self.path(key), self.sink))
     }
 
     /// A list of objects (empty when absent).
-    pub fn list(&self, key: &str) -> Vec<Fields<'a>> {
+    pub(crate) fn list(&self, key: &str) -> Vec<Fields<'a>> {
         let path = self.path(key);
         self.get(key)
             .map(|v| {
@@ -168,7 +168,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A list of strings (empty when absent).
-    pub fn strings(&self, key: &str) -> Vec<String> {
+    pub(crate) fn strings(&self, key: &str) -> Vec<String> {
         let path = self.path(key);
         self.get(key)
             .map(|v| {
@@ -186,7 +186,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A map of strings (empty when absent).
-    pub fn string_map(&self, key: &str) -> HashMap<String, String> {
+    pub(crate) fn string_map(&self, key: &str) -> HashMap<String, String> {
         let path = self.path(key);
         self.get(key)
             .map(|v| {
@@ -205,7 +205,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Records a value the translation does not handle.
-    pub fn unhandled(&self, key: &str, value: impl std::fmt::Display) {
+    pub(crate) fn unhandled(&self, key: &str, value: impl std::fmt::Display) {
         self.sink
             .values
             .borrow_mut()
@@ -214,7 +214,7 @@ impl<'a> Fields<'a> {
 }
 
 /// What the node offers the pod: the kubelet's settings and paths.
-pub struct Node {
+pub(crate) struct Node {
     pub name: String,
     /// The labels the scheduler matches `nodeSelector` against.
     pub labels: HashMap<String, String>,
@@ -240,12 +240,12 @@ pub struct Node {
 impl Node {
     /// The token the API server issues for a service account on this node
     /// (the stand-in checks it on every request).
-    pub fn token(&self, namespace: &str, service_account: &str) -> String {
+    pub(crate) fn token(&self, namespace: &str, service_account: &str) -> String {
         format!("test-token.{}.{namespace}.{service_account}", self.name)
     }
 
     /// Where a hostPath volume's `path` is on this machine.
-    pub fn host_path(&self, path: &str) -> PathBuf {
+    pub(crate) fn host_path(&self, path: &str) -> PathBuf {
         self.host_paths
             .iter()
             .find(|(p, _, _)| *p == path)
@@ -255,7 +255,7 @@ impl Node {
 
 /// An HTTP probe, as the kubelet's prober runs it.
 #[derive(Clone, Debug)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub path: String,
     pub port: u16,
     pub initial_delay: Duration,
@@ -266,7 +266,7 @@ pub struct Probe {
 }
 
 /// One container of the pod, ready to be created.
-pub struct ContainerPlan {
+pub(crate) struct ContainerPlan {
     pub name: String,
     pub image: String,
     /// The container config; `metadata.attempt`, the restart count
@@ -283,7 +283,7 @@ pub struct ContainerPlan {
 
 impl ContainerPlan {
     /// The config for restart number `attempt`.
-    pub fn attempt(&self, attempt: u32) -> ContainerConfig {
+    pub(crate) fn attempt(&self, attempt: u32) -> ContainerConfig {
         let mut c = self.config.clone();
         c.metadata.as_mut().unwrap().attempt = attempt;
         c.annotations.insert(
@@ -297,7 +297,7 @@ impl ContainerPlan {
 
 /// The pod cgroup's limits (the kubelet's pod container manager).
 #[derive(Clone, Debug, Default)]
-pub struct PodCgroup {
+pub(crate) struct PodCgroup {
     /// e.g. /kubepods/burstable/pod<uid>
     pub path: String,
     pub memory_limit: Option<i64>,
@@ -306,13 +306,13 @@ pub struct PodCgroup {
 }
 
 /// Files the kubelet writes for the pod and mounts into its containers.
-pub struct PodFile {
+pub(crate) struct PodFile {
     pub path: PathBuf,
     pub contents: String,
 }
 
 /// A pod, translated.
-pub struct PodPlan {
+pub(crate) struct PodPlan {
     pub uid: String,
     pub name: String,
     pub namespace: String,
@@ -332,7 +332,7 @@ pub struct PodPlan {
 }
 
 /// The Pod object a controller would create from a pod template, on `node`.
-pub fn pod_from_template(
+pub(crate) fn pod_from_template(
     template: &Value,
     namespace: &str,
     generate_name: &str,
@@ -358,7 +358,11 @@ pub fn pod_from_template(
 
 /// Translates `pod` (a Pod object) for `node`: `Err` lists every field the
 /// translation does not handle, by path.
-pub fn translate(pod: &Value, node: &Node, where_from: &str) -> Result<PodPlan, Vec<String>> {
+pub(crate) fn translate(
+    pod: &Value,
+    node: &Node,
+    where_from: &str,
+) -> Result<PodPlan, Vec<String>> {
     let sink = Ledger::default();
     let plan = translate_pod(pod, node, &sink, where_from);
     let unhandled = sink.unhandled();
@@ -1035,7 +1039,7 @@ impl Qos {
 }
 
 /// A CPU quantity in millicores ("20m", "1", "0.5").
-pub fn milli(q: &str) -> i64 {
+pub(crate) fn milli(q: &str) -> i64 {
     if let Some(m) = q.strip_suffix('m') {
         m.parse().unwrap_or_else(|_| panic!("bad cpu quantity {q}"))
     } else {
@@ -1047,7 +1051,7 @@ pub fn milli(q: &str) -> i64 {
 }
 
 /// A memory quantity in bytes ("50Mi", "128M", "1024").
-pub fn bytes(q: &str) -> i64 {
+pub(crate) fn bytes(q: &str) -> i64 {
     const SUFFIXES: [(&str, i64); 8] = [
         ("Ki", 1 << 10),
         ("Mi", 1 << 20),
@@ -1071,7 +1075,7 @@ pub fn bytes(q: &str) -> i64 {
 }
 
 /// MemTotal of this machine, bytes.
-pub fn mem_total() -> i64 {
+pub(crate) fn mem_total() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()

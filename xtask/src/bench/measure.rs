@@ -216,7 +216,7 @@ impl Ctx {
         let stopfile = self.out.join("exec-storm.stop");
 
         // Two exec loops for `secs` inside `cg`.
-        let exec_load = |cg: &std::path::Path| -> anyhow::Result<Load> {
+        let exec_load = |cg: &Path| -> anyhow::Result<Load> {
             let (n, s) = storm::exec_storm(cg, secs, &stopfile)?;
             Ok(Load {
                 execs: Some(n),

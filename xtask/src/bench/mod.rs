@@ -46,9 +46,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
-
 use measure::{lost_events, stop_tool};
+use serde_json::{Value, json};
 use sys::{Cgroups, MEMCG, Prog};
 
 /// The bpftrace script: oom-tracer's hooks, one printed line per event.
@@ -61,7 +60,7 @@ const OOM_LIMIT: u64 = 20 << 20;
 const CHURN: usize = 200;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Repetitions of each measure; the tables show medians.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -244,7 +243,7 @@ fn machine() -> Value {
     })
 }
 
-pub fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let args = BenchArgs {
         runs: args.runs.max(1),

@@ -16,7 +16,7 @@ use super::sys::{check_interrupted, signal};
 /// The exec storm: two shell loops of `/bin/true` in cgroup `cg` for `secs`.
 /// Each loop counts its own execs and stops when `stopfile` appears.
 /// Returns (execs, seconds).
-pub fn exec_storm(cg: &Path, secs: f64, stopfile: &Path) -> anyhow::Result<(u64, f64)> {
+pub(super) fn exec_storm(cg: &Path, secs: f64, stopfile: &Path) -> anyhow::Result<(u64, f64)> {
     const LOOP: &str = r#"echo $$ > "$0/cgroup.procs" || exit 1
 i=0
 while [ ! -e "$1" ]; do /bin/true; i=$((i+1)); done
@@ -64,7 +64,7 @@ echo $i"#;
 }
 
 /// The allocation storm: stress in `cg` ramps to 400Mi in 4Mi steps, without pauses.
-pub fn alloc_storm(cg: &Path, stress: &Path) -> anyhow::Result<()> {
+pub(super) fn alloc_storm(cg: &Path, stress: &Path) -> anyhow::Result<()> {
     let st = Command::new("/bin/sh")
         .args([
             "-c",
@@ -86,7 +86,7 @@ pub fn alloc_storm(cg: &Path, stress: &Path) -> anyhow::Result<()> {
 /// cgroup churn: `n` times, create a memory cgroup under `parent`, move a
 /// process into it and back out, and remove it (cgroup_mkdir,
 /// cgroup_attach_task ×2, cgroup_rmdir).
-pub fn cgroup_churn(parent: &Path, n: usize) -> anyhow::Result<()> {
+pub(super) fn cgroup_churn(parent: &Path, n: usize) -> anyhow::Result<()> {
     let mut helper = Command::new("sleep")
         .arg("60")
         .stdin(Stdio::null())
@@ -117,13 +117,13 @@ pub fn cgroup_churn(parent: &Path, n: usize) -> anyhow::Result<()> {
 
 /// One armed OOM-storm process: a shell already in its memory cgroup,
 /// waiting on stdin to exec stress.
-pub struct Armed {
+pub(super) struct Armed {
     pub child: Child,
     pub cgroup: PathBuf,
 }
 
 /// Starts one waiting shell per cgroup and moves each into its cgroup.
-pub fn arm(stress: &Path, cgroups: &[PathBuf]) -> anyhow::Result<Vec<Armed>> {
+pub(super) fn arm(stress: &Path, cgroups: &[PathBuf]) -> anyhow::Result<Vec<Armed>> {
     let mut armed = Vec::with_capacity(cgroups.len());
     for cg in cgroups {
         let child = Command::new("/bin/sh")
@@ -148,7 +148,7 @@ pub fn arm(stress: &Path, cgroups: &[PathBuf]) -> anyhow::Result<Vec<Armed>> {
 /// Lets every armed shell exec stress at once, then waits for all of them
 /// (up to `timeout`). Returns how many were killed by SIGKILL and the
 /// seconds from the release to the last exit.
-pub fn release(armed: &mut [Armed], timeout: Duration) -> anyhow::Result<(usize, f64)> {
+pub(super) fn release(armed: &mut [Armed], timeout: Duration) -> anyhow::Result<(usize, f64)> {
     let t = Instant::now();
     for a in armed.iter_mut() {
         if let Some(mut stdin) = a.child.stdin.take() {

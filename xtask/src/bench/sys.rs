@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 /// The cgroup v1 memory hierarchy's mount point.
-pub const MEMCG: &str = "/sys/fs/cgroup/memory";
+pub(super) const MEMCG: &str = "/sys/fs/cgroup/memory";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -22,7 +22,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 /// Ctrl-C and SIGTERM stop the benchmark at its next check instead of
 /// killing it, so that its cgroups and processes are cleaned up. (Children
 /// get the default handlers back at exec.)
-pub fn catch_interrupts() {
+pub(super) fn catch_interrupts() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic.
         unsafe { libc::signal(sig, on_interrupt as *const () as libc::sighandler_t) };
@@ -30,7 +30,7 @@ pub fn catch_interrupts() {
 }
 
 /// Fails once Ctrl-C or SIGTERM arrived.
-pub fn check_interrupted() -> anyhow::Result<()> {
+pub(super) fn check_interrupted() -> anyhow::Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
         bail!("interrupted: cleaning up");
     }
@@ -38,7 +38,7 @@ pub fn check_interrupted() -> anyhow::Result<()> {
 }
 
 /// Sleeps `d`, waking early on Ctrl-C.
-pub fn sleep(d: Duration) -> anyhow::Result<()> {
+pub(super) fn sleep(d: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + d;
     loop {
         check_interrupted()?;
@@ -61,17 +61,17 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// CLOCK_MONOTONIC, in ns: the clock of bpftrace's `nsecs` (bpf_ktime_get_ns).
-pub fn mono_ns() -> u64 {
+pub(super) fn mono_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// CLOCK_REALTIME, in ns since the epoch.
-pub fn real_ns() -> u64 {
+pub(super) fn real_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// Parses oom-tracer's `time` (`2026-11-27T18:56:28.707907Z`) to ns since the epoch.
-pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
+pub(super) fn parse_rfc3339_ns(s: &str) -> Option<u64> {
     let s = s.strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-').map(|x| x.parse::<i64>());
@@ -92,7 +92,7 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + frac_ns)
 }
 
-pub fn rss_kib(pid: u32) -> Option<f64> {
+pub(super) fn rss_kib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -100,7 +100,7 @@ pub fn rss_kib(pid: u32) -> Option<f64> {
 }
 
 /// user + system CPU time of a process (all its threads), in ms.
-pub fn cpu_ms(pid: u32) -> Option<f64> {
+pub(super) fn cpu_ms(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the comm's closing parenthesis start at field 3 (state);
     // utime and stime are fields 14 and 15.
@@ -112,12 +112,12 @@ pub fn cpu_ms(pid: u32) -> Option<f64> {
     Some(ticks as f64 * 1000.0 / hz)
 }
 
-pub fn signal(pid: u32, sig: i32) {
+pub(super) fn signal(pid: u32, sig: i32) {
     // SAFETY: plain syscall; pid is a process we started.
     unsafe { libc::kill(pid as i32, sig) };
 }
 
-pub fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
@@ -125,7 +125,7 @@ pub fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn uuid() -> String {
+pub(super) fn uuid() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| {
@@ -142,14 +142,14 @@ pub fn uuid() -> String {
 }
 
 /// A memory cgroup's kernfs id: its directory's inode number.
-pub fn cgroup_id(dir: &Path) -> anyhow::Result<u64> {
+pub(super) fn cgroup_id(dir: &Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(dir)
         .with_context(|| format!("stat {}", dir.display()))?
         .ino())
 }
 
 /// The path oom-tracer prints for a cgroup directory: relative to the hierarchy's root.
-pub fn cgroup_path(dir: &Path) -> String {
+pub(super) fn cgroup_path(dir: &Path) -> String {
     format!(
         "/{}",
         dir.strip_prefix(MEMCG)
@@ -160,7 +160,7 @@ pub fn cgroup_path(dir: &Path) -> String {
 }
 
 /// The process ids in a cgroup.
-pub fn procs(dir: &Path) -> Vec<u32> {
+pub(super) fn procs(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
@@ -172,14 +172,14 @@ pub fn procs(dir: &Path) -> Vec<u32> {
 /// drop (processes left in them are killed first). Directories that existed
 /// before are never touched.
 #[derive(Default)]
-pub struct Cgroups {
+pub(super) struct Cgroups {
     /// (directory, whether it was only created as a parent of another).
     created: Vec<(PathBuf, bool)>,
 }
 
 impl Cgroups {
     /// Creates `dir` (and the missing parents, which it then also owns).
-    pub fn create(&mut self, dir: &Path) -> anyhow::Result<()> {
+    pub(super) fn create(&mut self, dir: &Path) -> anyhow::Result<()> {
         let mut missing = Vec::new();
         let mut d = dir.to_owned();
         while !d.exists() {
@@ -196,13 +196,13 @@ impl Cgroups {
         Ok(())
     }
 
-    pub fn set_limit(dir: &Path, bytes: u64) -> anyhow::Result<()> {
+    pub(super) fn set_limit(dir: &Path, bytes: u64) -> anyhow::Result<()> {
         let f = dir.join("memory.limit_in_bytes");
         std::fs::write(&f, bytes.to_string()).with_context(|| format!("writing {}", f.display()))
     }
 
     /// Removes `dir` (one this set created) and everything it created below it.
-    pub fn remove(&mut self, dir: &Path) -> anyhow::Result<()> {
+    pub(super) fn remove(&mut self, dir: &Path) -> anyhow::Result<()> {
         let (below, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.created)
             .into_iter()
             .partition(|(d, _)| d.starts_with(dir));
@@ -270,7 +270,7 @@ fn remove_dir(dir: &Path, parent: bool) -> anyhow::Result<()> {
 }
 
 /// The hooks both tools attach, by tracepoint name.
-pub const HOOKS: [&str; 8] = [
+pub(super) const HOOKS: [&str; 8] = [
     "mark_victim",
     "signal_generate",
     "sched_process_exec",
@@ -283,7 +283,7 @@ pub const HOOKS: [&str; 8] = [
 
 /// One BPF program of a tool and the tracepoint it is attached to.
 #[derive(Clone, Debug)]
-pub struct Prog {
+pub(super) struct Prog {
     pub id: u32,
     pub hook: String,
 }
@@ -322,7 +322,7 @@ fn task_fd_query(pid: u32, fd: u32) -> Option<(u32, String)> {
             libc::SYS_bpf,
             BPF_TASK_FD_QUERY,
             &mut q as *mut TaskFdQuery,
-            std::mem::size_of::<TaskFdQuery>(),
+            size_of::<TaskFdQuery>(),
         )
     };
     if r != 0 || q.prog_id == 0 {
@@ -341,7 +341,7 @@ fn task_fd_query(pid: u32, fd: u32) -> Option<(u32, String)> {
 ///
 /// Program names cannot tell them apart: the kernel keeps 15 characters,
 /// so both tools' exec and exit programs are named `sched_process_e`.
-pub fn attached_progs(pid: u32) -> Vec<Prog> {
+pub(super) fn attached_progs(pid: u32) -> Vec<Prog> {
     let mut v: Vec<Prog> = Vec::new();
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return v;
@@ -383,7 +383,7 @@ pub fn attached_progs(pid: u32) -> Vec<Prog> {
 
 /// A program's cumulative kernel statistics (kernel.bpf_stats_enabled).
 #[derive(Clone, Debug, Default)]
-pub struct ProgStat {
+pub(super) struct ProgStat {
     pub run_time_ns: u64,
     pub run_count: u64,
     pub name: String,
@@ -392,7 +392,7 @@ pub struct ProgStat {
 
 /// The kernel's statistics of programs `ids`, from the list of all loaded
 /// programs (aya::programs::loaded_programs: BPF_PROG_GET_NEXT_ID + info).
-pub fn prog_stats(ids: &[u32]) -> BTreeMap<u32, ProgStat> {
+pub(super) fn prog_stats(ids: &[u32]) -> BTreeMap<u32, ProgStat> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| ids.contains(&p.id()))
@@ -413,13 +413,13 @@ pub fn prog_stats(ids: &[u32]) -> BTreeMap<u32, ProgStat> {
 /// The memory controller's parameters for the bpftrace script: its index in
 /// `css_set.subsys` (enum cgroup_subsys_id), its v1 hierarchy id, and
 /// offsetof(struct kernfs_node, id), from the kernel's BTF.
-pub struct KernelParams {
+pub(super) struct KernelParams {
     pub memory_cgrp_id: u32,
     pub memory_hierarchy: u32,
     pub kn_id_offset: u32,
 }
 
-pub fn kernel_params() -> anyhow::Result<KernelParams> {
+pub(super) fn kernel_params() -> anyhow::Result<KernelParams> {
     let cgroups = std::fs::read_to_string("/proc/cgroups").context("reading /proc/cgroups")?;
     // /proc/cgroups lists the controllers in cgroup_subsys_id order.
     let (idx, hier) = cgroups

@@ -15,7 +15,7 @@ use super::sys::{check_interrupted, mono_ns, real_ns, signal};
 
 /// One stdout line and when the benchmark read it.
 #[derive(Clone, Debug)]
-pub struct Line {
+pub(super) struct Line {
     /// CLOCK_MONOTONIC at the read.
     pub mono_ns: u64,
     /// CLOCK_REALTIME at the read.
@@ -25,7 +25,7 @@ pub struct Line {
 
 type Lines = Arc<(Mutex<Vec<Line>>, Condvar)>;
 
-pub struct Proc {
+pub(super) struct Proc {
     pub name: String,
     child: Option<Child>,
     lines: Lines,
@@ -37,7 +37,7 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with stdout read line by line; stderr goes to `stderr_log`.
-    pub fn spawn(name: &str, mut cmd: Command, stderr_log: &Path) -> anyhow::Result<Self> {
+    pub(super) fn spawn(name: &str, mut cmd: Command, stderr_log: &Path) -> anyhow::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -79,24 +79,24 @@ impl Proc {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// How many lines were read so far: a mark for `with_lines`.
-    pub fn mark(&self) -> usize {
+    pub(super) fn mark(&self) -> usize {
         self.lines.0.lock().map_or(0, |v| v.len())
     }
 
     /// Runs `f` on the lines read since `from`.
-    pub fn with_lines<R>(&self, from: usize, f: impl FnOnce(&[Line]) -> R) -> R {
+    pub(super) fn with_lines<R>(&self, from: usize, f: impl FnOnce(&[Line]) -> R) -> R {
         let v = self.lines.0.lock().unwrap_or_else(|e| e.into_inner());
         f(v.get(from..).unwrap_or(&[]))
     }
 
     /// Waits for the first line since `from` that matches `pred`; returns
     /// its index and a copy.
-    pub fn wait_for(
+    pub(super) fn wait_for(
         &mut self,
         from: usize,
         timeout: Duration,
@@ -138,7 +138,11 @@ impl Proc {
 
     /// Sends `sig` (if any), waits up to `timeout` for the exit (then
     /// SIGKILL), and returns every line the process printed.
-    pub fn finish(mut self, sig: Option<i32>, timeout: Duration) -> anyhow::Result<Vec<Line>> {
+    pub(super) fn finish(
+        mut self,
+        sig: Option<i32>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Line>> {
         let mut child = self.child.take().context("already finished")?;
         if let Some(s) = sig {
             signal(child.id(), s);

@@ -3,9 +3,9 @@
 //! become signals and statuses. Who the cgroup belongs to is enrichment's
 //! business (`enrich.rs`); why a process died is analysis's.
 use oom_tracer_common::{
-    AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, GROWTH_SHMEM,
-    MemcgGrowthEvent, OOM_LIMIT_STATS, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ,
-    OOM_SOURCE_TP_BTF, OOM_UID, OOM_VICTIM_STATS, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
+    AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, GROWTH_SHMEM, MemcgGrowthEvent,
+    OOM_LIMIT_STATS, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_UID,
+    OOM_VICTIM_STATS, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
     decode::{RawEvent, c_bytes},
 };
 
