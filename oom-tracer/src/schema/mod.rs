@@ -192,7 +192,6 @@ pub(crate) enum AllocKind {
     Shmem,
 }
 
-
 /// A container started: `run` created its cgroup and started the
 /// workload, or the agent saw its first process (or, `discovered`, found it
 /// running at startup).
