@@ -16,12 +16,15 @@
 mod alloc;
 mod cgroup;
 mod emit;
+mod growth;
 mod kernel;
 mod maps;
 mod memstat;
 mod oom;
+mod pressure;
 mod sched;
 mod signal;
+mod tasks;
 
 #[cfg(not(test))]
 #[panic_handler]

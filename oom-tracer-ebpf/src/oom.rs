@@ -14,15 +14,16 @@ use oom_tracer_common::{
     Counter, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
     OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
     OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
+    RUNTIME_TASK_LIST,
 };
 
 use crate::{
-    emit::{WAKE, count, header},
+    emit::{NO_WAKE, WAKE, count, header},
     kernel::{
         ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
         pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
     },
-    maps::EVENTS,
+    maps::{EVENTS, LAST_OOM, RUNTIME},
     memstat::read_memcg_stats,
 };
 
@@ -72,9 +73,29 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
         }
         let oom_css = find_oom_memcg(victim_css, &mut *ev);
         fill_stats(ev, oom_css, victim_css);
+        entry.submit(wake_for(oom_css));
     }
-    entry.submit(WAKE);
     Ok(())
+}
+
+/// The wakeup for a kill record: none where `mark_victim_tasks` follows
+/// with the task list (its record wakes the reader, so both arrive
+/// together), else at once.
+#[inline(always)]
+fn wake_for(oom_css: u64) -> u64 {
+    if oom_css == 0 {
+        return WAKE;
+    }
+    if let Some(slot) = LAST_OOM.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; the task list program takes it next.
+        unsafe { *slot = oom_css };
+    }
+    let flags = RUNTIME.get(0).copied().unwrap_or(0);
+    if flags & RUNTIME_TASK_LIST != 0 {
+        NO_WAKE
+    } else {
+        WAKE
+    }
 }
 
 /// The part of an `OomEvent` before its statistics, built on the stack

@@ -292,7 +292,7 @@ impl Default for OomTasksEvent {
     }
 }
 
-/// `MemcgGrowthEvent::kind`: page cache (shmem included, as the kernel counts it).
+/// `MemcgGrowthEvent::kind`: page cache without shmem.
 pub const GROWTH_FILE: u32 = 1;
 /// `MemcgGrowthEvent::kind`: shmem (tmpfs, shared memory).
 pub const GROWTH_SHMEM: u32 = 2;
@@ -335,6 +335,25 @@ pub struct PressureStat {
     pub limit_hits: u64,
     /// `bpf_ktime_get_boot_ns()` of the last end.
     pub last_ns: u64,
+}
+
+/// `RUNTIME[0]` bit: `mark_victim_tasks` is attached, so `mark_victim`
+/// leaves the reader's wakeup to the task list that follows its record.
+pub const RUNTIME_TASK_LIST: u32 = 1 << 0;
+
+/// What the growth hook keeps per memcg (`GROWTH` map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrowthState {
+    /// 1: the memcg is watched; 2: it is not (decided once).
+    pub verdict: u32,
+    pub _pad: u32,
+    /// Net change of page cache and of shmem since first seen, pages.
+    pub file_pages: i64,
+    pub shmem_pages: i64,
+    /// Their values at the last record.
+    pub file_reported: i64,
+    pub shmem_reported: i64,
 }
 
 /// A reclaim in progress (`RECLAIMING` map value, by thread id).
@@ -622,6 +641,7 @@ const _: () = assert!(size_of::<OomTasksEvent>() == 40 + 16 * 64);
 const _: () = assert!(size_of::<MemcgGrowthEvent>() == 80);
 const _: () = assert!(size_of::<PressureStat>() == 48);
 const _: () = assert!(size_of::<ReclaimStart>() == 16);
+const _: () = assert!(size_of::<GrowthState>() == 40);
 const _: () = assert!(size_of::<SignalEvent>() == 96);
 const _: () = assert!(size_of::<CgroupEvent>() == 304);
 const _: () = assert!(size_of::<KernelOffsets>() == 96 + 18 * 4);

@@ -7,7 +7,8 @@ use aya::{
 };
 use oom_tracer_common::names::{
     PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR, PROG_KMEM_RSS_STAT,
-    PROG_MARK_VICTIM, PROG_OOM_MARK_VICTIM, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC,
+    PROG_MARK_VICTIM, PROG_MARK_VICTIM_TASKS, PROG_MEMCG_GROWTH, PROG_OOM_MARK_VICTIM,
+    PROG_RECLAIM_BEGIN, PROG_RECLAIM_END, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC,
     PROG_SCHED_PROCESS_EXIT, PROG_SIGNAL_GENERATE,
 };
 
@@ -35,9 +36,12 @@ pub(crate) struct Hook {
 }
 
 impl Hook {
-    /// The name people see: `tp_btf/mark_victim`, `tracepoint/kmem/rss_stat`.
+    /// The name people see: `tp_btf/mark_victim`, `tracepoint/kmem/rss_stat`,
+    /// and the program where a second one shares the attach point
+    /// (`tp_btf/mark_victim (mark_victim_tasks)`).
     pub(crate) fn label(&self) -> String {
         match self.attach {
+            Attach::TpBtf(f) if f != self.program => format!("tp_btf/{f} ({})", self.program),
             Attach::TpBtf(f) => format!("tp_btf/{f}"),
             Attach::Tracepoint(c, n) => format!("tracepoint/{c}/{n}"),
         }
@@ -62,6 +66,30 @@ pub(crate) const RSS_STAT_TP: Hook = Hook {
     program: PROG_KMEM_RSS_STAT,
     attach: Attach::Tracepoint("kmem", "rss_stat"),
 };
+/// The tasks of the memcg at each kill: a second program on `mark_victim`.
+pub(crate) const MARK_VICTIM_TASKS: Hook = Hook {
+    program: PROG_MARK_VICTIM_TASKS,
+    attach: Attach::TpBtf("mark_victim"),
+};
+/// What goes beyond the cycle: the task list at a kill, the reclaim
+/// pressure before it, and the page cache and shmem ramp. Each is
+/// optional; what does not attach is missing from the records, and the
+/// startup line says so.
+pub(crate) const ANALYSIS: [Hook; 3] = [
+    Hook {
+        program: PROG_RECLAIM_BEGIN,
+        attach: Attach::TpBtf("mm_vmscan_memcg_reclaim_begin"),
+    },
+    Hook {
+        program: PROG_RECLAIM_END,
+        attach: Attach::TpBtf("mm_vmscan_memcg_reclaim_end"),
+    },
+    Hook {
+        program: PROG_MEMCG_GROWTH,
+        attach: Attach::TpBtf("mod_memcg_lruvec_state"),
+    },
+];
+
 /// Everything but the OOM source, in attach order.
 pub(crate) const LIFECYCLE: [Hook; 7] = [
     Hook {

@@ -8,21 +8,21 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader, include_bytes_aligned,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use oom_tracer_common::{
-    KernelOffsets, OFFSET_ABSENT, Settings, TracepointLayout,
+    KernelOffsets, OFFSET_ABSENT, RUNTIME_TASK_LIST, Settings, TracepointLayout,
     names::{
         GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_PRESSURE,
-        MAP_PROBE, MAP_WATCHED,
+        MAP_PROBE, MAP_RUNTIME, MAP_WATCHED,
     },
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
     hooks::{
-        self, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP,
-        Report,
+        self, ANALYSIS, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TASKS,
+        MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
     },
     offsets::{KernelBtf, OffsetsError, VMLINUX},
     options::{LoadOptions, OomSourceChoice},
@@ -134,8 +134,9 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         skip: &opts.skip_hooks,
         report: Report::default(),
     };
-    attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
+    let btf_oom = attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
     attacher.lifecycle(facts.rss_stat_has_mm);
+    let task_list = attacher.analysis(btf_oom);
     let report = attacher.report;
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
         tracing::info!(
@@ -154,8 +155,12 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
             report: report.summary(),
         });
     }
+    if task_list {
+        set_runtime(&mut ebpf, RUNTIME_TASK_LIST)?;
+    }
     let mut tracer = take_maps(ebpf, logger, report, startup)?;
     tracer.stat_layouts = facts.stat_layouts;
+    tracer.task_list = task_list;
     drop(btf);
     // Give back the memory BTF parsing used: the agent idles for days.
     host::trim_heap();
@@ -254,7 +259,8 @@ impl Attacher<'_> {
 
     /// The OOM source: tp_btf where the tracepoint passes the victim's
     /// task, else the classic tracepoint.
-    fn oom_source(&mut self, choice: OomSourceChoice, has_task: Option<bool>) {
+    /// Returns whether the tp_btf program attached.
+    fn oom_source(&mut self, choice: OomSourceChoice, has_task: Option<bool>) -> bool {
         let btf_ok = match (choice, has_task) {
             (OomSourceChoice::Tracepoint, _) => {
                 let why = "not selected (--oom-source tracepoint)";
@@ -274,7 +280,7 @@ impl Attacher<'_> {
             }
         };
         if btf_ok {
-            return;
+            return true;
         }
         if choice == OomSourceChoice::TpBtf {
             self.report
@@ -282,6 +288,32 @@ impl Attacher<'_> {
         } else {
             self.try_attach(MARK_VICTIM_TP);
         }
+        false
+    }
+
+    /// The task list (after the tp_btf OOM source only: it follows its
+    /// record), then the pressure and growth hooks. Returns whether the
+    /// task list attached.
+    fn analysis(&mut self, btf_oom: bool) -> bool {
+        let tasks = if self.skipped(MARK_VICTIM_TASKS) {
+            self.report
+                .missing(MARK_VICTIM_TASKS, "skipped (--skip-hook)");
+            false
+        } else if !btf_oom {
+            let why = "needs the tp_btf OOM source, which is not attached";
+            self.report.missing(MARK_VICTIM_TASKS, why);
+            false
+        } else {
+            self.try_attach(MARK_VICTIM_TASKS)
+        };
+        for hook in ANALYSIS {
+            if self.skipped(hook) {
+                self.report.missing(hook, "skipped (--skip-hook)");
+            } else {
+                self.try_attach(hook);
+            }
+        }
+        tasks
     }
 
     /// Everything but the OOM source, in the table's order.
@@ -321,6 +353,21 @@ impl Attacher<'_> {
     }
 }
 
+/// Sets the flags the programs read at run time (`RUNTIME[0]`).
+fn set_runtime(ebpf: &mut Ebpf, flags: u32) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(MAP_RUNTIME)
+        .ok_or(LoadError::MissingMap { name: MAP_RUNTIME })?;
+    let mut rt: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map {
+        name: MAP_RUNTIME,
+        source,
+    })?;
+    rt.set(0, flags, 0).map_err(|source| LoadError::Map {
+        name: MAP_RUNTIME,
+        source,
+    })
+}
+
 /// The maps userspace reads, and the tracer that holds them.
 fn take_maps(
     mut ebpf: Ebpf,
@@ -357,7 +404,7 @@ fn take_maps(
         probe,
         pressure,
         stat_layouts: Ok(Vec::new()),
-        task_list,
+        task_list: false,
         hooks: report.status,
         startup,
         ebpf,

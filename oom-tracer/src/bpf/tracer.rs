@@ -141,6 +141,12 @@ impl Tracer {
         self.pressure.as_ref()?.get(&memcg, 0).ok()
     }
 
+    pub(crate) fn forget_pressure(&mut self, memcg: u64) {
+        if let Some(m) = self.pressure.as_mut() {
+            let _ = m.remove(&memcg);
+        }
+    }
+
     /// Kernel-side counters summed over CPUs.
     pub(crate) fn counters(&self) -> KernelCounters {
         let sum = |c: Counter| -> u64 {

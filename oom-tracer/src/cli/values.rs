@@ -2,7 +2,9 @@
 use std::time::Duration;
 
 use crate::{
-    bpf::hooks::{LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_TP},
+    bpf::hooks::{
+        ANALYSIS, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TASKS, MARK_VICTIM_TP, RSS_STAT_TP,
+    },
     quantity,
 };
 
@@ -39,7 +41,12 @@ pub(super) fn parse_limit(s: &str) -> Result<Limit, String> {
 /// A hook to skip, by label or program name; returns the program name.
 pub(super) fn parse_hook(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let skippable = || LIFECYCLE.iter().chain([&RSS_STAT_TP]);
+    let skippable = || {
+        LIFECYCLE
+            .iter()
+            .chain([&RSS_STAT_TP, &MARK_VICTIM_TASKS])
+            .chain(&ANALYSIS)
+    };
     if let Some(h) = skippable().find(|h| h.program == s || h.label() == s) {
         return Ok(h.program.to_owned());
     }

@@ -32,6 +32,8 @@ pub(crate) trait Kernel {
     /// The kernel's reclaim sums, per watched memcg.
     fn pressure(&self) -> Vec<(u64, PressureStat)>;
     fn pressure_of(&self, memcg: u64) -> Option<PressureStat>;
+    /// The memcg is gone: drop its sums.
+    fn forget_pressure(&mut self, memcg: u64);
 }
 
 impl Kernel for Tracer {
@@ -85,5 +87,9 @@ impl Kernel for Tracer {
 
     fn pressure_of(&self, memcg: u64) -> Option<PressureStat> {
         Tracer::pressure_of(self, memcg)
+    }
+
+    fn forget_pressure(&mut self, memcg: u64) {
+        Tracer::forget_pressure(self, memcg);
     }
 }

@@ -370,6 +370,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     fn cgroup_removed(&mut self, id: u64) {
         self.analysis.cgroup_removed(id);
+        self.kernel.forget_pressure(id);
         self.pods.forget(id);
         self.lifecycle.removed(id);
         self.roots.retain(|&r| r != id);

@@ -86,6 +86,8 @@ impl Kernel for FakeKernel {
     fn pressure_of(&self, _memcg: u64) -> Option<oom_tracer_common::PressureStat> {
         None
     }
+
+    fn forget_pressure(&mut self, _memcg: u64) {}
 }
 
 /// Every record the sinks got, as JSON.

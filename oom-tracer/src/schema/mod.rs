@@ -186,7 +186,7 @@ pub(crate) enum AllocKind {
     /// A process's anonymous memory (`kmem/rss_stat`).
     #[default]
     Anon,
-    /// The cgroup's page cache (shmem included, as the kernel counts it).
+    /// The cgroup's page cache, without shmem.
     File,
     /// The cgroup's tmpfs and shared memory.
     Shmem,
