@@ -391,11 +391,6 @@ fn take_maps(
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd holds it.
     let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| LoadError::AsyncFd(e.into()))?;
-    let task_list = report
-        .status
-        .active
-        .iter()
-        .any(|h| h == "tp_btf/mark_victim (tasks)");
     Ok(Tracer {
         ring,
         watched,
