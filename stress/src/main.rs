@@ -39,15 +39,27 @@ struct Args {
     /// Shows an OOM kill of a process that is not the container's main one.
     #[arg(long, env = "STRESS_IN_CHILD")]
     in_child: bool,
+    /// Run as a parent with two children: a sibling that sets its
+    /// oom_score_adj to 1000 and holds 2 MiB (the OOM killer's choice),
+    /// and one that allocates. Shows a victim that is not the process
+    /// that grew.
+    #[arg(long, env = "STRESS_WITH_VICTIM_SIBLING")]
+    with_victim_sibling: bool,
+    /// Set this process's oom_score_adj first (-1000..=1000; raising it
+    /// needs no privilege).
+    #[arg(long, env = "STRESS_OOM_SCORE_ADJ", allow_hyphen_values = true)]
+    oom_score_adj: Option<i32>,
+    /// Grow a file in a tmpfs instead of anonymous memory: each step
+    /// appends this many bytes to it (an `emptyDir` with `medium: Memory`
+    /// fills the same way). The process's own RSS stays small.
+    #[arg(long, env = "STRESS_TMPFS_FILE")]
+    tmpfs_file: Option<std::path::PathBuf>,
 }
 
 /// Runs the allocation in a child copy of this program and outlives it.
 fn run_in_child(args: &Args) -> ExitCode {
     let exe = std::env::current_exe().unwrap_or_else(|_| "stress".into());
-    let forwarded: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--in-child")
-        .collect();
+    let forwarded = forwarded(&["--in-child"]);
     let status = std::process::Command::new(exe)
         .args(&forwarded)
         .env_remove("STRESS_IN_CHILD")
@@ -110,11 +122,90 @@ fn humantime_like(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// The arguments this process got, without the flags named in `drop`.
+fn forwarded(drop: &[&str]) -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !drop.contains(&a.as_str()))
+        .collect()
+}
+
+/// A parent with two children: the sibling the OOM killer prefers, and the
+/// one that grows. Waits for the grower, then stops the sibling.
+fn run_with_victim_sibling() -> ExitCode {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "stress".into());
+    let sibling = std::process::Command::new(&exe)
+        .args([
+            "--max",
+            "2Mi",
+            "--step",
+            "2Mi",
+            "--hold",
+            "3600s",
+            "--oom-score-adj",
+            "1000",
+        ])
+        .env_remove("STRESS_WITH_VICTIM_SIBLING")
+        .spawn();
+    let Ok(mut sibling) = sibling else {
+        eprintln!("stress: starting the sibling failed");
+        return ExitCode::FAILURE;
+    };
+    // Let the sibling set its score and touch its memory first.
+    thread::sleep(Duration::from_millis(200));
+    let status = std::process::Command::new(&exe)
+        .args(forwarded(&["--with-victim-sibling"]))
+        .env_remove("STRESS_WITH_VICTIM_SIBLING")
+        .status();
+    let _ = sibling.kill();
+    let _ = sibling.wait();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Appends `bytes` zero bytes to `file` (a file in a tmpfs: shmem).
+fn append(file: &mut std::fs::File, bytes: u64) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(adj) = args.oom_score_adj
+        && let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+    {
+        eprintln!("stress: setting oom_score_adj to {adj}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if args.with_victim_sibling {
+        return run_with_victim_sibling();
+    }
     if args.in_child {
         return run_in_child(&args);
     }
+    let mut tmpfs = match &args.tmpfs_file {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("stress: opening {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let start = Instant::now();
     let page = page_size();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
@@ -132,6 +223,21 @@ fn main() -> ExitCode {
             eprintln!("stress: step of {len} bytes does not fit in memory");
             return ExitCode::FAILURE;
         };
+        if let Some(f) = tmpfs.as_mut() {
+            if let Err(e) = append(f, len) {
+                eprintln!("stress: writing the tmpfs file: {e}");
+                return ExitCode::FAILURE;
+            }
+            allocated += len;
+            let _ = writeln!(
+                stdout,
+                "{{\"event\":\"step\",\"step\":{step},\"tmpfs_bytes\":{allocated},\"elapsed_ms\":{}}}",
+                start.elapsed().as_millis()
+            );
+            let _ = stdout.flush();
+            thread::sleep(args.interval);
+            continue;
+        }
         // Zeroed allocations this large are fresh anonymous mappings: no
         // page is resident until written. Touch every page so each is
         // charged to the memcg now.

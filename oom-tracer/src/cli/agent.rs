@@ -24,7 +24,7 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "OOM_TRACER_CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
     /// Do not use the CRI.
-    #[arg(long, env = "OOM_TRACER_NO_CRI")]
+    #[arg(long, env = "OOM_TRACER_NO_CRI", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cri: bool,
     /// Whether to use the Kubernetes API.
     #[arg(long, env = "OOM_TRACER_KUBE_API", value_enum, default_value = "auto")]
@@ -34,7 +34,7 @@ pub(crate) struct AgentArgs {
     pub kubeconfig: Option<PathBuf>,
     /// Post a Kubernetes Event on the pod for each OOM kill (needs the API
     /// source and RBAC `create` on events).
-    #[arg(long, env = "OOM_TRACER_POST_EVENTS")]
+    #[arg(long, env = "OOM_TRACER_POST_EVENTS", value_parser = clap::builder::BoolishValueParser::new())]
     pub post_events: bool,
     /// How often to look for new kubepods roots and re-list the runtime.
     #[arg(long, env = "OOM_TRACER_RESCAN_INTERVAL", default_value = "10s", value_parser = parse_duration)]

@@ -50,7 +50,7 @@ pub(crate) struct TraceArgs {
     pub btf: PathBuf,
     /// Tests only: shift the memory statistics' layout by one entry, so the
     /// startup check must fail and the breakdown stay off.
-    #[arg(long, hide = true, env = "OOM_TRACER_TEST_CORRUPT_STAT_LAYOUT")]
+    #[arg(long, hide = true, env = "OOM_TRACER_TEST_CORRUPT_STAT_LAYOUT", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) test_corrupt_stat_layout: bool,
 }
 
