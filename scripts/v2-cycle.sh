@@ -242,6 +242,9 @@ def envelope(name, recs):
     check(recs[0].get("event") == "start", f"{name}: first record is start")
     check(recs[-1].get("event") == "stop", f"{name}: last record is stop")
     start = recs[0]
+    bc = start.get("breakdown") or {}
+    check(bc.get("enabled") is True, f"{name}: start.breakdown.enabled (detail: {bc.get('detail')})")
+    note(f"{name}: startup check: {bc.get('detail')}")
     check(start.get("cgroup_version") == expect_version,
           f"{name}: start.cgroup_version is {expect_version} (got {start.get('cgroup_version')})")
     stop = recs[-1]
@@ -282,6 +285,22 @@ def attempt(name, recs, at, cgroup, memcg_path, level, n):
     check(isinstance(m.get("failcnt"), int) and m["failcnt"] > 0,
           f"{tag}: memcg.failcnt non-null and > 0 (got {m.get('failcnt')})")
     check(o.get("victim_cgroup") == cgroup, f"{tag}: victim_cgroup is the container cgroup")
+    b = o.get("breakdown") or {}
+    if check(bool(b), f"{tag}: breakdown present (the startup check passed)"):
+        parts = sum((b.get(k) or 0) for k in ("anon_bytes", "file_bytes", "shmem_bytes", "kernel_bytes", "sock_bytes"))
+        check(abs(parts - usage) <= 2 * MiB,
+              f"{tag}: breakdown parts add up to usage within 2Mi (parts {parts}, usage {usage})")
+        check((b.get("anon_bytes") or 0) > 40 * MiB, f"{tag}: breakdown anon > 40Mi (got {b.get('anon_bytes')})")
+        ev = b.get("events") or {}
+        check((ev.get("oom_kill") or 0) >= 1, f"{tag}: breakdown events.oom_kill >= 1 (got {ev})")
+        note(f"{tag}: breakdown anon {b.get('anon_bytes')} file {b.get('file_bytes')} shmem {b.get('shmem_bytes')} "
+             f"kernel {b.get('kernel_bytes')} sock {b.get('sock_bytes')} = {parts} vs usage {usage}; "
+             f"pending {b.get('pending_updates')}")
+    cause = o.get("cause") or {}
+    check(cause.get("part") == "anon", f"{tag}: cause anon (got {cause.get('part')}: {cause.get('text')})")
+    tasks = o.get("tasks")
+    check(isinstance(tasks, list) and any(t.get("victim") and t.get("pid") == pid for t in tasks),
+          f"{tag}: task list names the victim (got {tasks})")
     sig_i = find_from(recs, exec_i, lambda r: r.get("event") == "signal"
                       and (r.get("target") or {}).get("pid") == pid)
     check(sig_i is not None and sig_i < oom_i + 2 and recs[sig_i].get("from_kernel") is True,

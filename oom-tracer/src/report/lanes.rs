@@ -9,8 +9,8 @@ use super::{
     parse::whose,
 };
 use crate::schema::{
-    Alloc, Backoff as BackoffRecord, Body, ContainerExit, ContainerRef, ContainerStart, Exit,
-    LimitLevel, OomKill, PodRef, Record, Restart, Verdict,
+    Alloc, AllocKind, Backoff as BackoffRecord, Body, Breakdown, ContainerExit, ContainerRef,
+    ContainerStart, Exit, LimitLevel, OomKill, Part, PodRef, Record, Restart, Verdict,
 };
 
 fn secs(us: i64) -> f64 {
@@ -196,13 +196,22 @@ impl LaneBuilder {
         }
     }
 
+    /// Anonymous memory per process; page cache and shmem per cgroup.
     fn alloc(&mut self, ai: usize, t: f64, a: &Alloc) {
-        let pid = u64::from(a.proc.pid);
-        let point = (t, mib(a.anon_rss_bytes));
+        let (pid, bytes) = match a.kind {
+            AllocKind::Anon => (u64::from(a.proc.pid), a.anon_rss_bytes),
+            AllocKind::File | AllocKind::Shmem => (0, a.memcg_bytes.unwrap_or(0)),
+        };
+        let point = (t, mib(bytes));
         let attempt = &mut self.lane.attempts[ai];
-        match attempt.series.iter_mut().find(|s| s.pid == pid) {
+        match attempt
+            .series
+            .iter_mut()
+            .find(|s| s.kind == a.kind && s.pid == pid)
+        {
             Some(s) => s.points.push(point),
             None => attempt.series.push(Series {
+                kind: a.kind,
                 pid,
                 points: vec![point],
             }),
@@ -239,6 +248,11 @@ impl LaneBuilder {
             comm: Some(o.victim.comm.clone()),
             kind: o.kind,
             attempt: ai,
+            parts: o.breakdown.as_ref().map(parts).unwrap_or_default(),
+            cause: o
+                .cause
+                .as_ref()
+                .map(|c| format!("{} {}%", c.part.as_str(), c.share_of_limit_pct)),
         });
         if let Some(m) = memcg {
             let kind = match m.level {
@@ -349,6 +363,22 @@ impl LaneBuilder {
             a.series.sort_by(|x, y| first(x).total_cmp(&first(y)));
         }
     }
+}
+
+/// A breakdown's parts in MiB, the ones that are there, largest last.
+fn parts(b: &Breakdown) -> Vec<(Part, f64)> {
+    let mut parts: Vec<(Part, f64)> = [
+        (Part::Anon, Some(b.anon_bytes)),
+        (Part::File, Some(b.file_bytes)),
+        (Part::Shmem, Some(b.shmem_bytes)),
+        (Part::Kernel, Some(b.kernel_bytes)),
+        (Part::Sock, b.sock_bytes),
+    ]
+    .into_iter()
+    .filter_map(|(p, bytes)| bytes.filter(|&b| b > 0).map(|b| (p, mib(b))))
+    .collect();
+    parts.sort_by(|a, b| a.1.total_cmp(&b.1));
+    parts
 }
 
 /// `(sigkill_other)` after an exit's code: why a SIGKILL/137 happened, when

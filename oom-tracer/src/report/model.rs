@@ -3,7 +3,7 @@
 //! The types of the picture: lanes, attempts, limits, kills, exits and
 //! gaps. `input.rs` reads records into them (with `parse.rs` and
 //! `lanes.rs`); `svg.rs` draws them.
-use crate::schema::OomKind;
+use crate::schema::{AllocKind, OomKind, Part};
 
 /// Limits at or above this are "unlimited" (cgroup v1 reports
 /// PAGE_COUNTER_MAX pages as bytes, v2 `max`): no line for them.
@@ -89,9 +89,12 @@ pub(super) struct Attempt {
     pub(super) process_exits: Vec<(u64, ExitMark)>,
 }
 
-/// A process's anonymous RSS over time: (seconds, MiB).
+/// Memory over time: (seconds, MiB). `anon`: one process's anonymous RSS;
+/// `file`, `shmem`: what the cgroup gained of that kind.
 #[derive(Debug, Clone)]
 pub(super) struct Series {
+    pub kind: AllocKind,
+    /// The process (`anon`); 0 for the cgroup's `file` and `shmem`.
     pub pid: u64,
     pub points: Vec<(f64, f64)>,
 }
@@ -142,6 +145,11 @@ pub(super) struct Kill {
     pub kind: OomKind,
     /// Index into [`Lane::attempts`].
     pub attempt: usize,
+    /// What filled the memcg that hit its limit, in MiB, largest part
+    /// last; empty when the record has no breakdown.
+    pub parts: Vec<(Part, f64)>,
+    /// `shmem 78%`: the cause and its share of the limit.
+    pub cause: Option<String>,
 }
 
 impl Kill {
@@ -157,6 +165,10 @@ impl Kill {
         }
         if self.kind == OomKind::Global {
             s.push_str(", global");
+        }
+        if let Some(c) = &self.cause {
+            s.push_str(" · ");
+            s.push_str(c);
         }
         s
     }

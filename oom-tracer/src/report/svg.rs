@@ -5,7 +5,9 @@
 //! one starting with `OOM kill` next to every kill marker (always), `limit
 //! 50Mi` / `pod limit …` on the limit lines, `10s back-off` in each restart
 //! gap, the exit code (`137 OOMKilled`) at each exit marker, `#N` (restart
-//! count) at each attempt's start. Where many attempts crowd a lane, the
+//! count) at each attempt's start. At each kill with a breakdown, a bar
+//! stacks what filled the memcg (anon, file, shmem, kernel, sock), the
+//! cause on top; its share of the limit follows the victim's name. Where many attempts crowd a lane, the
 //! back-off, exit and `#N` labels that would overlap are left out (their
 //! shapes stay).
 use plotters::{
@@ -15,7 +17,8 @@ use plotters::{
     style::text_anchor::{HPos, Pos, VPos},
 };
 
-use super::model::{Lane, LimitKind, Report};
+use super::model::{Lane, LimitKind, Report, Series};
+use crate::schema::{AllocKind, Part};
 
 pub(super) const WIDTH: u32 = 1280;
 const HEADER: u32 = 60;
@@ -43,6 +46,19 @@ const EXIT: RGBColor = RGBColor(40, 40, 40);
 const GAP: RGBColor = RGBColor(120, 120, 120);
 const GAP_TEXT: RGBColor = RGBColor(80, 80, 80);
 const GRID: RGBColor = RGBColor(235, 235, 235);
+/// The breakdown bar at a kill, in pixels wide.
+const BAR_WIDTH: f64 = 12.0;
+
+/// One color per part of the breakdown.
+fn part_color(p: Part) -> RGBColor {
+    match p {
+        Part::Anon => RGBColor(70, 130, 180),
+        Part::File => RGBColor(60, 170, 90),
+        Part::Shmem => RGBColor(240, 150, 30),
+        Part::Kernel => RGBColor(150, 90, 200),
+        Part::Sock => RGBColor(120, 120, 120),
+    }
+}
 
 pub(super) type DrawError = DrawingAreaErrorKind<std::io::Error>;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
@@ -206,6 +222,7 @@ fn draw_lane(area: &Area<'_>, lane: &Lane, x_max: f64) -> Result<(), DrawError> 
     draw_limits(&mut chart, lane, scale)?;
     draw_memory(&mut chart, lane, scale)?;
     draw_exits(&mut chart, lane, scale)?;
+    draw_breakdowns(&mut chart, lane, scale)?;
     draw_kills(&mut chart, lane, scale)?;
     draw_legend(&legend, lane)
 }
@@ -297,16 +314,7 @@ fn draw_memory(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), D
     for (ai, a) in lane.attempts.iter().enumerate() {
         let color = attempt_color(ai);
         for series in &a.series {
-            chart.draw_series(LineSeries::new(
-                series.points.iter().copied(),
-                color.stroke_width(2),
-            ))?;
-            chart.draw_series(
-                series
-                    .points
-                    .iter()
-                    .map(|&p| Circle::new(p, 2, color.filled())),
-            )?;
+            draw_series(chart, series, color)?;
         }
         if a.restart_count.is_none() && lane.attempts.len() == 1 {
             continue;
@@ -327,6 +335,55 @@ fn draw_memory(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), D
     Ok(())
 }
 
+/// Anonymous memory: a line with dots; page cache: dashed; shmem: dotted
+/// with squares.
+fn draw_series(
+    chart: &mut Chart<'_, '_>,
+    series: &Series,
+    color: RGBColor,
+) -> Result<(), DrawError> {
+    let points = series.points.iter().copied();
+    match series.kind {
+        AllocKind::Anon => {
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+            chart.draw_series(points_of(series).map(|p| Circle::new(p, 2, color.filled())))?;
+        }
+        AllocKind::File => {
+            chart.draw_series(DashedLineSeries::new(points, 8, 4, color.stroke_width(2)))?;
+        }
+        AllocKind::Shmem => {
+            chart.draw_series(DashedLineSeries::new(points, 2, 3, color.stroke_width(2)))?;
+            chart.draw_series(points_of(series).map(|(x, y)| {
+                EmptyElement::at((x, y)) + Rectangle::new([(-2, -2), (2, 2)], color.filled())
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+fn points_of(series: &Series) -> impl Iterator<Item = (f64, f64)> + '_ {
+    series.points.iter().copied()
+}
+
+/// What filled the memcg at each kill: a bar of stacked parts from 0 to
+/// the usage, the largest part on top.
+fn draw_breakdowns(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
+    let half = BAR_WIDTH / 2.0 * s.x_max / (s.right - s.left).max(1.0);
+    for k in lane.kills.iter().filter(|k| !k.parts.is_empty()) {
+        let x = s.clip(k.t);
+        let mut base = 0.0;
+        for &(part, mib) in &k.parts {
+            let top = (base + mib).min(s.y_max);
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x - half, base), (x + half, top)],
+                part_color(part).mix(0.85).filled(),
+            )))?;
+            base = top;
+        }
+    }
+    Ok(())
+}
+
 /// Exits on the time axis, the code above them (where there is room).
 fn draw_exits(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     let mut room = Room::default();
@@ -334,10 +391,12 @@ fn draw_exits(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), Dr
         let label = clean(&e.label, 60);
         let w = text_width(&label, 12);
         let x = s.px(e.t);
+        // Clear of a breakdown bar at a kill at the same time.
+        let d = BAR_WIDTH as i32 / 2 + 4;
         let (dx, h, span) = if e.t < s.x_max * 0.2 {
-            (6, HPos::Left, (x + 6, x + 6 + w))
+            (d, HPos::Left, (x + d, x + d + w))
         } else {
-            (-6, HPos::Right, (x - 6 - w, x - 6))
+            (-d, HPos::Right, (x - d - w, x - d))
         };
         let marker =
             EmptyElement::at((s.clip(e.t), 0.0)) + TriangleMarker::new((0, -6), 6, EXIT.filled());
@@ -427,7 +486,7 @@ fn text_width(s: &str, size: u32) -> i32 {
 /// The key, drawn by hand beside the chart so it never hides data.
 fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
     const X: i32 = 8;
-    const STEP: i32 = 22;
+    const STEP: i32 = 21;
     let mut y = 48;
     let text = |area: &Area<'_>, s: &str, y: i32| {
         area.draw(&Text::new(
@@ -446,14 +505,20 @@ fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
             .pos(Pos::new(HPos::Left, VPos::Center)),
     ))?;
 
-    const SHOWN: usize = 5;
+    // Room for about 13 entries: fewer attempts when the kills have
+    // breakdowns to explain.
+    let shown = if lane.kills.iter().any(|k| !k.parts.is_empty()) {
+        3
+    } else {
+        5
+    };
     let with_memory: Vec<_> = lane
         .attempts
         .iter()
         .enumerate()
-        .filter(|(_, a)| !a.series.is_empty())
+        .filter(|(_, a)| a.series.iter().any(|s| s.kind == AllocKind::Anon))
         .collect();
-    for &(ai, a) in with_memory.iter().take(SHOWN) {
+    for &(ai, a) in with_memory.iter().take(shown) {
         let color = attempt_color(ai);
         area.draw(&PathElement::new(
             vec![(X, y), (X + 26, y)],
@@ -467,10 +532,35 @@ fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
         text(area, &format!("anon RSS, #{n}{id}"), y)?;
         y += STEP;
     }
-    if with_memory.len() > SHOWN {
+    for (kind, what) in [
+        (AllocKind::File, "page cache grown (dashed)"),
+        (AllocKind::Shmem, "tmpfs/shmem grown (dotted)"),
+    ] {
+        let Some(ai) = lane
+            .attempts
+            .iter()
+            .position(|a| a.series.iter().any(|s| s.kind == kind))
+        else {
+            continue;
+        };
+        let (dash, gap) = if kind == AllocKind::File {
+            (6, 4)
+        } else {
+            (2, 3)
+        };
+        area.draw(&DashedPathElement::new(
+            vec![(X, y), (X + 26, y)],
+            dash,
+            gap,
+            attempt_color(ai).stroke_width(2),
+        ))?;
+        text(area, what, y)?;
+        y += STEP;
+    }
+    if with_memory.len() > shown {
         text(
             area,
-            &format!("… {} more attempts", with_memory.len() - SHOWN),
+            &format!("… {} more attempts", with_memory.len() - shown),
             y,
         )?;
         y += STEP;
@@ -496,6 +586,21 @@ fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
     if !lane.kills.is_empty() {
         area.draw(&Cross::new((X + 13, y), 6, KILL.stroke_width(3)))?;
         text(area, "OOM victim (usage at kill)", y)?;
+        y += STEP;
+    }
+    let mut parts: Vec<Part> = lane
+        .kills
+        .iter()
+        .flat_map(|k| k.parts.iter().map(|p| p.0))
+        .collect();
+    parts.sort_unstable();
+    parts.dedup();
+    for part in parts {
+        area.draw(&Rectangle::new(
+            [(X + 7, y - 7), (X + 19, y + 7)],
+            part_color(part).mix(0.85).filled(),
+        ))?;
+        text(area, &format!("at the kill: {}", part.words()), y)?;
         y += STEP;
     }
     if !lane.exits.is_empty() {

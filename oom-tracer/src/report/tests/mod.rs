@@ -243,3 +243,52 @@ fn report_svg_of_a_real_run() {
         assert!(t.iter().any(|s| s == n), "{n}");
     }
 }
+
+/// `oom-tracer run --memory-limit 50Mi --pod-memory-limit 50Mi
+/// --max-restarts 2 --backoff-initial 300ms -- stress --tmpfs-file F`: the
+/// tmpfs outlives each restart, so attempts 1 and 2 die at once.
+const TMPFS: &str = include_str!("../../../tests/fixtures/run-tmpfs.ndjson");
+
+#[test]
+fn report_breakdown_and_shmem_ramp_of_a_real_tmpfs_run() {
+    use crate::schema::{AllocKind, Part};
+    let (r, svg) = render(TMPFS);
+    assert_eq!(r.skipped, 0);
+    let lane = &r.lanes[0];
+    let first = &lane.attempts[0];
+    assert!(
+        first
+            .series
+            .iter()
+            .any(|s| s.kind == AllocKind::Shmem && s.points.len() >= 3),
+        "the shmem ramp: {:?}",
+        first.series
+    );
+    assert_eq!(lane.kills.len(), 3);
+    for k in &lane.kills {
+        let (largest, mib) = *k.parts.last().expect("a breakdown");
+        assert_eq!(largest, Part::Shmem, "{:?}", k.parts);
+        let sum: f64 = k.parts.iter().map(|p| p.1).sum();
+        assert!(mib > 45.0 && (sum - k.mib).abs() <= 2.0, "{:?}", k.parts);
+        assert!(k.cause.as_deref().is_some_and(|c| c.starts_with("shmem 9")));
+    }
+    let t = texts(&svg);
+    assert!(
+        t.iter()
+            .any(|s| s.starts_with("OOM kill stress (pid ") && s.contains(" · shmem 9")),
+        "{t:?}"
+    );
+    for key in [
+        "tmpfs/shmem grown (dotted)",
+        "at the kill: tmpfs/shmem",
+        "at the kill: anonymous memory",
+    ] {
+        assert!(t.iter().any(|s| s == key), "{key}: {t:?}");
+    }
+    // The bars: one shmem part per kill, in the shmem color.
+    assert_eq!(
+        svg.matches(r##"fill="#F0961E""##).count(),
+        3 + 1,
+        "three bars and the key"
+    );
+}
