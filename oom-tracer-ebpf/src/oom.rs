@@ -19,8 +19,9 @@ use oom_tracer_common::{
 use crate::{
     emit::{WAKE, header, output},
     kernel::{
-        ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
-        pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
+        ReadResult, btf_load, css_id, css_parent, current_info, current_task, current_task_btf,
+        is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read, read_data_loc, read_or_zero,
+        task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
 };
 
@@ -35,28 +36,32 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
 
 fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let victim: u64 = ctx.arg(0);
-    let victim_css = task_memcg(victim)?;
-    if !is_oom_watched(victim_css) {
+    let victim_css = task_memcg_btf(victim);
+    if victim_css == 0 || !memcg_oom_watched(victim_css) {
         return Ok(());
     }
-    let trigger_css = task_memcg(current_task()).unwrap_or(0);
+    let trigger = current_task_btf();
     let mut ev = OomEvent {
         hdr: header(EventKind::Oom),
-        victim: task_info(victim, victim_css),
-        trigger: current_info(trigger_css),
+        victim: task_info_btf(victim, victim_css),
+        trigger: task_info_btf(trigger, task_memcg_btf(trigger)),
         uid: ctx.arg(1),
         flags: OOM_VICTIM_MEMCG | OOM_UID,
         source: OOM_SOURCE_TP_BTF,
         ..Default::default()
     };
     read_victim_mm(victim, &mut ev);
-    if let Ok(signal) = read::<u64>(victim, koff!(task_signal))
-        && let Ok(adj) = read::<i16>(signal, koff!(signal_oom_score_adj))
+    if let Ok(signal) = btf_load::<u64>(victim, koff!(task_signal))
+        && let Ok(adj) = btf_load::<i16>(signal, koff!(signal_oom_score_adj))
     {
-        ev.oom_score_adj = adj as i32;
+        ev.oom_score_adj = i32::from(adj);
         ev.flags |= OOM_SCORE_ADJ;
     }
-    find_oom_memcg(victim_css, &mut ev);
+    // The victim's css is a BTF pointer: its memcg fields lie beyond
+    // `struct cgroup_subsys_state` for the verifier, so they are read with
+    // the helper (`read_or_zero`) from here on.
+    let oom_css = find_oom_memcg(victim_css, &mut ev);
+    read_oom_memcg(oom_css, &mut ev);
     if !output(&ev, WAKE) {
         warn!(
             ctx,
@@ -69,7 +74,7 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
 /// total_vm and the RSS counters of the victim's mm, in bytes.
 #[inline(always)]
 fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
-    let Ok(mm) = read::<u64>(victim, koff!(task_mm)) else {
+    let Ok(mm) = btf_load::<u64>(victim, koff!(task_mm)) else {
         return;
     };
     if mm == 0 {
@@ -82,14 +87,19 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
     }
     let counter = |i: u32| -> u64 {
         // percpu_counter.count (or atomic_long_t): an approximate s64, like
-        // the tracepoint's own get_mm_counter().
-        let v = read_or_zero::<i64>(mm, base + i * stride);
+        // the tracepoint's own get_mm_counter(). The atomic_long_t array
+        // (6.1) is read with the helper, as in `rss_stat`.
+        let v = if stride == 8 {
+            read_or_zero::<i64>(mm, base + i * stride)
+        } else {
+            btf_load::<i64>(mm, base + i * stride).unwrap_or(0)
+        };
         if v < 0 { 0 } else { pages_to_bytes(v as u64) }
     };
     ev.anon_rss_bytes = counter(koff!(mm_anonpages));
     ev.file_rss_bytes = counter(koff!(mm_filepages));
     ev.shmem_rss_bytes = counter(koff!(mm_shmempages));
-    ev.total_vm_bytes = pages_to_bytes(read_or_zero::<u64>(mm, koff!(mm_total_vm)));
+    ev.total_vm_bytes = pages_to_bytes(btf_load::<u64>(mm, koff!(mm_total_vm)).unwrap_or(0));
     ev.flags |= OOM_RSS;
 }
 
@@ -97,28 +107,23 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
 /// The kernel's charge walk fails where `usage + nr_pages > max`.
 const AT_LIMIT_SLACK_PAGES: u64 = 512;
 
-/// Finds the memcg that hit its limit.
+/// Finds the memcg that hit its limit and returns its css (0: none found,
+/// a global OOM or no way to tell).
 ///
 /// While `mem_cgroup_out_of_memory()` runs, `oom_lock` is held on the
 /// OOMing memcg's whole subtree, so the topmost ancestor of `start` with
-/// `oom_lock` set is the one whose limit was hit. Kernels built without
+/// `oom_lock` set is the one whose limit was hit: the walk stops at the
+/// first unlocked ancestor above a locked one. Kernels built without
 /// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) have no `oom_lock` field: there,
-/// as the kernel's charge walk fails at the
-/// lowest ancestor whose page counter cannot take the charge, the lowest
-/// ancestor within `AT_LIMIT_SLACK_PAGES` of its `max` is the one. None
-/// found: a global OOM.
+/// as the kernel's charge walk fails at the lowest ancestor whose page
+/// counter cannot take the charge, the lowest ancestor within
+/// `AT_LIMIT_SLACK_PAGES` of its `max` is the one.
 #[inline(always)]
-fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
+fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
     let counter = koff!(memcg_memory);
     if counter == OFFSET_ABSENT {
-        return;
+        return 0;
     }
-    let at = |css: u64, f: u32| -> u64 {
-        if f == OFFSET_ABSENT {
-            return 0;
-        }
-        read_or_zero::<u64>(css, counter + f)
-    };
     let lock_off = koff!(memcg_oom_lock);
     let mut found = 0u64;
     // `lock_off` is a constant to the verifier: it checks one walk only (two
@@ -131,6 +136,8 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
             }
             if read_or_zero::<u8>(css, lock_off) != 0 {
                 found = css;
+            } else if found != 0 {
+                break;
             }
             css = css_parent(css);
         }
@@ -141,8 +148,10 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
             if css == 0 {
                 break;
             }
-            let max = at(css, koff!(page_counter_max));
-            if max != 0 && at(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max {
+            let max = memcg_counter(css, koff!(page_counter_max));
+            if max != 0
+                && memcg_counter(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max
+            {
                 found = css;
                 ev.flags |= OOM_MEMCG_AT_LIMIT;
                 break;
@@ -150,13 +159,30 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) {
             css = css_parent(css);
         }
     }
-    if found == 0 {
+    found
+}
+
+/// A field of the `memory` page_counter of the memcg `css`, in pages.
+#[inline(always)]
+fn memcg_counter(css: u64, field: u32) -> u64 {
+    let counter = koff!(memcg_memory);
+    if counter == OFFSET_ABSENT || field == OFFSET_ABSENT {
+        return 0;
+    }
+    read_or_zero::<u64>(css, counter + field)
+}
+
+/// What the record says about the memcg that hit its limit, read at the
+/// kill. Further reads of that memcg (its statistics, its events) go here.
+#[inline(always)]
+fn read_oom_memcg(css: u64, ev: &mut OomEvent) {
+    if css == 0 {
         return;
     }
-    ev.oom_memcg_id = css_id(found);
-    ev.usage_bytes = pages_to_bytes(at(found, koff!(page_counter_usage)));
-    ev.limit_bytes = pages_to_bytes(at(found, koff!(page_counter_max)));
-    ev.failcnt = at(found, koff!(page_counter_failcnt));
+    ev.oom_memcg_id = css_id(css);
+    ev.usage_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_usage)));
+    ev.limit_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_max)));
+    ev.failcnt = memcg_counter(css, koff!(page_counter_failcnt));
     ev.flags |= OOM_MEMCG_FOUND;
 }
 
@@ -215,7 +241,8 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
         ev.oom_score_adj = adj as i32;
         ev.flags |= OOM_SCORE_ADJ;
     }
-    find_oom_memcg(trigger_css, &mut ev);
+    let oom_css = find_oom_memcg(trigger_css, &mut ev);
+    read_oom_memcg(oom_css, &mut ev);
     if !output(&ev, WAKE) {
         warn!(
             ctx,

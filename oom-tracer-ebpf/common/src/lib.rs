@@ -241,6 +241,15 @@ pub struct KernelOffsets {
     pub mm_anonpages: u32,
     pub mm_filepages: u32,
     pub mm_shmempages: u32,
+    /// `cgroup_subsys_state.serial_nr`: unique for the life of the system
+    /// (never reused), the key of the programs' per-CPU memcg verdict cache.
+    pub css_serial_nr: u32,
+    /// `cgroup.subsys[memory_cgrp_id]`, already indexed: set only in the
+    /// memory hierarchy (v1) or where the memory controller is enabled (v2).
+    pub cgroup_subsys_memory: u32,
+    /// `cgroup.level`.
+    pub cgroup_level: u32,
+    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -269,6 +278,10 @@ impl KernelOffsets {
         mm_anonpages: 1,
         mm_filepages: 0,
         mm_shmempages: 3,
+        css_serial_nr: OFFSET_ABSENT,
+        cgroup_subsys_memory: OFFSET_ABSENT,
+        cgroup_level: OFFSET_ABSENT,
+        _pad: 0,
     };
 }
 
@@ -372,6 +385,26 @@ pub enum Counter {
 /// Number of entries of `COUNTERS`.
 pub const COUNTERS_LEN: u32 = 2;
 
+/// Index into the `SHARED` array: small values every program reads, with
+/// one writer each.
+///
+/// `GEN_WATCH` (userspace) is bumped after `WATCHED` changed: the programs'
+/// per-CPU memcg verdicts made before are stale. `WATCH_BLOOM` (userspace)
+/// has bit `id % 64` set for every watched cgroup id, so that most ids are
+/// rejected before a hash lookup. `GEN_PROC` (the programs) is bumped after
+/// a process's `ALLOC_LAST` entry changed (exec, exit, a record); it sits on
+/// a cache line of its own because it changes often.
+pub const GEN_WATCH: u32 = 0;
+pub const WATCH_BLOOM: u32 = 1;
+pub const GEN_PROC: u32 = 8;
+/// Number of entries of `SHARED`.
+pub const SHARED_LEN: u32 = 16;
+
+/// The `WATCH_BLOOM` bit of a cgroup id.
+pub const fn watch_bloom_bit(id: u64) -> u64 {
+    1 << (id & 63)
+}
+
 // The ABI, pinned. A change here must change both sides and these numbers.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskInfo>() == 32);
@@ -381,7 +414,7 @@ const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
 const _: () = assert!(core::mem::size_of::<OomEvent>() == 160);
 const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 304);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
 const _: () = assert!(core::mem::size_of::<Settings>() == 32);
 

@@ -53,6 +53,21 @@ pub const RSS_STAT_TP: Hook = Hook {
     program: "kmem_rss_stat",
     attach: Attach::Tracepoint("kmem", "rss_stat"),
 };
+/// Tasks moving into a cgroup: tp_btf (the destination as a typed pointer),
+/// else the classic tracepoint.
+pub const CGROUP_ATTACH_BTF: Hook = Hook {
+    program: "cgroup_attach_task",
+    attach: Attach::TpBtf("cgroup_attach_task"),
+};
+pub const CGROUP_ATTACH_TP: Hook = Hook {
+    program: "cgroup_cgroup_attach_task",
+    attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
+};
+/// The classic-tracepoint programs that stand in for a tp_btf one.
+pub const FALLBACKS: [(Hook, Hook); 2] = [
+    (RSS_STAT_BTF, RSS_STAT_TP),
+    (CGROUP_ATTACH_BTF, CGROUP_ATTACH_TP),
+];
 /// Everything but the OOM source, in attach order.
 pub const LIFECYCLE: [Hook; 7] = [
     Hook {
@@ -76,10 +91,7 @@ pub const LIFECYCLE: [Hook; 7] = [
         program: "cgroup_rmdir",
         attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
     },
-    Hook {
-        program: "cgroup_attach_task",
-        attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
-    },
+    CGROUP_ATTACH_BTF,
 ];
 
 /// Loads and attaches one program; the error text says why not.

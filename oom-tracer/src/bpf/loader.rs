@@ -4,18 +4,16 @@ use std::path::Path;
 
 use aya::{
     Btf, Ebpf, EbpfLoader, include_bytes_aligned,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
 use oom_tracer_common::{
-    COUNTERS_LEN, Counter, OFFSET_ABSENT, Settings,
+    COUNTERS_LEN, Counter, GEN_WATCH, OFFSET_ABSENT, Settings, WATCH_BLOOM,
     decode::{DecodeError, RawEvent, decode},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
-    hooks::{
-        self, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
-    },
+    hooks::{self, FALLBACKS, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TP, Report},
     offsets::{KernelBtf, OffsetsError, VMLINUX},
 };
 use crate::{cli::OomSource, record::HookStat, tracefs};
@@ -76,6 +74,10 @@ pub struct LoadOptions {
 pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
     watched: HashMap<MapData, u64, u8>,
+    /// `GEN_WATCH` and `WATCH_BLOOM`, which userspace keeps in step with `watched`.
+    shared: Array<MapData, u64>,
+    /// The ids in `watched`.
+    watched_ids: Vec<u64>,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub report: Report,
@@ -95,6 +97,9 @@ impl Tracer {
         // rss_stat(struct mm_struct *mm, int member) since 6.2.
         let rss_stat_has_mm = kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
             && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false);
+        // cgroup_attach_task(struct cgroup *, const char *, struct task_struct *, bool).
+        let attach_has_cgroup = kbtf.tp_arg_is_pointer("cgroup_attach_task", 0) == Some(true)
+            && kbtf.tp_arg_is_pointer("cgroup_attach_task", 2) == Some(true);
         drop(kbtf);
         let trace_root = tracefs::root()?;
         let layout = tracefs::layout(&trace_root);
@@ -176,48 +181,53 @@ impl Tracer {
         for hook in LIFECYCLE {
             if skipped(hook) {
                 report.missing(hook, "skipped (--skip-hook)");
-            } else if hook.program == RSS_STAT_BTF.program && !rss_stat_has_mm {
-                report.missing(hook, "this kernel's rss_stat passes no mm (before 6.2)");
             }
-            if hook.program == RSS_STAT_BTF.program {
-                // tp_btf first; the classic tracepoint where it is refused.
-                let btf_ok = !skipped(hook)
-                    && rss_stat_has_mm
-                    && match hooks::attach(&mut ebpf, &btf, hook) {
-                        Ok(()) => {
-                            report.active(hook);
-                            true
-                        }
-                        Err(e) => {
-                            report.missing(hook, e);
-                            false
-                        }
+            let Some((_, fallback)) = FALLBACKS.iter().find(|(b, _)| b.program == hook.program)
+            else {
+                if !skipped(hook) {
+                    let needed = match hook.program {
+                        "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,
+                        _ => 0,
                     };
-                if !btf_ok {
-                    if skipped(RSS_STAT_TP) {
-                        report.missing(RSS_STAT_TP, "skipped (--skip-hook)");
-                    } else {
-                        attach_checked(
-                            &mut ebpf,
-                            &btf,
-                            &trace_root,
-                            RSS_STAT_TP,
-                            layout.rss_size,
-                            &mut report,
-                        );
-                    }
+                    attach_checked(&mut ebpf, &btf, &trace_root, hook, needed, &mut report);
                 }
                 continue;
-            }
-            if skipped(hook) {
-                continue;
-            }
-            let needed = match hook.program {
-                "cgroup_mkdir" | "cgroup_rmdir" => layout.cg_id,
-                "cgroup_attach_task" => layout.at_id,
-                _ => 0,
             };
-            attach_checked(&mut ebpf, &btf, &trace_root, hook, needed, &mut report);
+            // tp_btf first; the classic tracepoint where it is refused.
+            let (has_args, why_not, needed) = match hook.program {
+                "rss_stat" => (
+                    rss_stat_has_mm,
+                    "this kernel's rss_stat passes no mm (before 6.2)",
+                    layout.rss_size,
+                ),
+                _ => (
+                    attach_has_cgroup,
+                    "this kernel's cgroup_attach_task passes no cgroup",
+                    layout.at_id,
+                ),
+            };
+            if !skipped(hook) && !has_args {
+                report.missing(hook, why_not);
+            }
+            let btf_ok = !skipped(hook)
+                && has_args
+                && match hooks::attach(&mut ebpf, &btf, hook) {
+                    Ok(()) => {
+                        report.active(hook);
+                        true
+                    }
+                    Err(e) => {
+                        report.missing(hook, e);
+                        false
+                    }
+                };
+            if !btf_ok {
+                if skipped(*fallback) {
+                    report.missing(*fallback, "skipped (--skip-hook)");
+                } else {
+                    attach_checked(&mut ebpf, &btf, &trace_root, *fallback, needed, &mut report);
+                }
+            }
         }
         if koffs.memcg_oom_lock == OFFSET_ABSENT {
             tracing::warn!(
@@ -253,6 +263,11 @@ impl Tracer {
                 name: "WATCHED",
                 source,
             })?;
+        let shared =
+            Array::try_from(take(&mut ebpf, "SHARED")?).map_err(|source| LoadError::Map {
+                name: "SHARED",
+                source,
+            })?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|source| {
             LoadError::Map {
                 name: "COUNTERS",
@@ -266,6 +281,8 @@ impl Tracer {
             startup,
             ring,
             watched,
+            shared,
+            watched_ids: Vec::new(),
             counters,
             logger,
             report,
@@ -278,11 +295,36 @@ impl Tracer {
     pub fn watch(&mut self, id: u64) -> Result<(), WatchError> {
         self.watched
             .insert(id, 1, 0)
-            .map_err(|source| WatchError::Insert { id, source })
+            .map_err(|source| WatchError::Insert { id, source })?;
+        if !self.watched_ids.contains(&id) {
+            self.watched_ids.push(id);
+        }
+        self.watch_changed();
+        Ok(())
     }
 
     pub fn unwatch(&mut self, id: u64) {
         let _ = self.watched.remove(&id);
+        self.watched_ids.retain(|&w| w != id);
+        self.watch_changed();
+    }
+
+    /// After `watched` changed: the bloom word the programs test before a
+    /// lookup, then a new generation, which makes them drop the memcg
+    /// verdicts they cached per CPU. Only this thread writes either.
+    fn watch_changed(&mut self) {
+        let bloom = self
+            .watched_ids
+            .iter()
+            .fold(0, |b, &id| b | oom_tracer_common::watch_bloom_bit(id));
+        let generation = self.shared.get(&GEN_WATCH, 0).unwrap_or(0);
+        let res = self
+            .shared
+            .set(WATCH_BLOOM, bloom, 0)
+            .and_then(|()| self.shared.set(GEN_WATCH, generation.wrapping_add(1), 0));
+        if let Err(e) = res {
+            tracing::warn!("the programs may keep a stale watch verdict: {e}");
+        }
     }
 
     /// Waits until the kernel wakes the reader (OOM records force a wakeup).
