@@ -18,6 +18,9 @@ use super::{
 };
 use crate::{cli::OomSource, record::HookStat, tracefs};
 
+/// Size of aya-log's ring buffer: a few lines (a page-size power of two).
+const AYA_LOGS_BYTES: u32 = 16 << 10;
+
 /// The eBPF object built by build.rs (aya-build) from oom-tracer-ebpf.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
 
@@ -123,6 +126,9 @@ impl Tracer {
             .override_global("TPL", &layout, true)
             .override_global("SETTINGS", &settings, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+            // aya-log's ring (128 KiB by default, mapped twice into this
+            // process): the programs log only a lost OOM record.
+            .map_max_entries("AYA_LOGS", AYA_LOGS_BYTES)
             .load(OBJECT)
             .map_err(LoadError::Load)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
