@@ -272,8 +272,8 @@ impl Ctx {
         }
         let report = json!({
             "command": format!(
-                "cargo xtask bench --runs {} --storm {} --kills {} --exec-secs {}",
-                a.runs, a.storm, a.kills, a.exec_secs
+                "cargo xtask bench --runs {} --storm {} --kills {} --exec-secs {} --node-secs {}",
+                a.runs, a.storm, a.kills, a.exec_secs, a.node_secs
             ),
             "machine": machine(),
             "elapsed_s": elapsed,
