@@ -31,9 +31,10 @@ use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
         ReadResult, btf_load, bump, current_info, current_task, current_task_btf, is_watched, koff,
-        memcg_watched, pages_to_bytes, read, setting, shared, task_memcg, task_memcg_btf, tpl,
+        memcg_watched, pages_to_bytes, read, read_or_zero, setting, shared, task_memcg,
+        task_memcg_btf, tpl,
     },
-    maps::{ALLOC_LAST, CACHE_SLOTS, PROC_CACHE},
+    maps::{ALLOC_LAST, CACHE_SLOTS, PROC_CACHE, ProcLast},
 };
 
 /// tp_btf/rss_stat(struct mm_struct *mm, int member)
@@ -90,8 +91,20 @@ fn try_watched_rss_stat(mm: u64, task: u64) -> ReadResult<()> {
         pages_to_bytes(pages as u64)
     };
     let tgid = btf_load::<i32>(task, koff!(task_tgid))? as u32;
-    ramp(tgid, size);
+    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
+    let stamp = image_stamp(
+        btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
+        btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
+    );
+    ramp(tgid, stamp, size);
     Ok(())
+}
+
+/// Tells one process image from another: the leader's start time (a reused
+/// pid gets another) and the exec count (each exec gets another).
+#[inline(always)]
+pub fn image_stamp(leader_start_ns: u64, exec_id: u32) -> u64 {
+    leader_start_ns ^ (u64::from(exec_id) << 48)
 }
 
 /// tracepoint/kmem/rss_stat: fields per the kernel's format file.
@@ -115,14 +128,25 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
     }
     let size = read::<i64>(base, tpl!(rss_size))?;
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    ramp(tgid, if size < 0 { 0 } else { size as u64 });
+    let task = current_task();
+    let leader = read_or_zero::<u64>(task, koff!(task_group_leader));
+    let stamp = image_stamp(
+        read_or_zero::<u64>(leader, koff!(task_start_time)),
+        read_or_zero::<u32>(task, koff!(task_self_exec_id)),
+    );
+    ramp(tgid, stamp, if size < 0 { 0 } else { size as u64 });
     Ok(())
 }
 
 /// A watched process's anonymous memory is `size` bytes: record it if it
 /// grew by a step since the last record; follow it down if it shrank by one.
+///
+/// `ALLOC_LAST` is read through this CPU's cache (`PROC_CACHE`), whose
+/// entries hold the process image's `stamp` (an exec or a reused pid makes
+/// them miss) and the generation `GEN_PROC`, which a record bumps (another
+/// thread of the process, on another CPU, may have cached the old size).
 #[inline(always)]
-fn ramp(tgid: u32, size: u64) {
+fn ramp(tgid: u32, stamp: u64, size: u64) {
     let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) else {
         return;
     };
@@ -130,7 +154,9 @@ fn ramp(tgid: u32, size: u64) {
     // SAFETY: this CPU's slot of a per-CPU array. The key is written last,
     // so a program that preempts a fill reads a miss, not half an entry.
     let last = unsafe {
-        if core::ptr::read_volatile(&(*c).key) == key {
+        if core::ptr::read_volatile(&(*c).key) == key
+            && core::ptr::read_volatile(&(*c).stamp) == stamp
+        {
             core::ptr::read_volatile(&(*c).last)
         } else {
             let last = match ALLOC_LAST.get_ptr(tgid) {
@@ -142,9 +168,7 @@ fn ramp(tgid: u32, size: u64) {
                     size
                 }
             };
-            core::ptr::write_volatile(&mut (*c).key, 0);
-            core::ptr::write_volatile(&mut (*c).last, last);
-            core::ptr::write_volatile(&mut (*c).key, key);
+            fill(c, key, stamp, last);
             last
         }
     };
@@ -157,13 +181,7 @@ fn ramp(tgid: u32, size: u64) {
     // reported): the new size for every CPU, then this CPU's copy.
     let _ = ALLOC_LAST.insert(tgid, size, 0);
     bump(GEN_PROC);
-    let key = (shared(GEN_PROC) << 32) | u64::from(tgid);
-    // SAFETY: as above.
-    unsafe {
-        core::ptr::write_volatile(&mut (*c).key, 0);
-        core::ptr::write_volatile(&mut (*c).last, size);
-        core::ptr::write_volatile(&mut (*c).key, key);
-    }
+    fill(c, (shared(GEN_PROC) << 32) | u64::from(tgid), stamp, size);
     if !grew {
         return;
     }
@@ -175,4 +193,27 @@ fn ramp(tgid: u32, size: u64) {
         anon_bytes: size,
     };
     output(&ev, NO_WAKE);
+}
+
+/// Writes a `PROC_CACHE` entry, key last (see `ramp`).
+#[inline(always)]
+pub fn fill(c: *mut ProcLast, key: u64, stamp: u64, last: u64) {
+    // SAFETY: `c` is this CPU's slot of a per-CPU array.
+    unsafe {
+        core::ptr::write_volatile(&mut (*c).key, 0);
+        core::ptr::write_volatile(&mut (*c).stamp, stamp);
+        core::ptr::write_volatile(&mut (*c).last, last);
+        core::ptr::write_volatile(&mut (*c).key, key);
+    }
+}
+
+/// After an exec: the process's ramp starts at 0, in `ALLOC_LAST` and in
+/// this CPU's cache (which the image's first calls, before the exec
+/// tracepoint, may have filled with the old size).
+#[inline(always)]
+pub fn restart_ramp(tgid: u32, stamp: u64) {
+    let _ = ALLOC_LAST.insert(tgid, 0u64, 0);
+    if let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) {
+        fill(c, (shared(GEN_PROC) << 32) | u64::from(tgid), stamp, 0);
+    }
 }

@@ -52,6 +52,9 @@ pub static MEMCG_CACHE: PerCpuArray<MemcgVerdict> = PerCpuArray::with_max_entrie
 pub struct ProcLast {
     /// `SHARED[GEN_PROC] << 32 | tgid` (0: empty).
     pub key: u64,
+    /// The process image: its leader's `start_time` and its `self_exec_id`
+    /// (a pid reused, or an exec, makes another stamp).
+    pub stamp: u64,
     pub last: u64,
 }
 

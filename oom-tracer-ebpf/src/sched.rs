@@ -4,13 +4,13 @@
 //! from this CPU's cache (plain loads through `current`), so an unwatched
 //! process costs no helper call and no walk.
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use oom_tracer_common::{EventKind, ExecEvent, ExitEvent, GEN_PROC};
+use oom_tracer_common::{EventKind, ExecEvent, ExitEvent};
 
 use crate::{
+    alloc::{image_stamp, restart_ramp},
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, btf_load, bump, current_task_btf, koff, memcg_watched, task_info_btf,
-        task_memcg_btf,
+        ReadResult, btf_load, current_task_btf, koff, memcg_watched, task_info_btf, task_memcg_btf,
     },
     maps::ALLOC_LAST,
 };
@@ -40,8 +40,14 @@ fn exec_record(task: u64, css: u64) {
         task: task_info_btf(task, css),
     };
     // A new image starts a new allocation ramp, from 0.
-    let _ = ALLOC_LAST.insert(ev.task.tgid, 0u64, 0);
-    bump(GEN_PROC);
+    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
+    restart_ramp(
+        ev.task.tgid,
+        image_stamp(
+            btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
+            btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
+        ),
+    );
     output(&ev, NO_WAKE);
 }
 
@@ -75,7 +81,7 @@ fn exit_record(task: u64, css: u64) {
         exit_code: btf_load::<i32>(task, koff!(task_exit_code)).unwrap_or(0) as u32,
         _pad: 0,
     };
+    // The per-CPU copies need no invalidation: a reused pid has another stamp.
     let _ = ALLOC_LAST.remove(ev.task.tgid);
-    bump(GEN_PROC);
     output(&ev, NO_WAKE);
 }

@@ -249,7 +249,12 @@ pub struct KernelOffsets {
     pub cgroup_subsys_memory: u32,
     /// `cgroup.level`.
     pub cgroup_level: u32,
-    pub _pad: u32,
+    /// `task_struct.group_leader`, `.start_time`, `.self_exec_id`: with the
+    /// tgid, they tell a process image apart from any other (the key of the
+    /// programs' per-CPU cache of `ALLOC_LAST`).
+    pub task_group_leader: u32,
+    pub task_start_time: u32,
+    pub task_self_exec_id: u32,
 }
 
 impl KernelOffsets {
@@ -281,7 +286,9 @@ impl KernelOffsets {
         css_serial_nr: OFFSET_ABSENT,
         cgroup_subsys_memory: OFFSET_ABSENT,
         cgroup_level: OFFSET_ABSENT,
-        _pad: 0,
+        task_group_leader: OFFSET_ABSENT,
+        task_start_time: OFFSET_ABSENT,
+        task_self_exec_id: OFFSET_ABSENT,
     };
 }
 
@@ -392,8 +399,8 @@ pub const COUNTERS_LEN: u32 = 2;
 /// per-CPU memcg verdicts made before are stale. `WATCH_BLOOM` (userspace)
 /// has bit `id % 64` set for every watched cgroup id, so that most ids are
 /// rejected before a hash lookup. `GEN_PROC` (the programs) is bumped after
-/// a process's `ALLOC_LAST` entry changed (exec, exit, a record); it sits on
-/// a cache line of its own because it changes often.
+/// an `alloc` record (or a shrink) changed a process's `ALLOC_LAST` entry,
+/// which other CPUs may have cached; it sits on a cache line of its own.
 pub const GEN_WATCH: u32 = 0;
 pub const WATCH_BLOOM: u32 = 1;
 pub const GEN_PROC: u32 = 8;
@@ -414,7 +421,7 @@ const _: () = assert!(core::mem::size_of::<AllocEvent>() == 56);
 const _: () = assert!(core::mem::size_of::<OomEvent>() == 160);
 const _: () = assert!(core::mem::size_of::<SignalEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 304);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 120);
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 84);
 const _: () = assert!(core::mem::size_of::<Settings>() == 32);
 

@@ -202,6 +202,9 @@ impl KernelBtf {
             .offset("cgroup", &["subsys"])
             .map_or(OFFSET_ABSENT, |o| o + memory_cgrp_id * 8);
         k.cgroup_level = opt("cgroup", &["level"]);
+        k.task_group_leader = opt("task_struct", &["group_leader"]);
+        k.task_start_time = opt("task_struct", &["start_time"]);
+        k.task_self_exec_id = opt("task_struct", &["self_exec_id"]);
         // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES live in an
         // anonymous enum (not indexed by name); their values 0..3 have not
         // changed since they were introduced: KernelOffsets::ABSENT has them.
