@@ -13,15 +13,15 @@ use aya_log_ebpf::warn;
 use oom_tracer_common::{
     EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND,
     OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID,
-    OOM_VICTIM_MEMCG, OomEvent,
+    OOM_VICTIM_MEMCG, OomEvent, TaskInfo,
 };
 
 use crate::{
     emit::{WAKE, header, output},
     kernel::{
-        ReadResult, btf_load, css_id, css_parent, current_info, current_task, current_task_btf,
-        is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read, read_data_loc, read_or_zero,
-        task_info_btf, task_memcg, task_memcg_btf, tpl,
+        ReadResult, btf_load, css_id, css_id_btf, css_parent, current_info, current_task,
+        current_task_btf, is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read,
+        read_data_loc, read_or_zero, task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
 };
 
@@ -40,11 +40,27 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if victim_css == 0 || !memcg_oom_watched(victim_css) {
         return Ok(());
     }
+    // Only what the record needs, once: the victim is often its own
+    // trigger, and the trigger is often in the victim's memcg.
+    let victim_info = task_info_btf(victim, victim_css);
     let trigger = current_task_btf();
+    let trigger_info = if trigger == victim {
+        victim_info
+    } else {
+        let css = task_memcg_btf(trigger);
+        TaskInfo {
+            memcg_id: if css == victim_css {
+                victim_info.memcg_id
+            } else {
+                css_id_btf(css)
+            },
+            ..task_info_btf(trigger, 0)
+        }
+    };
     let mut ev = OomEvent {
         hdr: header(EventKind::Oom),
-        victim: task_info_btf(victim, victim_css),
-        trigger: task_info_btf(trigger, task_memcg_btf(trigger)),
+        victim: victim_info,
+        trigger: trigger_info,
         uid: ctx.arg(1),
         flags: OOM_VICTIM_MEMCG | OOM_UID,
         source: OOM_SOURCE_TP_BTF,
@@ -61,7 +77,13 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     // `struct cgroup_subsys_state` for the verifier, so they are read with
     // the helper (`read_or_zero`) from here on.
     let oom_css = find_oom_memcg(victim_css, &mut ev);
-    read_oom_memcg(oom_css, &mut ev);
+    // A container-level OOM: the victim's own memcg, whose id is known.
+    let known_id = if oom_css == victim_css {
+        ev.victim.memcg_id
+    } else {
+        0
+    };
+    read_oom_memcg(oom_css, known_id, &mut ev);
     if !output(&ev, WAKE) {
         warn!(
             ctx,
@@ -173,13 +195,14 @@ fn memcg_counter(css: u64, field: u32) -> u64 {
 }
 
 /// What the record says about the memcg that hit its limit, read at the
-/// kill. Further reads of that memcg (its statistics, its events) go here.
+/// kill (`id`: its cgroup id where the caller knows it, else 0). Further
+/// reads of that memcg (its statistics, its events) go here.
 #[inline(always)]
-fn read_oom_memcg(css: u64, ev: &mut OomEvent) {
+fn read_oom_memcg(css: u64, id: u64, ev: &mut OomEvent) {
     if css == 0 {
         return;
     }
-    ev.oom_memcg_id = css_id(css);
+    ev.oom_memcg_id = if id != 0 { id } else { css_id(css) };
     ev.usage_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_usage)));
     ev.limit_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_max)));
     ev.failcnt = memcg_counter(css, koff!(page_counter_failcnt));
@@ -242,7 +265,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
         ev.flags |= OOM_SCORE_ADJ;
     }
     let oom_css = find_oom_memcg(trigger_css, &mut ev);
-    read_oom_memcg(oom_css, &mut ev);
+    read_oom_memcg(oom_css, 0, &mut ev);
     if !output(&ev, WAKE) {
         warn!(
             ctx,

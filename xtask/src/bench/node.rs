@@ -13,8 +13,10 @@ use serde_json::Value;
 /// and returns what it wrote.
 pub fn run(root: &Path, secs: u64) -> anyhow::Result<Value> {
     let setup = root.join("tests/containerd/setup.sh");
+    // The children's output goes to stderr: stdout is the bench's table.
     let st = Command::new("bash")
         .arg(&setup)
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("running {}", setup.display()))?;
     if !st.success() {
@@ -37,6 +39,7 @@ pub fn run(root: &Path, secs: u64) -> anyhow::Result<Value> {
             root.join("target/release/oom-tracer"),
         )
         .env("OOM_TRACER_NODE_BENCH_OUT", &out)
+        .stdout(std::io::stderr())
         .status()
         .context("running the node bench (cargo test --test node_bench)")?;
     let report: Option<Value> = std::fs::read_to_string(&out)
