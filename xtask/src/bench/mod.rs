@@ -333,6 +333,8 @@ pub fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     phases.insert("tool_runs_s".into(), t.elapsed().as_secs_f64().into());
+    eprintln!("xtask: bench: oom-tracer run, idle RSS");
+    ctx.run_idle_rss()?;
 
     // OOM phases: bpftrace traces alongside oom-tracer.
     let mut bt = ctx.spawn(Tool::Bpftrace)?;

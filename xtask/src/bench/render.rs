@@ -126,6 +126,13 @@ impl Ctx {
             " MiB",
             1,
         );
+        row(
+            &mut md,
+            "`oom-tracer run` idle RSS, its workload holding 4 MiB (bpftrace: -)",
+            "run_idle.rss_mib",
+            " MiB",
+            1,
+        );
         for (storm, label) in [
             ("exec_watched", "exec storm, watched"),
             ("exec_unwatched", "exec storm, unwatched"),
