@@ -1,34 +1,41 @@
 //! The allocation ramp: `kmem/rss_stat`, filtered in the kernel.
 //!
-//! This is the hottest hook (tens of calls per fork/exec anywhere on the
-//! box), so the cheap checks run first: the counter is MM_ANONPAGES, the
-//! process is watched (one map lookup; the memcg walk runs once per
-//! process), the counter belongs to the current task's mm, and the
-//! per-process size grew by a step since the last record. Kernel memory is
-//! read only for watched processes.
+//! This is the hottest hook (about 80 calls per fork+exec anywhere on the
+//! box), so the cheap checks run first and most calls end without a helper
+//! call or a hash lookup:
+//! 1. the counter is MM_ANONPAGES (an argument);
+//! 2. the current task's memcg is watched: its css `serial_nr` (three
+//!    plain loads from `current`) against this CPU's verdict cache, with
+//!    the ancestor walk only on a miss;
+//! 3. the counter belongs to the current task's mm (the tracepoint's `curr`);
+//! 4. the process's size at its last record, from this CPU's cache of
+//!    `ALLOC_LAST`, with the hash lookup only on a miss;
+//! 5. growth by a step since then.
 //!
-//! Two programs, one attached: `rss_stat` (tp_btf: the member is a plain
-//! argument, so most calls end after one load, with no helper call) and
-//! `kmem_rss_stat` (the classic tracepoint, fields read by offset) where
-//! tp_btf is not available.
+//! A process's ramp starts at 0 at its exec. A process first seen in a
+//! watched memcg without an exec there (a runtime's forked helper moved in,
+//! a fork child, one running before the tracer started) starts at the size
+//! it has then: only its growth is reported.
+//!
+//! Two programs, one attached: `rss_stat` (tp_btf, 6.2+: the mm and the
+//! member are arguments) and `kmem_rss_stat` (the classic tracepoint,
+//! fields read by offset) where tp_btf is not available.
 use aya_ebpf::{
     EbpfContext as _,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use oom_tracer_common::{AllocEvent, EventKind};
+use oom_tracer_common::{AllocEvent, EventKind, GEN_PROC};
 
 use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, btf_load, current_info, current_task, current_task_btf, is_watched, koff,
-        pages_to_bytes, read, setting, task_memcg, tpl,
+        ReadResult, btf_load, bump, current_info, current_task, current_task_btf, is_watched, koff,
+        memcg_watched, pages_to_bytes, read, read_or_zero, setting, shared, task_memcg,
+        task_memcg_btf, tpl,
     },
-    maps::ALLOC_LAST,
+    maps::{ALLOC_LAST, CACHE_SLOTS, PROC_CACHE, ProcLast},
 };
-
-/// `ALLOC_LAST` value of a process outside the watched cgroups.
-const UNWATCHED: u64 = u64::MAX;
 
 /// tp_btf/rss_stat(struct mm_struct *mm, int member)
 #[btf_tracepoint(function = "rss_stat")]
@@ -43,15 +50,28 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if member as u32 != koff!(mm_anonpages) {
         return Ok(());
     }
-    // Unwatched processes end here, before any read of kernel memory.
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(last) = last_record(tgid)? else {
+    // Unwatched processes end here: plain loads and this CPU's cache.
+    let task = current_task_btf();
+    if !memcg_watched(task_memcg_btf(task)) {
         return Ok(());
-    };
-    // Both pointers are BTF-typed: plain loads, no probe-read helper.
-    let mm: u64 = ctx.arg(0);
+    }
+    let _ = watched_rss_stat(ctx.arg(0), task);
+    Ok(())
+}
+
+/// `rss_stat` in a watched memcg: a subprogram, so that the common path
+/// above stays short (it runs for every process on the node).
+#[inline(never)]
+fn watched_rss_stat(mm: u64, task: u64) -> u64 {
+    match try_watched_rss_stat(mm, task) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+#[inline(always)]
+fn try_watched_rss_stat(mm: u64, task: u64) -> ReadResult<()> {
     // The tracepoint's `curr`: the counter of the current task's mm.
-    if btf_load::<u64>(current_task_btf(), koff!(task_mm))? != mm {
+    if btf_load::<u64>(task, koff!(task_mm))? != mm {
         return Ok(());
     }
     // percpu_counter.count (6.2+) or atomic_long_t, as get_mm_counter()
@@ -70,7 +90,21 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     } else {
         pages_to_bytes(pages as u64)
     };
-    ramp(tgid, last, size)
+    let tgid = btf_load::<i32>(task, koff!(task_tgid))? as u32;
+    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
+    let stamp = image_stamp(
+        btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
+        btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
+    );
+    ramp(tgid, stamp, size);
+    Ok(())
+}
+
+/// Tells one process image from another: the leader's start time (a reused
+/// pid gets another) and the exec count (each exec gets another).
+#[inline(always)]
+pub fn image_stamp(leader_start_ns: u64, exec_id: u32) -> u64 {
+    leader_start_ns ^ (u64::from(exec_id) << 48)
 }
 
 /// tracepoint/kmem/rss_stat: fields per the kernel's format file.
@@ -89,51 +123,97 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
     if read::<u32>(base, tpl!(rss_curr))? != 1 {
         return Ok(());
     }
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(last) = last_record(tgid)? else {
-        return Ok(());
-    };
-    let size = read::<i64>(base, tpl!(rss_size))?;
-    ramp(tgid, last, if size < 0 { 0 } else { size as u64 })
-}
-
-/// The anonymous size at the process's last `alloc` record (0 before the
-/// first), or `None` for a process outside the watched cgroups.
-#[inline(always)]
-fn last_record(tgid: u32) -> ReadResult<Option<u64>> {
-    let last = match ALLOC_LAST.get_ptr(tgid) {
-        // SAFETY: value pointer from a successful lookup.
-        Some(p) => unsafe { *p },
-        None => {
-            // First sighting of this process: the memcg walk, once.
-            let css = task_memcg(current_task())?;
-            let v = if is_watched(css) { 0 } else { UNWATCHED };
-            let _ = ALLOC_LAST.insert(tgid, v, 0);
-            v
-        }
-    };
-    Ok((last != UNWATCHED).then_some(last))
-}
-
-/// The current process's anonymous memory is `size` bytes: record it if it
-/// grew by a step since the last record.
-#[inline(always)]
-fn ramp(tgid: u32, last: u64, size: u64) -> ReadResult<()> {
-    let step = setting!(alloc_step_bytes);
-    if size < last.saturating_add(step) {
-        if size.saturating_add(step) <= last {
-            // Shrunk by a step: follow it down so regrowth is reported.
-            let _ = ALLOC_LAST.insert(tgid, size, 0);
-        }
+    if !is_watched(task_memcg(current_task())?) {
         return Ok(());
     }
+    let size = read::<i64>(base, tpl!(rss_size))?;
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let task = current_task();
+    let leader = read_or_zero::<u64>(task, koff!(task_group_leader));
+    let stamp = image_stamp(
+        read_or_zero::<u64>(leader, koff!(task_start_time)),
+        read_or_zero::<u32>(task, koff!(task_self_exec_id)),
+    );
+    ramp(tgid, stamp, if size < 0 { 0 } else { size as u64 });
+    Ok(())
+}
+
+/// A watched process's anonymous memory is `size` bytes: record it if it
+/// grew by a step since the last record; follow it down if it shrank by one.
+///
+/// `ALLOC_LAST` is read through this CPU's cache (`PROC_CACHE`), whose
+/// entries hold the process image's `stamp` (an exec or a reused pid makes
+/// them miss) and the generation `GEN_PROC`, which a record bumps (another
+/// thread of the process, on another CPU, may have cached the old size).
+#[inline(always)]
+fn ramp(tgid: u32, stamp: u64, size: u64) {
+    let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) else {
+        return;
+    };
+    let key = (shared(GEN_PROC) << 32) | u64::from(tgid);
+    // SAFETY: this CPU's slot of a per-CPU array. The key is written last,
+    // so a program that preempts a fill reads a miss, not half an entry.
+    let last = unsafe {
+        if core::ptr::read_volatile(&(*c).key) == key
+            && core::ptr::read_volatile(&(*c).stamp) == stamp
+        {
+            core::ptr::read_volatile(&(*c).last)
+        } else {
+            let last = match ALLOC_LAST.get_ptr(tgid) {
+                // SAFETY: value pointer from a successful lookup.
+                Some(p) => *p,
+                None => {
+                    // First sighting without an exec here: start at its size.
+                    let _ = ALLOC_LAST.insert(tgid, size, 0);
+                    size
+                }
+            };
+            fill(c, key, stamp, last);
+            last
+        }
+    };
+    let step = setting!(alloc_step_bytes);
+    let grew = size >= last.saturating_add(step);
+    if !grew && size.saturating_add(step) > last {
+        return;
+    }
+    // A record, or shrunk by a step (followed down so regrowth is
+    // reported): the new size for every CPU, then this CPU's copy.
     let _ = ALLOC_LAST.insert(tgid, size, 0);
-    let css = task_memcg(current_task())?;
+    bump(GEN_PROC);
+    fill(c, (shared(GEN_PROC) << 32) | u64::from(tgid), stamp, size);
+    if !grew {
+        return;
+    }
+    let task = current_task();
+    let css = task_memcg(task).unwrap_or(0);
     let ev = AllocEvent {
         hdr: header(EventKind::Alloc),
         task: current_info(css),
         anon_bytes: size,
     };
     output(&ev, NO_WAKE);
-    Ok(())
+}
+
+/// Writes a `PROC_CACHE` entry, key last (see `ramp`).
+#[inline(always)]
+pub fn fill(c: *mut ProcLast, key: u64, stamp: u64, last: u64) {
+    // SAFETY: `c` is this CPU's slot of a per-CPU array.
+    unsafe {
+        core::ptr::write_volatile(&mut (*c).key, 0);
+        core::ptr::write_volatile(&mut (*c).stamp, stamp);
+        core::ptr::write_volatile(&mut (*c).last, last);
+        core::ptr::write_volatile(&mut (*c).key, key);
+    }
+}
+
+/// After an exec: the process's ramp starts at 0, in `ALLOC_LAST` and in
+/// this CPU's cache (which the image's first calls, before the exec
+/// tracepoint, may have filled with the old size).
+#[inline(always)]
+pub fn restart_ramp(tgid: u32, stamp: u64) {
+    let _ = ALLOC_LAST.insert(tgid, 0u64, 0);
+    if let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) {
+        fill(c, (shared(GEN_PROC) << 32) | u64::from(tgid), stamp, 0);
+    }
 }

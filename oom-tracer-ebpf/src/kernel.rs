@@ -7,10 +7,11 @@ use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
 };
 use oom_tracer_common::{
-    COMM_LEN, KernelOffsets, MAX_CGROUP_DEPTH, OFFSET_ABSENT, Settings, TaskInfo, TracepointLayout,
+    COMM_LEN, GEN_WATCH, KernelOffsets, MAX_CGROUP_DEPTH, OFFSET_ABSENT, Settings, TaskInfo,
+    TracepointLayout, WATCH_BLOOM, watch_bloom_bit,
 };
 
-use crate::maps::WATCHED;
+use crate::maps::{CACHE_SLOTS, MEMCG_CACHE, SHARED, WATCHED};
 
 #[unsafe(no_mangle)]
 pub(crate) static KOFFS: KernelOffsets = KernelOffsets::ABSENT;
@@ -22,24 +23,30 @@ pub(crate) static SETTINGS: Settings = Settings::DEFAULT;
 /// A kernel offset, read so that the compiler cannot fold the default in.
 macro_rules! koff {
     ($f:ident) => {
-        // SAFETY: reading a global of plain integers.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::kernel::KOFFS.$f)) }
+        $crate::kernel::global(core::ptr::addr_of!($crate::kernel::KOFFS.$f))
     };
 }
 /// A tracepoint field offset.
 macro_rules! tpl {
     ($f:ident) => {
-        // SAFETY: reading a global of plain integers.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::kernel::TPL.$f)) }
+        $crate::kernel::global(core::ptr::addr_of!($crate::kernel::TPL.$f))
     };
 }
 /// A setting.
 macro_rules! setting {
     ($f:ident) => {
-        // SAFETY: reading a global of plain integers.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::kernel::SETTINGS.$f)) }
+        $crate::kernel::global(core::ptr::addr_of!($crate::kernel::SETTINGS.$f))
     };
 }
+/// A field of one of the read-only globals above, read so that the
+/// compiler cannot fold the default in (userspace fills them at load).
+#[inline(always)]
+pub(crate) fn global<T: Copy>(field: *const T) -> T {
+    // SAFETY: `field` points into one of the statics above, which are
+    // plain integers, always initialised and never written by the programs.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
 pub(crate) use koff;
 pub(crate) use setting;
 pub(crate) use tpl;
@@ -131,23 +138,33 @@ pub fn css_parent(css: u64) -> u64 {
     read_or_zero(css, koff!(css_parent))
 }
 
-/// Whether the memcg `css`, or one of its ancestors, is watched.
+/// Whether the cgroup `id` is in `WATCHED`. The bloom word rejects most
+/// ids without a hash lookup.
+#[inline(always)]
+pub fn is_watched_id(id: u64) -> bool {
+    shared(WATCH_BLOOM) & watch_bloom_bit(id) != 0 && WATCHED.get_ptr(id).is_some()
+}
+
+/// Whether the memcg `css` (read with helpers), or one of its ancestors, is watched.
 #[inline(always)]
 pub fn is_watched(css: u64) -> bool {
     if setting!(watch_all) != 0 {
         return true;
     }
-    let mut css = css;
-    for _ in 0..MAX_CGROUP_DEPTH {
-        if css == 0 {
-            return false;
+    let serial = read_or_zero::<u64>(css, koff!(css_serial_nr));
+    cached_verdict(serial, || {
+        let mut css = css;
+        for _ in 0..MAX_CGROUP_DEPTH {
+            if css == 0 {
+                return false;
+            }
+            if is_watched_id(css_id(css)) {
+                return true;
+            }
+            css = css_parent(css);
         }
-        if WATCHED.get_ptr(css_id(css)).is_some() {
-            return true;
-        }
-        css = css_parent(css);
-    }
-    false
+        false
+    })
 }
 
 /// Whether an OOM kill or SIGKILL in the memcg `css` is recorded.
@@ -156,19 +173,130 @@ pub fn is_oom_watched(css: u64) -> bool {
     setting!(oom_all) != 0 || is_watched(css)
 }
 
-/// pid, tgid, comm and memcg of a task read through its pointer.
+/// `SHARED[idx]`: a generation counter or the bloom word.
 #[inline(always)]
-pub fn task_info(task: u64, css: u64) -> TaskInfo {
-    let mut t = TaskInfo {
-        pid: read_or_zero::<u32>(task, koff!(task_pid)),
-        tgid: read_or_zero::<u32>(task, koff!(task_tgid)),
-        memcg_id: css_id(css),
-        comm: [0; COMM_LEN],
-    };
-    if let Ok(comm) = read::<[u8; COMM_LEN]>(task, koff!(task_comm)) {
-        t.comm = comm;
+pub fn shared(idx: u32) -> u64 {
+    match SHARED.get_ptr(idx) {
+        // SAFETY: value pointer from a successful lookup.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        None => 0,
     }
-    t
+}
+
+/// Bumps the generation `SHARED[idx]` (an atomic add) after a change that
+/// cached copies must not outlive. The change is made first: whoever reads
+/// the new generation sees it.
+#[inline(always)]
+pub fn bump(idx: u32) {
+    if let Some(p) = SHARED.get_ptr_mut(idx) {
+        #[cfg(target_arch = "bpf")]
+        // SAFETY: `p` points to a map value; BPF_ATOMIC add, no result.
+        unsafe {
+            core::arch::asm!("lock *(u64 *)({p} + 0) += {one}", p = in(reg) p, one = in(reg) 1u64);
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        // SAFETY: as above (only the BPF build runs).
+        unsafe {
+            *p += 1;
+        }
+    }
+}
+
+/// Whether the memcg with css `serial_nr` `serial` is watched, from this
+/// CPU's cache (`MEMCG_CACHE`), else from `walk`, which then fills it. A
+/// serial is never reused, so an entry is stale only when `WATCHED`
+/// changed since (`SHARED[GEN_WATCH]`). The key is written last, so a
+/// program that preempts a fill reads a miss, not half an entry.
+#[inline(always)]
+fn cached_verdict(serial: u64, walk: impl FnOnce() -> bool) -> bool {
+    if serial == 0 {
+        return walk();
+    }
+    let tag = shared(GEN_WATCH) << 1;
+    let Some(e) = MEMCG_CACHE.get_ptr_mut((serial & u64::from(CACHE_SLOTS - 1)) as u32) else {
+        return walk();
+    };
+    // SAFETY: this CPU's slot of a per-CPU array.
+    unsafe {
+        if core::ptr::read_volatile(&(*e).serial) == serial {
+            let t = core::ptr::read_volatile(&(*e).tag);
+            if t | 1 == tag | 1 {
+                return t & 1 != 0;
+            }
+        }
+        let watched = walk();
+        core::ptr::write_volatile(&mut (*e).serial, 0);
+        core::ptr::write_volatile(&mut (*e).tag, tag | u64::from(watched));
+        core::ptr::write_volatile(&mut (*e).serial, serial);
+        watched
+    }
+}
+
+/// `task->cgroups->subsys[memory_cgrp_id]` through BTF pointers (plain
+/// loads): the memcg css, or 0. `task` must be a BTF pointer.
+#[inline(always)]
+pub fn task_memcg_btf(task: u64) -> u64 {
+    match btf_load::<u64>(task, koff!(task_cgroups)) {
+        Ok(cset) => btf_load::<u64>(cset, koff!(css_set_memory)).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// `css->cgroup->kn->id` through BTF pointers; 0 where unknown.
+#[inline(always)]
+pub fn css_id_btf(css: u64) -> u64 {
+    let cgrp = btf_load::<u64>(css, koff!(css_cgroup)).unwrap_or(0);
+    let kn = btf_load::<u64>(cgrp, koff!(cgroup_kn)).unwrap_or(0);
+    btf_load::<u64>(kn, koff!(kn_id)).unwrap_or(0)
+}
+
+/// Whether the memcg `css` (a BTF pointer), or one of its ancestors, is
+/// watched: this CPU's cached verdict, the ancestor walk on a miss.
+#[inline(always)]
+pub fn memcg_watched(css: u64) -> bool {
+    if setting!(watch_all) != 0 {
+        return true;
+    }
+    if css == 0 {
+        return false;
+    }
+    let serial = btf_load::<u64>(css, koff!(css_serial_nr)).unwrap_or(0);
+    cached_verdict(serial, || walk_watched_btf(css) != 0)
+}
+
+/// The ancestor walk of `memcg_watched`, a subprogram: it runs on a cache
+/// miss only, and keeps the callers' common path short.
+#[inline(never)]
+fn walk_watched_btf(css: u64) -> u64 {
+    let mut css = css;
+    for _ in 0..MAX_CGROUP_DEPTH {
+        if css == 0 {
+            return 0;
+        }
+        if is_watched_id(css_id_btf(css)) {
+            return 1;
+        }
+        css = btf_load::<u64>(css, koff!(css_parent)).unwrap_or(0);
+    }
+    0
+}
+
+/// Whether an OOM kill or SIGKILL in the memcg `css` (a BTF pointer) is recorded.
+#[inline(always)]
+pub fn memcg_oom_watched(css: u64) -> bool {
+    setting!(oom_all) != 0 || memcg_watched(css)
+}
+
+/// pid, tgid, comm and memcg of a task, through BTF pointers.
+#[inline(always)]
+pub fn task_info_btf(task: u64, css: u64) -> TaskInfo {
+    TaskInfo {
+        pid: btf_load::<i32>(task, koff!(task_pid)).unwrap_or(0) as u32,
+        tgid: btf_load::<i32>(task, koff!(task_tgid)).unwrap_or(0) as u32,
+        memcg_id: css_id_btf(css),
+        // A helper read: the verifier types a wide load from a char array badly.
+        comm: read_or_zero::<[u8; COMM_LEN]>(task, koff!(task_comm)),
+    }
 }
 
 /// pid, tgid, comm and memcg of the current task, through the cheap helpers.

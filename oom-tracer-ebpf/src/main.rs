@@ -8,10 +8,15 @@
 //! | `signal_generate`    | tp_btf/signal_generate           | `signal`    |
 //! | `sched_process_exec` | tp_btf/sched_process_exec        | `sched`     |
 //! | `sched_process_exit` | tp_btf/sched_process_exit        | `sched`     |
-//! | `rss_stat`           | tracepoint/kmem/rss_stat         | `alloc`     |
+//! | `rss_stat`           | tp_btf/rss_stat                  | `alloc`     |
+//! | `kmem_rss_stat`      | tracepoint/kmem/rss_stat         | `alloc`     |
+//! | `cgroup_attach_task` | tp_btf/cgroup_attach_task        | `cgroup`    |
 //! | `cgroup_mkdir` ...   | tracepoint/cgroup/cgroup_*       | `cgroup`    |
 #![no_std]
 #![no_main]
+// Inline assembly for the one atomic add (`kernel::bump`): the BPF target
+// has no compare-and-swap, so Rust offers no `fetch_add` there.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod alloc;
 mod cgroup;

@@ -2,9 +2,9 @@
 //! contract with `oom-tracer/src/bpf/loader.rs`.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use oom_tracer_common::COUNTERS_LEN;
+use oom_tracer_common::{COUNTERS_LEN, SHARED_LEN};
 
 /// All records, kernel → userspace. Userspace may resize it at load time.
 #[map]
@@ -15,8 +15,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
-/// Per process (tgid): anonymous RSS at the last `alloc` record, or
-/// `u64::MAX` for a process known to be outside the watched cgroups.
+/// Per process (tgid) in a watched memcg: anonymous RSS at the last `alloc`
+/// record (0 from its exec on; its size when it was first seen otherwise).
 #[map]
 pub static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
@@ -31,7 +31,7 @@ pub static PROBE: HashMap<u32, u8> = HashMap::with_max_entries(16, 0);
 
 /// Flags userspace sets after attaching (`RUNTIME_*` in the common crate).
 #[map]
-pub static RUNTIME: aya_ebpf::maps::Array<u32> = aya_ebpf::maps::Array::with_max_entries(1, 0);
+pub static RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
 
 /// The memcg that hit its limit at the last kill on this CPU, for the
 /// task list read right after it on the same tracepoint (`tasks.rs`).
@@ -59,3 +59,42 @@ pub static GROWTH: LruHashMap<u64, oom_tracer_common::GrowthState> =
 #[map]
 pub static SCRATCH: PerCpuArray<oom_tracer_common::OomTasksEvent> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// Generation counters and the watch filter's bloom word, indexed by
+/// `oom_tracer_common::{GEN_WATCH, WATCH_BLOOM, GEN_PROC}`.
+#[map]
+pub static SHARED: Array<u64> = Array::with_max_entries(SHARED_LEN, 0);
+
+/// Slots of the per-CPU caches (a power of two).
+pub const CACHE_SLOTS: u32 = 4;
+
+/// A memcg's watch verdict, cached per CPU (`MEMCG_CACHE`).
+#[repr(C)]
+pub struct MemcgVerdict {
+    /// The css's `serial_nr` (0: empty).
+    pub serial: u64,
+    /// `SHARED[GEN_WATCH] << 1 | watched`.
+    pub tag: u64,
+}
+
+/// Per CPU, by `serial_nr % CACHE_SLOTS`: whether a memcg is watched. Hot
+/// hooks ask this before anything else; the ancestor walk runs on a miss.
+/// `serial_nr` is never reused, so only a change of `WATCHED` invalidates it.
+#[map]
+pub static MEMCG_CACHE: PerCpuArray<MemcgVerdict> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+
+/// A process's `ALLOC_LAST` value, cached per CPU (`PROC_CACHE`).
+#[repr(C)]
+pub struct ProcLast {
+    /// `SHARED[GEN_PROC] << 32 | tgid` (0: empty).
+    pub key: u64,
+    /// The process image: its leader's `start_time` and its `self_exec_id`
+    /// (a pid reused, or an exec, makes another stamp).
+    pub stamp: u64,
+    pub last: u64,
+}
+
+/// Per CPU, by `tgid % CACHE_SLOTS`: `ALLOC_LAST` of the processes that ran
+/// here last, so that most `rss_stat` calls need no hash lookup.
+#[map]
+pub static PROC_CACHE: PerCpuArray<ProcLast> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);

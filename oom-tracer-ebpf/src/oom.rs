@@ -14,14 +14,15 @@ use oom_tracer_common::{
     Counter, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
     OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
     OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
-    RUNTIME_TASK_LIST,
+    RUNTIME_TASK_LIST, TaskInfo,
 };
 
 use crate::{
     emit::{NO_WAKE, WAKE, count, header},
     kernel::{
-        ReadResult, css_id, css_parent, current_info, current_task, is_oom_watched, koff,
-        pages_to_bytes, read, read_data_loc, read_or_zero, task_info, task_memcg, tpl,
+        ReadResult, btf_load, css_id, css_id_btf, css_parent, current_info, current_task,
+        current_task_btf, is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read,
+        read_data_loc, read_or_zero, task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
     maps::{EVENTS, LAST_OOM, RUNTIME},
     memstat::read_memcg_stats,
@@ -38,8 +39,8 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
 
 fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let victim: u64 = ctx.arg(0);
-    let victim_css = task_memcg(victim)?;
-    if !is_oom_watched(victim_css) {
+    let victim_css = task_memcg_btf(victim);
+    if victim_css == 0 || !memcg_oom_watched(victim_css) {
         return Ok(());
     }
     let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
@@ -47,31 +48,55 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
         warn!(ctx, "ring buffer full: an OOM kill was not recorded");
         return Ok(());
     };
-    let trigger_css = task_memcg(current_task()).unwrap_or(0);
+    // Only what the record needs, once: the victim is often its own
+    // trigger, and the trigger is often in the victim's memcg.
+    let victim_info = task_info_btf(victim, victim_css);
+    let trigger = current_task_btf();
+    let trigger_info = if trigger == victim {
+        victim_info
+    } else {
+        let css = task_memcg_btf(trigger);
+        TaskInfo {
+            memcg_id: if css == victim_css {
+                victim_info.memcg_id
+            } else {
+                css_id_btf(css)
+            },
+            ..task_info_btf(trigger, 0)
+        }
+    };
+    let mut head = OomHead {
+        hdr: header(EventKind::Oom),
+        victim: victim_info,
+        trigger: trigger_info,
+        uid: ctx.arg(1),
+        flags: OOM_VICTIM_MEMCG | OOM_UID,
+        source: OOM_SOURCE_TP_BTF,
+        ..OomHead::EMPTY
+    };
+    if let Ok(signal) = btf_load::<u64>(victim, koff!(task_signal))
+        && let Ok(adj) = btf_load::<i16>(signal, koff!(signal_oom_score_adj))
+    {
+        head.oom_score_adj = i32::from(adj);
+        head.flags |= OOM_SCORE_ADJ;
+    }
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reserved record; each field is written before the
     // record is submitted (the statistics in `fill_stats`).
     unsafe {
-        write_head(
-            ev,
-            OomHead {
-                hdr: header(EventKind::Oom),
-                victim: task_info(victim, victim_css),
-                trigger: current_info(trigger_css),
-                uid: ctx.arg(1),
-                flags: OOM_VICTIM_MEMCG | OOM_UID,
-                source: OOM_SOURCE_TP_BTF,
-                ..OomHead::EMPTY
-            },
-        );
+        write_head(ev, head);
         read_victim_mm(victim, &mut *ev);
-        if let Ok(signal) = read::<u64>(victim, koff!(task_signal))
-            && let Ok(adj) = read::<i16>(signal, koff!(signal_oom_score_adj))
-        {
-            (*ev).oom_score_adj = adj as i32;
-            (*ev).flags |= OOM_SCORE_ADJ;
-        }
+        // The victim's css is a BTF pointer: its memcg fields lie beyond
+        // `struct cgroup_subsys_state` for the verifier, so they are read
+        // with the helper (`read_or_zero`) from here on.
         let oom_css = find_oom_memcg(victim_css, &mut *ev);
+        // A container-level OOM: the victim's own memcg, whose id is known.
+        let known_id = if oom_css == victim_css {
+            victim_info.memcg_id
+        } else {
+            0
+        };
+        read_oom_memcg(oom_css, known_id, &mut *ev);
         fill_stats(ev, oom_css, victim_css);
         entry.submit(wake_for(oom_css));
     }
@@ -191,7 +216,7 @@ unsafe fn fill_stats(ev: *mut OomEvent, oom_css: u64, victim_css: u64) {
 /// total_vm and the RSS counters of the victim's mm, in bytes.
 #[inline(always)]
 fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
-    let Ok(mm) = read::<u64>(victim, koff!(task_mm)) else {
+    let Ok(mm) = btf_load::<u64>(victim, koff!(task_mm)) else {
         return;
     };
     if mm == 0 {
@@ -204,14 +229,19 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
     }
     let counter = |i: u32| -> u64 {
         // percpu_counter.count (or atomic_long_t): an approximate s64, like
-        // the tracepoint's own get_mm_counter().
-        let v = read_or_zero::<i64>(mm, base + i * stride);
+        // the tracepoint's own get_mm_counter(). The atomic_long_t array
+        // (6.1) is read with the helper, as in `rss_stat`.
+        let v = if stride == 8 {
+            read_or_zero::<i64>(mm, base + i * stride)
+        } else {
+            btf_load::<i64>(mm, base + i * stride).unwrap_or(0)
+        };
         if v < 0 { 0 } else { pages_to_bytes(v as u64) }
     };
     ev.anon_rss_bytes = counter(koff!(mm_anonpages));
     ev.file_rss_bytes = counter(koff!(mm_filepages));
     ev.shmem_rss_bytes = counter(koff!(mm_shmempages));
-    ev.total_vm_bytes = pages_to_bytes(read_or_zero::<u64>(mm, koff!(mm_total_vm)));
+    ev.total_vm_bytes = pages_to_bytes(btf_load::<u64>(mm, koff!(mm_total_vm)).unwrap_or(0));
     ev.flags |= OOM_RSS;
 }
 
@@ -219,28 +249,23 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
 /// The kernel's charge walk fails where `usage + nr_pages > max`.
 const AT_LIMIT_SLACK_PAGES: u64 = 512;
 
-/// Finds the memcg that hit its limit.
+/// Finds the memcg that hit its limit and returns its css (0: none found,
+/// a global OOM or no way to tell).
 ///
 /// While `mem_cgroup_out_of_memory()` runs, `oom_lock` is held on the
 /// OOMing memcg's whole subtree, so the topmost ancestor of `start` with
-/// `oom_lock` set is the one whose limit was hit. Kernels built without
+/// `oom_lock` set is the one whose limit was hit: the walk stops at the
+/// first unlocked ancestor above a locked one. Kernels built without
 /// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) have no `oom_lock` field: there,
-/// as the kernel's charge walk fails at the
-/// lowest ancestor whose page counter cannot take the charge, the lowest
-/// ancestor within `AT_LIMIT_SLACK_PAGES` of its `max` is the one. None
-/// found: a global OOM.
+/// as the kernel's charge walk fails at the lowest ancestor whose page
+/// counter cannot take the charge, the lowest ancestor within
+/// `AT_LIMIT_SLACK_PAGES` of its `max` is the one.
 #[inline(always)]
 fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
     let counter = koff!(memcg_memory);
     if counter == OFFSET_ABSENT {
         return 0;
     }
-    let at = |css: u64, f: u32| -> u64 {
-        if f == OFFSET_ABSENT {
-            return 0;
-        }
-        read_or_zero::<u64>(css, counter + f)
-    };
     let lock_off = koff!(memcg_oom_lock);
     let mut found = 0u64;
     // `lock_off` is a constant to the verifier: it checks one walk only (two
@@ -253,6 +278,8 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
             }
             if read_or_zero::<u8>(css, lock_off) != 0 {
                 found = css;
+            } else if found != 0 {
+                break;
             }
             css = css_parent(css);
         }
@@ -263,8 +290,10 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
             if css == 0 {
                 break;
             }
-            let max = at(css, koff!(page_counter_max));
-            if max != 0 && at(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max {
+            let max = memcg_counter(css, koff!(page_counter_max));
+            if max != 0
+                && memcg_counter(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max
+            {
                 found = css;
                 ev.flags |= OOM_MEMCG_AT_LIMIT;
                 break;
@@ -272,15 +301,32 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
             css = css_parent(css);
         }
     }
-    if found == 0 {
+    found
+}
+
+/// A field of the `memory` page_counter of the memcg `css`, in pages.
+#[inline(always)]
+fn memcg_counter(css: u64, field: u32) -> u64 {
+    let counter = koff!(memcg_memory);
+    if counter == OFFSET_ABSENT || field == OFFSET_ABSENT {
         return 0;
     }
-    ev.oom_memcg_id = css_id(found);
-    ev.usage_bytes = pages_to_bytes(at(found, koff!(page_counter_usage)));
-    ev.limit_bytes = pages_to_bytes(at(found, koff!(page_counter_max)));
-    ev.failcnt = at(found, koff!(page_counter_failcnt));
+    read_or_zero::<u64>(css, counter + field)
+}
+
+/// What the record says about the memcg that hit its limit, read at the
+/// kill (`id`: its cgroup id where the caller knows it, else 0). Further
+/// reads of that memcg (its statistics, its events) go here.
+#[inline(always)]
+fn read_oom_memcg(css: u64, id: u64, ev: &mut OomEvent) {
+    if css == 0 {
+        return;
+    }
+    ev.oom_memcg_id = if id != 0 { id } else { css_id(css) };
+    ev.usage_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_usage)));
+    ev.limit_bytes = pages_to_bytes(memcg_counter(css, koff!(page_counter_max)));
+    ev.failcnt = memcg_counter(css, koff!(page_counter_failcnt));
     ev.flags |= OOM_MEMCG_FOUND;
-    found
 }
 
 /// tracepoint/oom/mark_victim: fields per the kernel's format file. Older
@@ -325,7 +371,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
         head.flags |= OOM_UID;
     }
     if let Ok(adj) = read::<i16>(base, tpl!(mv_oom_score_adj)) {
-        head.oom_score_adj = adj as i32;
+        head.oom_score_adj = i32::from(adj);
         head.flags |= OOM_SCORE_ADJ;
     }
     // SAFETY: `ev` is the reserved record; every field is written before
@@ -353,6 +399,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
             (*ev).flags |= OOM_RSS;
         }
         let oom_css = find_oom_memcg(trigger_css, &mut *ev);
+        read_oom_memcg(oom_css, 0, &mut *ev);
         // The victim's task is not at hand: its own memcg is not read.
         fill_stats(ev, oom_css, 0);
     }

@@ -1,12 +1,16 @@
 //! Process lifecycle in watched cgroups: exec and exit.
+//!
+//! Both run for every exec and exit on the node: the memcg verdict comes
+//! from this CPU's cache (plain loads through `current`), so an unwatched
+//! process costs no helper call and no walk.
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use oom_tracer_common::{EventKind, ExecEvent, ExitEvent};
 
 use crate::{
+    alloc::{image_stamp, restart_ramp},
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, current_info, current_task, is_watched, koff, read_or_zero, task_info,
-        task_memcg,
+        ReadResult, btf_load, current_task_btf, koff, memcg_watched, task_info_btf, task_memcg_btf,
     },
     maps::ALLOC_LAST,
 };
@@ -19,18 +23,32 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
 }
 
 fn try_sched_process_exec(_ctx: &BtfTracePointContext) -> ReadResult<()> {
-    let css = task_memcg(current_task())?;
-    if !is_watched(css) {
+    let task = current_task_btf();
+    let css = task_memcg_btf(task);
+    if !memcg_watched(css) {
         return Ok(());
     }
+    exec_record(task, css);
+    Ok(())
+}
+
+/// An exec in a watched memcg (a subprogram: the filter above stays short).
+#[inline(never)]
+fn exec_record(task: u64, css: u64) {
     let ev = ExecEvent {
         hdr: header(EventKind::Exec),
-        task: current_info(css),
+        task: task_info_btf(task, css),
     };
-    // A new image starts a new allocation ramp.
-    let _ = ALLOC_LAST.insert(ev.task.tgid, 0u64, 0);
+    // A new image starts a new allocation ramp, from 0.
+    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
+    restart_ramp(
+        ev.task.tgid,
+        image_stamp(
+            btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
+            btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
+        ),
+    );
     output(&ev, NO_WAKE);
-    Ok(())
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]
@@ -41,23 +59,29 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
 }
 
 fn try_sched_process_exit(ctx: &BtfTracePointContext) -> ReadResult<()> {
-    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    // Threads other than the leader: not a process exit.
-    if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
-        return Ok(());
-    }
     let task: u64 = ctx.arg(0);
-    let css = task_memcg(task)?;
-    if !is_watched(css) {
+    // Threads other than the leader: not a process exit.
+    if btf_load::<i32>(task, koff!(task_pid))? != btf_load::<i32>(task, koff!(task_tgid))? {
         return Ok(());
     }
+    let css = task_memcg_btf(task);
+    if !memcg_watched(css) {
+        return Ok(());
+    }
+    exit_record(task, css);
+    Ok(())
+}
+
+/// A process exit in a watched memcg (a subprogram, as `exec_record`).
+#[inline(never)]
+fn exit_record(task: u64, css: u64) {
     let ev = ExitEvent {
         hdr: header(EventKind::Exit),
-        task: task_info(task, css),
-        exit_code: read_or_zero::<u32>(task, koff!(task_exit_code)),
+        task: task_info_btf(task, css),
+        exit_code: btf_load::<i32>(task, koff!(task_exit_code)).unwrap_or(0) as u32,
         _pad: 0,
     };
+    // The per-CPU copies need no invalidation: a reused pid has another stamp.
     let _ = ALLOC_LAST.remove(ev.task.tgid);
     output(&ev, NO_WAKE);
-    Ok(())
 }

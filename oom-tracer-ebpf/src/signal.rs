@@ -1,12 +1,14 @@
 //! SIGKILLs generated for watched tasks: the OOM killer's, and anyone else's.
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    EbpfContext as _, cty::c_void, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
 use oom_tracer_common::{Counter, EventKind, MemcgProbeEvent, SI_KERNEL, SignalEvent};
 
 use crate::{
     emit::{NO_WAKE, WAKE, count, header, output},
     kernel::{
-        ReadResult, current_info, current_task, is_oom_watched, read, setting, task_info,
-        task_memcg,
+        ReadResult, btf_load, current_task_btf, memcg_oom_watched, setting, task_info_btf,
+        task_memcg, task_memcg_btf,
     },
     maps::{EVENTS, PROBE},
     memstat::read_memcg_stats,
@@ -35,9 +37,25 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
         }
         return Ok(());
     }
+    sigkill(ctx.as_ptr());
+    Ok(())
+}
+
+/// A SIGKILL: the rest, in a subprogram of its own, so that the check above
+/// (every signal on the node) runs in a small, lean function.
+#[inline(never)]
+fn sigkill(ctx: *mut c_void) -> u64 {
+    match try_sigkill(&BtfTracePointContext::new(ctx)) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+#[inline(always)]
+fn try_sigkill(ctx: &BtfTracePointContext) -> ReadResult<()> {
+    let sig = SIGKILL;
     let task: u64 = ctx.arg(2);
-    let css = task_memcg(task)?;
-    if !is_oom_watched(css) {
+    let css = task_memcg_btf(task);
+    if !memcg_oom_watched(css) {
         return Ok(());
     }
     let info: u64 = ctx.arg(1);
@@ -45,13 +63,13 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> ReadResult<()> {
         SEND_SIG_NOINFO => SI_USER,
         SEND_SIG_PRIV => SI_KERNEL,
         // kernel_siginfo starts with si_signo, si_errno, si_code.
-        p => read::<i32>(p, 8).unwrap_or(SI_USER),
+        p => btf_load::<i32>(p, 8).unwrap_or(SI_USER),
     };
-    let sender_css = task_memcg(current_task()).unwrap_or(0);
+    let sender = current_task_btf();
     let ev = SignalEvent {
         hdr: header(EventKind::Signal),
-        target: task_info(task, css),
-        sender: current_info(sender_css),
+        target: task_info_btf(task, css),
+        sender: task_info_btf(sender, task_memcg_btf(sender)),
         sig: sig as u32,
         code,
         result: ctx.arg(4),

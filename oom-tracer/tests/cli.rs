@@ -56,7 +56,7 @@ fn check_reports_every_hook() {
         "tp_btf/rss_stat",
         "tracepoint/cgroup/cgroup_mkdir",
         "tracepoint/cgroup/cgroup_rmdir",
-        "tracepoint/cgroup/cgroup_attach_task",
+        "tp_btf/cgroup_attach_task",
     ] {
         assert!(active.contains(&hook), "{hook} not active: {report}");
     }

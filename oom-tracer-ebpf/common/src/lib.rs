@@ -471,6 +471,20 @@ pub struct KernelOffsets {
     pub task_cg_list: u32,
     pub css_children: u32,
     pub css_sibling: u32,
+    /// `cgroup_subsys_state.serial_nr`: unique for the life of the system
+    /// (never reused), the key of the programs' per-CPU memcg verdict cache.
+    pub css_serial_nr: u32,
+    /// `cgroup.subsys[memory_cgrp_id]`, already indexed: set only in the
+    /// memory hierarchy (v1) or where the memory controller is enabled (v2).
+    pub cgroup_subsys_memory: u32,
+    /// `cgroup.level`.
+    pub cgroup_level: u32,
+    /// `task_struct.group_leader`, `.start_time`, `.self_exec_id`: with the
+    /// tgid, they tell a process image apart from any other (the key of the
+    /// programs' per-CPU cache of `ALLOC_LAST`).
+    pub task_group_leader: u32,
+    pub task_start_time: u32,
+    pub task_self_exec_id: u32,
     pub _pad: u32,
 }
 
@@ -517,6 +531,12 @@ impl KernelOffsets {
         task_cg_list: OFFSET_ABSENT,
         css_children: OFFSET_ABSENT,
         css_sibling: OFFSET_ABSENT,
+        css_serial_nr: OFFSET_ABSENT,
+        cgroup_subsys_memory: OFFSET_ABSENT,
+        cgroup_level: OFFSET_ABSENT,
+        task_group_leader: OFFSET_ABSENT,
+        task_start_time: OFFSET_ABSENT,
+        task_self_exec_id: OFFSET_ABSENT,
         _pad: 0,
     };
 }
@@ -627,6 +647,26 @@ pub enum Counter {
 /// Number of entries of `COUNTERS`.
 pub const COUNTERS_LEN: u32 = 2;
 
+/// Index into the `SHARED` array: small values every program reads, with
+/// one writer each.
+///
+/// `GEN_WATCH` (userspace) is bumped after `WATCHED` changed: the programs'
+/// per-CPU memcg verdicts made before are stale. `WATCH_BLOOM` (userspace)
+/// has bit `id % 64` set for every watched cgroup id, so that most ids are
+/// rejected before a hash lookup. `GEN_PROC` (the programs) is bumped after
+/// an `alloc` record (or a shrink) changed a process's `ALLOC_LAST` entry,
+/// which other CPUs may have cached; it sits on a cache line of its own.
+pub const GEN_WATCH: u32 = 0;
+pub const WATCH_BLOOM: u32 = 1;
+pub const GEN_PROC: u32 = 8;
+/// Number of entries of `SHARED`.
+pub const SHARED_LEN: u32 = 16;
+
+/// The `WATCH_BLOOM` bit of a cgroup id.
+pub const fn watch_bloom_bit(id: u64) -> u64 {
+    1 << (id & 63)
+}
+
 // The ABI, pinned. A change here must change both sides and these numbers.
 const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<TaskInfo>() == 32);
@@ -644,7 +684,7 @@ const _: () = assert!(size_of::<ReclaimStart>() == 16);
 const _: () = assert!(size_of::<GrowthState>() == 40);
 const _: () = assert!(size_of::<SignalEvent>() == 96);
 const _: () = assert!(size_of::<CgroupEvent>() == 304);
-const _: () = assert!(size_of::<KernelOffsets>() == 96 + 18 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 96 + 24 * 4);
 const _: () = assert!(size_of::<TracepointLayout>() == 84);
 const _: () = assert!(size_of::<Settings>() == 40);
 

@@ -22,15 +22,19 @@ pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 
 /// Flags userspace sets after attaching (`RUNTIME_*`).
 pub const MAP_RUNTIME: &str = "RUNTIME";
+/// Generation counters and the watch filter's bloom word (`GEN_WATCH`,
+/// `WATCH_BLOOM`, `GEN_PROC`).
+pub const MAP_SHARED: &str = "SHARED";
 
 /// Every map the loader takes.
-pub const MAPS: [&str; 6] = [
+pub const MAPS: [&str; 7] = [
     MAP_EVENTS,
     MAP_WATCHED,
     MAP_COUNTERS,
     MAP_PROBE,
     MAP_PRESSURE,
     MAP_RUNTIME,
+    MAP_SHARED,
 ];
 /// Every global the loader fills.
 pub const GLOBALS: [&str; 3] = [GLOBAL_KOFFS, GLOBAL_TPL, GLOBAL_SETTINGS];
@@ -46,13 +50,15 @@ pub const PROG_KMEM_RSS_STAT: &str = "kmem_rss_stat";
 pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
 pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
 pub const PROG_CGROUP_ATTACH_TASK: &str = "cgroup_attach_task";
+/// The classic tracepoint's program, where tp_btf is refused.
+pub const PROG_CGROUP_ATTACH_TASK_TP: &str = "cgroup_cgroup_attach_task";
 pub const PROG_MARK_VICTIM_TASKS: &str = "mark_victim_tasks";
 pub const PROG_RECLAIM_BEGIN: &str = "mm_vmscan_memcg_reclaim_begin";
 pub const PROG_RECLAIM_END: &str = "mm_vmscan_memcg_reclaim_end";
 pub const PROG_MEMCG_GROWTH: &str = "mod_memcg_lruvec_state";
 
 /// Every program in the object.
-pub const PROGRAMS: [&str; 14] = [
+pub const PROGRAMS: [&str; 15] = [
     PROG_MARK_VICTIM,
     PROG_OOM_MARK_VICTIM,
     PROG_SIGNAL_GENERATE,
@@ -63,6 +69,7 @@ pub const PROGRAMS: [&str; 14] = [
     PROG_CGROUP_MKDIR,
     PROG_CGROUP_RMDIR,
     PROG_CGROUP_ATTACH_TASK,
+    PROG_CGROUP_ATTACH_TASK_TP,
     PROG_MARK_VICTIM_TASKS,
     PROG_RECLAIM_BEGIN,
     PROG_RECLAIM_END,

@@ -6,10 +6,10 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use oom_tracer_common::names::{
-    PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR, PROG_KMEM_RSS_STAT,
-    PROG_MARK_VICTIM, PROG_MARK_VICTIM_TASKS, PROG_MEMCG_GROWTH, PROG_OOM_MARK_VICTIM,
-    PROG_RECLAIM_BEGIN, PROG_RECLAIM_END, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC,
-    PROG_SCHED_PROCESS_EXIT, PROG_SIGNAL_GENERATE,
+    PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_ATTACH_TASK_TP, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
+    PROG_KMEM_RSS_STAT, PROG_MARK_VICTIM, PROG_MARK_VICTIM_TASKS, PROG_MEMCG_GROWTH,
+    PROG_OOM_MARK_VICTIM, PROG_RECLAIM_BEGIN, PROG_RECLAIM_END, PROG_RSS_STAT,
+    PROG_SCHED_PROCESS_EXEC, PROG_SCHED_PROCESS_EXIT, PROG_SIGNAL_GENERATE,
 };
 
 use crate::{
@@ -66,6 +66,21 @@ pub(crate) const RSS_STAT_TP: Hook = Hook {
     program: PROG_KMEM_RSS_STAT,
     attach: Attach::Tracepoint("kmem", "rss_stat"),
 };
+/// Tasks moving into a cgroup: tp_btf (the destination as a typed pointer),
+/// else the classic tracepoint.
+pub(crate) const CGROUP_ATTACH_BTF: Hook = Hook {
+    program: PROG_CGROUP_ATTACH_TASK,
+    attach: Attach::TpBtf("cgroup_attach_task"),
+};
+pub(crate) const CGROUP_ATTACH_TP: Hook = Hook {
+    program: PROG_CGROUP_ATTACH_TASK_TP,
+    attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
+};
+/// The classic-tracepoint programs that stand in for a tp_btf one.
+pub(crate) const FALLBACKS: [(Hook, Hook); 2] = [
+    (RSS_STAT_BTF, RSS_STAT_TP),
+    (CGROUP_ATTACH_BTF, CGROUP_ATTACH_TP),
+];
 /// The tasks of the memcg at each kill: a second program on `mark_victim`.
 pub(crate) const MARK_VICTIM_TASKS: Hook = Hook {
     program: PROG_MARK_VICTIM_TASKS,
@@ -113,10 +128,7 @@ pub(crate) const LIFECYCLE: [Hook; 7] = [
         program: PROG_CGROUP_RMDIR,
         attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
     },
-    Hook {
-        program: PROG_CGROUP_ATTACH_TASK,
-        attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
-    },
+    CGROUP_ATTACH_BTF,
 ];
 
 /// Loads and attaches one program; the error text says why not.

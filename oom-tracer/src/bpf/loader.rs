@@ -14,21 +14,24 @@ use oom_tracer_common::{
     KernelOffsets, OFFSET_ABSENT, RUNTIME_TASK_LIST, Settings, TracepointLayout,
     names::{
         GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_PRESSURE,
-        MAP_PROBE, MAP_RUNTIME, MAP_WATCHED,
+        MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_WATCHED, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
     },
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
     hooks::{
-        self, ANALYSIS, Attach, Hook, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TASKS,
-        MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
+        self, ANALYSIS, Attach, CGROUP_ATTACH_TP, FALLBACKS, Hook, LIFECYCLE, MARK_VICTIM_BTF,
+        MARK_VICTIM_TASKS, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
     },
     offsets::{KernelBtf, OffsetsError, VMLINUX},
     options::{LoadOptions, OomSourceChoice},
     tracer::Tracer,
 };
 use crate::{host, tracefs};
+
+/// Size of aya-log's ring buffer: a few lines (a page-size power of two).
+const AYA_LOGS_BYTES: u32 = 16 << 10;
 
 /// The eBPF object built by build.rs (aya-build) from oom-tracer-ebpf.
 pub(super) static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oom-tracer"));
@@ -89,6 +92,8 @@ struct KernelFacts {
     mark_victim_has_task: Option<bool>,
     /// rss_stat(struct mm_struct *mm, int member), since 6.2.
     rss_stat_has_mm: bool,
+    /// cgroup_attach_task(struct cgroup *, const char *, struct task_struct *, bool).
+    attach_has_cgroup: bool,
     /// Where the memcg statistics may be (checked at startup).
     stat_layouts: Result<Vec<super::memstat::StatLayout>, String>,
 }
@@ -101,6 +106,8 @@ impl KernelFacts {
             mark_victim_has_task: kbtf.tp_arg_is_pointer("mark_victim", 0),
             rss_stat_has_mm: kbtf.tp_arg_is_pointer("rss_stat", 0) == Some(true)
                 && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false),
+            attach_has_cgroup: kbtf.tp_arg_is_pointer("cgroup_attach_task", 0) == Some(true)
+                && kbtf.tp_arg_is_pointer("cgroup_attach_task", 2) == Some(true),
             stat_layouts: {
                 let mut k = kbtf.memcg_stat_enums();
                 k.config = super::memstat::kernel_config(&host::kernel_release());
@@ -135,7 +142,7 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         report: Report::default(),
     };
     let btf_oom = attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
-    attacher.lifecycle(facts.rss_stat_has_mm);
+    attacher.lifecycle(&facts);
     let task_list = attacher.analysis(btf_oom);
     let report = attacher.report;
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
@@ -200,6 +207,9 @@ fn open(
         .override_global(GLOBAL_TPL, layout, true)
         .override_global(GLOBAL_SETTINGS, &settings, true)
         .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)
+        // aya-log's ring (128 KiB by default, mapped twice into this
+        // process): the programs log only a lost OOM record.
+        .map_max_entries("AYA_LOGS", AYA_LOGS_BYTES)
         .load(OBJECT)
         .map_err(LoadError::Load)
 }
@@ -251,8 +261,8 @@ impl Attacher<'_> {
         match hook.program {
             p if p == MARK_VICTIM_TP.program => l.mv_pid,
             p if p == RSS_STAT_TP.program => l.rss_size,
-            "cgroup_mkdir" | "cgroup_rmdir" => l.cg_id,
-            "cgroup_attach_task" => l.at_id,
+            p if p == CGROUP_ATTACH_TP.program => l.at_id,
+            PROG_CGROUP_MKDIR | PROG_CGROUP_RMDIR => l.cg_id,
             _ => 0,
         }
     }
@@ -317,10 +327,18 @@ impl Attacher<'_> {
     }
 
     /// Everything but the OOM source, in the table's order.
-    fn lifecycle(&mut self, rss_stat_has_mm: bool) {
+    fn lifecycle(&mut self, facts: &KernelFacts) {
         for hook in LIFECYCLE {
-            if hook.program == RSS_STAT_BTF.program {
-                self.allocation_ramp(rss_stat_has_mm);
+            let fallback = FALLBACKS.iter().find(|(b, _)| b.program == hook.program);
+            if let Some(&(btf_hook, classic)) = fallback {
+                let (has_args, why_not) = if btf_hook.program == RSS_STAT_BTF.program {
+                    let why = "this kernel's rss_stat passes no mm (before 6.2)";
+                    (facts.rss_stat_has_mm, why)
+                } else {
+                    let why = "this kernel's cgroup_attach_task passes no cgroup";
+                    (facts.attach_has_cgroup, why)
+                };
+                self.btf_or_classic(btf_hook, classic, has_args, why_not);
             } else if self.skipped(hook) {
                 self.report.missing(hook, "skipped (--skip-hook)");
             } else {
@@ -329,26 +347,25 @@ impl Attacher<'_> {
         }
     }
 
-    /// `rss_stat` as tp_btf where the kernel passes the mm, else as the
-    /// classic tracepoint.
-    fn allocation_ramp(&mut self, has_mm: bool) {
-        let btf_ok = if self.skipped(RSS_STAT_BTF) {
-            self.report.missing(RSS_STAT_BTF, "skipped (--skip-hook)");
+    /// `btf_hook` where the kernel's tracepoint passes what it reads
+    /// (`has_args`), else the classic tracepoint `classic`.
+    fn btf_or_classic(&mut self, btf_hook: Hook, classic: Hook, has_args: bool, why_not: &str) {
+        let btf_ok = if self.skipped(btf_hook) {
+            self.report.missing(btf_hook, "skipped (--skip-hook)");
             false
-        } else if !has_mm {
-            let why = "this kernel's rss_stat passes no mm (before 6.2)";
-            self.report.missing(RSS_STAT_BTF, why);
+        } else if !has_args {
+            self.report.missing(btf_hook, why_not);
             false
         } else {
-            self.try_attach(RSS_STAT_BTF)
+            self.try_attach(btf_hook)
         };
         if btf_ok {
             return;
         }
-        if self.skipped(RSS_STAT_TP) {
-            self.report.missing(RSS_STAT_TP, "skipped (--skip-hook)");
+        if self.skipped(classic) {
+            self.report.missing(classic, "skipped (--skip-hook)");
         } else {
-            self.try_attach(RSS_STAT_TP);
+            self.try_attach(classic);
         }
     }
 }
@@ -379,6 +396,7 @@ fn take_maps(
     let map_err = |name| move |source| LoadError::Map { name, source };
     let ring = RingBuf::try_from(take(MAP_EVENTS)?).map_err(map_err(MAP_EVENTS))?;
     let watched = HashMap::try_from(take(MAP_WATCHED)?).map_err(map_err(MAP_WATCHED))?;
+    let shared = Array::try_from(take(MAP_SHARED)?).map_err(map_err(MAP_SHARED))?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).map_err(map_err(MAP_COUNTERS))?;
     let probe = match ebpf.take_map(MAP_PROBE) {
         Some(m) => Some(HashMap::try_from(m).map_err(map_err(MAP_PROBE))?),
@@ -394,6 +412,8 @@ fn take_maps(
     Ok(Tracer {
         ring,
         watched,
+        shared,
+        watched_ids: Vec::new(),
         counters,
         logger,
         probe,

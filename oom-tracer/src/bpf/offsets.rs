@@ -232,6 +232,14 @@ impl KernelBtf {
         k.page_counter_usage = opt("page_counter", &["usage"]);
         k.page_counter_max = opt("page_counter", &["max"]);
         k.page_counter_failcnt = opt("page_counter", &["failcnt"]);
+        k.css_serial_nr = opt("cgroup_subsys_state", &["serial_nr"]);
+        k.cgroup_subsys_memory = self
+            .offset("cgroup", &["subsys"])
+            .map_or(OFFSET_ABSENT, |o| o + memory_cgrp_id * 8);
+        k.cgroup_level = opt("cgroup", &["level"]);
+        k.task_group_leader = opt("task_struct", &["group_leader"]);
+        k.task_start_time = opt("task_struct", &["start_time"]);
+        k.task_self_exec_id = opt("task_struct", &["self_exec_id"]);
         self.memcg_stats_offsets(&mut k);
         // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES live in an
         // anonymous enum (not indexed by name); their values 0..3 have not
@@ -322,6 +330,8 @@ mod tests {
         let k = btf.kernel_offsets().unwrap();
         assert_ne!(k.task_cgroups, OFFSET_ABSENT);
         assert_ne!(k.kn_id, OFFSET_ABSENT);
+        assert_ne!(k.css_serial_nr, OFFSET_ABSENT);
+        assert_ne!(k.cgroup_subsys_memory, OFFSET_ABSENT);
         // The css is the first member of mem_cgroup and the usage counter
         // is the first member of page_counter on every kernel since 4.x.
         assert_eq!(k.page_counter_usage, 0);

@@ -3,9 +3,9 @@
 //! through it.
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
-use oom_tracer_common::{COUNTERS_LEN, Counter, PressureStat};
+use oom_tracer_common::{COUNTERS_LEN, Counter, GEN_WATCH, PressureStat, WATCH_BLOOM};
 use tokio::io::unix::AsyncFd;
 
 use crate::schema::{HookStat, HookStatus};
@@ -31,6 +31,11 @@ pub(crate) struct KernelCounters {
 pub(crate) struct Tracer {
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
     pub(super) watched: HashMap<MapData, u64, u8>,
+    /// `GEN_WATCH` and `WATCH_BLOOM`, which userspace keeps in step with
+    /// `watched`.
+    pub(super) shared: Array<MapData, u64>,
+    /// The ids in `watched`.
+    pub(super) watched_ids: Vec<u64>,
     pub(super) counters: PerCpuArray<MapData, u64>,
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub(super) hooks: HookStatus,
@@ -63,11 +68,36 @@ impl Tracer {
     pub(crate) fn watch(&mut self, id: u64) -> Result<(), WatchError> {
         self.watched
             .insert(id, 1, 0)
-            .map_err(|source| WatchError { id, source })
+            .map_err(|source| WatchError { id, source })?;
+        if !self.watched_ids.contains(&id) {
+            self.watched_ids.push(id);
+        }
+        self.watch_changed();
+        Ok(())
     }
 
     pub(crate) fn unwatch(&mut self, id: u64) {
         let _ = self.watched.remove(&id);
+        self.watched_ids.retain(|&w| w != id);
+        self.watch_changed();
+    }
+
+    /// After `watched` changed: the bloom word the programs test before a
+    /// lookup, then a new generation, which makes them drop the memcg
+    /// verdicts they cached per CPU. Only this thread writes either.
+    fn watch_changed(&mut self) {
+        let bloom = self
+            .watched_ids
+            .iter()
+            .fold(0, |b, &id| b | oom_tracer_common::watch_bloom_bit(id));
+        let generation = self.shared.get(&GEN_WATCH, 0).unwrap_or(0);
+        let res = self
+            .shared
+            .set(WATCH_BLOOM, bloom, 0)
+            .and_then(|()| self.shared.set(GEN_WATCH, generation.wrapping_add(1), 0));
+        if let Err(e) = res {
+            tracing::warn!("the programs may keep a stale watch verdict: {e}");
+        }
     }
 
     /// Waits until the kernel wakes the reader (OOM records force a wakeup).

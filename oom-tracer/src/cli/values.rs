@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use crate::{
     bpf::hooks::{
-        ANALYSIS, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TASKS, MARK_VICTIM_TP, RSS_STAT_TP,
+        ANALYSIS, FALLBACKS, LIFECYCLE, MARK_VICTIM_BTF, MARK_VICTIM_TASKS, MARK_VICTIM_TP,
     },
     quantity,
 };
@@ -44,7 +44,8 @@ pub(super) fn parse_hook(s: &str) -> Result<String, String> {
     let skippable = || {
         LIFECYCLE
             .iter()
-            .chain([&RSS_STAT_TP, &MARK_VICTIM_TASKS])
+            .chain(FALLBACKS.iter().map(|(_, classic)| classic))
+            .chain([&MARK_VICTIM_TASKS])
             .chain(&ANALYSIS)
     };
     if let Some(h) = skippable().find(|h| h.program == s || h.label() == s) {

@@ -133,6 +133,93 @@ pub(crate) fn api_pod(p: &Pod) -> Option<ApiPod> {
     })
 }
 
+/// Drops what [`api_pod`] never reads, before the reflector stores the
+/// pod: managed fields, annotations, the spec but the containers' names and
+/// memory resources, the status but the containers' restart counts, ids and
+/// reasons. A node's pods then cost the agent about a kilobyte each.
+pub(crate) fn strip(p: &mut Pod) {
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, PodSpec, PodStatus, ResourceRequirements,
+    };
+    let md = &mut p.metadata;
+    md.annotations = None;
+    md.managed_fields = None;
+    md.finalizers = None;
+    md.generate_name = None;
+    md.creation_timestamp = None;
+    md.deletion_timestamp = None;
+    md.deletion_grace_period_seconds = None;
+    md.generation = None;
+    if let Some(owners) = md.owner_references.as_mut() {
+        owners.truncate(1);
+        for o in owners.iter_mut() {
+            o.api_version = String::new();
+            o.uid = String::new();
+            o.block_owner_deletion = None;
+            o.controller = None;
+        }
+    }
+    let memory =
+        |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            m.and_then(|m| m.get("memory"))
+                .map(|q| BTreeMap::from([("memory".to_owned(), q.clone())]))
+        };
+    if let Some(spec) = p.spec.take() {
+        let containers = spec
+            .containers
+            .into_iter()
+            .map(|c| Container {
+                resources: c.resources.map(|r| ResourceRequirements {
+                    limits: memory(r.limits.as_ref()),
+                    requests: memory(r.requests.as_ref()),
+                    ..Default::default()
+                }),
+                name: c.name,
+                ..Default::default()
+            })
+            .collect();
+        p.spec = Some(PodSpec {
+            containers,
+            ..Default::default()
+        });
+    }
+    if let Some(status) = p.status.take() {
+        let statuses = status.container_statuses.map(|v| {
+            v.into_iter()
+                .map(|st| ContainerStatus {
+                    name: st.name,
+                    restart_count: st.restart_count,
+                    container_id: st.container_id,
+                    state: st.state.and_then(|s| s.waiting).map(|w| ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: w.reason,
+                            message: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    last_state: st
+                        .last_state
+                        .and_then(|s| s.terminated)
+                        .map(|t| ContainerState {
+                            terminated: Some(ContainerStateTerminated {
+                                exit_code: t.exit_code,
+                                reason: t.reason,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                    ..Default::default()
+                })
+                .collect()
+        });
+        p.status = Some(PodStatus {
+            container_statuses: statuses,
+            ..Default::default()
+        });
+    }
+}
+
 /// A running reflector over this node's pods.
 pub(crate) struct KubeSource {
     store: reflector::Store<Pod>,
@@ -167,7 +254,9 @@ impl KubeSource {
             wc = wc.fields(&format!("spec.nodeName={n}"));
         }
         let (store, writer) = reflector::store();
-        let stream = reflector(writer, watcher(pods, wc))
+        // Only this node's pods are listed (the field selector), and each is
+        // stripped to what the agent reads before the store keeps it.
+        let stream = reflector(writer, watcher(pods, wc).modify(strip))
             .default_backoff()
             .touched_objects();
         let task = tokio::spawn(async move {
@@ -250,6 +339,11 @@ mod tests {
         assert_eq!(c.waiting_reason.as_deref(), Some("CrashLoopBackOff"));
         assert!(p.by_name.contains_key("sidecar"));
         assert_eq!(strip_scheme("cri-o://x"), "x");
+        // Stripping keeps everything the agent reads.
+        let mut stripped = pod.clone();
+        strip(&mut stripped);
+        assert_eq!(api_pod(&stripped), Some(p));
+        assert!(stripped.spec.unwrap().containers[0].image.is_none());
         assert_eq!(strip_scheme("x"), "x");
     }
 }

@@ -24,7 +24,8 @@ pub(crate) struct Breakdown {
     /// Parts of `kernel_bytes`.
     pub(crate) kernel: KernelParts,
     /// The cgroup's memory events: times its limit was hit (`max`), OOMs
-    /// (`oom`) and OOM kills (`oom_kill`), hierarchical.
+    /// (`oom`) and OOM kills (`oom_kill`); on v2 including descendants, on
+    /// v1 each counted in one cgroup.
     pub(crate) events: MemoryEvents,
     /// Statistic updates the kernel had not flushed yet (0: exact).
     pub(crate) pending_updates: u64,

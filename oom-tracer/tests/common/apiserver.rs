@@ -22,6 +22,8 @@ struct State {
     rv: u64,
     /// (resourceVersion, type, pod), in order.
     events: Vec<(u64, &'static str, Value)>,
+    /// The current pods by uid (the last version of each; deleted ones gone).
+    current: std::collections::BTreeMap<String, Value>,
     /// Request lines seen.
     requests: Vec<String>,
     /// Requests refused for a missing or wrong bearer token.
@@ -134,17 +136,46 @@ impl ApiServer {
     }
 
     /// Adds or replaces a pod (ADDED or MODIFIED) and wakes the watchers.
-    pub(crate) fn upsert(&self, mut pod: Value) {
+    pub(crate) fn upsert(&self, pod: Value) {
+        self.upsert_many([pod]);
+    }
+
+    /// Adds or replaces many pods at once (one wake-up for the watchers).
+    pub(crate) fn upsert_many(&self, pods: impl IntoIterator<Item = Value>) {
         let (m, cv) = &*self.state;
         let mut s = m.lock().unwrap();
+        for mut pod in pods {
+            s.rv += 1;
+            pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let exists = s.current.insert(uid, pod.clone()).is_some();
+            let rv = s.rv;
+            s.events
+                .push((rv, if exists { "MODIFIED" } else { "ADDED" }, pod));
+        }
+        cv.notify_all();
+    }
+
+    /// Deletes a pod (DELETED) and wakes the watchers.
+    pub(crate) fn delete(&self, uid: &str) {
+        let (m, cv) = &*self.state;
+        let mut s = m.lock().unwrap();
+        let Some(mut pod) = s.current.remove(uid) else {
+            return;
+        };
         s.rv += 1;
         pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-        let uid = pod["metadata"]["uid"].clone();
-        let exists = s.events.iter().any(|(_, _, p)| p["metadata"]["uid"] == uid);
         let rv = s.rv;
-        s.events
-            .push((rv, if exists { "MODIFIED" } else { "ADDED" }, pod));
+        s.events.push((rv, "DELETED", pod));
         cv.notify_all();
+    }
+
+    /// How many pods the server holds now.
+    pub(crate) fn pod_count(&self) -> usize {
+        self.state.0.lock().unwrap().current.len()
     }
 
     pub(crate) fn events_posted(&self) -> Vec<Value> {
@@ -161,13 +192,8 @@ impl ApiServer {
     }
 
     /// The current pods (last version of each).
-    fn pods(s: &State) -> Vec<Value> {
-        let mut out: Vec<Value> = Vec::new();
-        for (_, _, p) in &s.events {
-            out.retain(|q| q["metadata"]["uid"] != p["metadata"]["uid"]);
-            out.push(p.clone());
-        }
-        out
+    fn pods(s: &State) -> impl Iterator<Item = &Value> {
+        s.current.values()
     }
 }
 
@@ -281,10 +307,11 @@ fn serve<S: Read + Write>(conn: S, st: Arc<(Mutex<State>, Condvar)>, token: Opti
                 if s.closed {
                     return;
                 }
-                let new: Vec<(u64, &'static str, Value)> = s
-                    .events
+                // Events are in resourceVersion order: skip the sent ones.
+                let first = s.events.partition_point(|(rv, _, _)| *rv <= sent);
+                let new: Vec<(u64, &'static str, Value)> = s.events[first..]
                     .iter()
-                    .filter(|(rv, _, p)| *rv > sent && selected(p))
+                    .filter(|(_, _, p)| selected(p))
                     .cloned()
                     .collect();
                 for (rv, ty, pod) in new {
@@ -302,10 +329,7 @@ fn serve<S: Read + Write>(conn: S, st: Arc<(Mutex<State>, Condvar)>, token: Opti
             }
         }
         let s = st.0.lock().unwrap();
-        let items: Vec<Value> = ApiServer::pods(&s)
-            .into_iter()
-            .filter(|p| selected(p))
-            .collect();
+        let items: Vec<&Value> = ApiServer::pods(&s).filter(|p| selected(p)).collect();
         let body = json!({
             "apiVersion": "v1", "kind": "PodList",
             "metadata": {"resourceVersion": s.rv.to_string()},
@@ -343,4 +367,104 @@ pub(crate) fn pod_json(
              "restartCount": restarts, "containerID": format!("containerd://{container_id}"),
              "state": {"running": {"startedAt": "2026-11-27T00:00:00Z"}}}]}
     })
+}
+
+/// Pod JSON of the size and shape the API serves for a typical workload:
+/// labels, annotations, owner, managed fields, env, mounts, probes, volumes,
+/// conditions (about 6 KB). The agent reads a small part of it.
+pub(crate) fn realistic_pod_json(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    container: &str,
+    container_id: Option<&str>,
+    restarts: i32,
+) -> Value {
+    let mut pod = pod_json(
+        namespace,
+        name,
+        uid,
+        node,
+        container,
+        container_id.unwrap_or_default(),
+        restarts,
+    );
+    if container_id.is_none() {
+        pod["status"]["containerStatuses"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("containerID");
+    }
+    let env: Vec<Value> = (0..12)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-{name}")}))
+        .collect();
+    let md = &mut pod["metadata"];
+    md["labels"] = json!({
+        "app.kubernetes.io/name": name, "app.kubernetes.io/instance": format!("{name}-prod"),
+        "app.kubernetes.io/version": "1.4.2", "pod-template-hash": "7d9c5b8f4d", "tier": "backend",
+    });
+    md["annotations"] = json!({
+        "kubectl.kubernetes.io/restartedAt": "2026-11-27T10:00:00Z",
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9090",
+        "checksum/config": "3b1f0c1e6f2a4d5b8c9e0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d",
+    });
+    md["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": format!("{name}-7d9c5b8f4d"), "uid": "11111111-2222-4333-8444-555555555555",
+        "controller": true, "blockOwnerDeletion": true}]);
+    md["creationTimestamp"] = json!("2026-11-27T09:00:00Z");
+    md["generateName"] = json!(format!("{name}-7d9c5b8f4d-"));
+    md["managedFields"] = json!([
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+         "time": "2026-11-27T09:00:00Z", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {"f:app.kubernetes.io/name": {}, "f:pod-template-hash": {}},
+             "f:ownerReferences": {"k:{\"uid\":\"11111111-2222-4333-8444-555555555555\"}": {}}},
+             "f:spec": {"f:containers": {format!("k:{{\"name\":\"{container}\"}}"): {
+                 "f:env": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {"f:limits": {"f:memory": {}}},
+                 "f:terminationMessagePath": {}, "f:volumeMounts": {}}},
+                 "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {}, "f:securityContext": {}, "f:volumes": {}}}},
+        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2026-11-27T09:00:05Z",
+         "fieldsType": "FieldsV1", "subresource": "status",
+         "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:startTime": {}}}}
+    ]);
+    let c = &mut pod["spec"]["containers"][0];
+    c["env"] = json!(env);
+    c["imagePullPolicy"] = json!("IfNotPresent");
+    c["ports"] = json!([{"containerPort": 8080, "protocol": "TCP", "name": "http"}]);
+    c["volumeMounts"] = json!([
+        {"name": "config", "mountPath": "/etc/app"},
+        {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]);
+    c["livenessProbe"] = json!({"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+        "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3});
+    c["readinessProbe"] = c["livenessProbe"].clone();
+    c["terminationMessagePath"] = json!("/dev/termination-log");
+    c["terminationMessagePolicy"] = json!("File");
+    let spec = &mut pod["spec"];
+    spec["volumes"] = json!([
+        {"name": "config", "configMap": {"name": format!("{name}-config"), "defaultMode": 420}},
+        {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}]);
+    spec["dnsPolicy"] = json!("ClusterFirst");
+    spec["restartPolicy"] = json!("Always");
+    spec["schedulerName"] = json!("default-scheduler");
+    spec["serviceAccountName"] = json!("default");
+    spec["terminationGracePeriodSeconds"] = json!(30);
+    spec["tolerations"] = json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]);
+    let st = &mut pod["status"];
+    st["conditions"] = json!([
+        {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": "2026-11-27T09:00:02Z"},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-27T09:00:00Z"},
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-27T09:00:05Z"},
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-11-27T09:00:05Z"},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-27T09:00:00Z"}]);
+    st["hostIP"] = json!("10.0.0.12");
+    st["podIP"] = json!("10.244.1.17");
+    st["podIPs"] = json!([{"ip": "10.244.1.17"}]);
+    st["qosClass"] = json!("Burstable");
+    st["startTime"] = json!("2026-11-27T09:00:00Z");
+    pod
 }

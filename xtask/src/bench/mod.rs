@@ -20,9 +20,16 @@
 //!   - `cgroup_churn`: 200 × (mkdir, two attaches, rmdir) under the watched pod;
 //! - OOM latency: `--kills` OOM kills under `oom-tracer run`, kill → record
 //!   on stdout, p50/p99; bpftrace runs at the same time and its
-//!   `oom_kill` lines for the same victims are timed too;
+//!   `oom_kill` lines for the same victims are timed too; then one more run
+//!   traced from outside (`breakdown.rs`, xtask/src/latency.bt) splits that time
+//!   into the kernel's wake-up, the tracer's work and the pipe;
 //! - OOM storm: `--storm` cgroups OOM-killed at once under the agent (and
-//!   bpftrace): records seen, the right cgroup named, lost events.
+//!   bpftrace): records seen, the right cgroup named, lost events;
+//! - the node bench (`node.rs`, oom-tracer only): 110 pods on the test
+//!   containerd, 10 of them crash-looping on OOM kills, a churn of pods,
+//!   5,000 pods served by the API stand-in, for `--node-secs`: the agent's
+//!   RSS and CPU over time, records per second, lost records, and whether
+//!   every kill and restart named the right pod, container and restart count.
 //!
 //! How a tool's programs are found: through its own file descriptors
 //! (`sys::attached_progs`): oom-tracer's bpf_links name their tracepoint in
@@ -31,7 +38,9 @@
 //! 15 characters: both tools' exec and exit programs are `sched_process_e`);
 //! each program's name and load time (after the tool's spawn) are checked
 //! and written to bench.json (`programs`).
+mod breakdown;
 mod measure;
+mod node;
 mod oom;
 mod render;
 mod storm;
@@ -73,6 +82,10 @@ pub(crate) struct BenchArgs {
     /// Length of each exec storm, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub exec_secs: f64,
+    /// Seconds under load of the node bench (110 pods on the test
+    /// containerd); 0 skips it.
+    #[arg(long, default_value_t = 120)]
+    pub node_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -319,6 +332,8 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     phases.insert("tool_runs_s".into(), t.elapsed().as_secs_f64().into());
+    eprintln!("xtask: bench: oom-tracer run, idle RSS");
+    ctx.run_idle_rss()?;
 
     // OOM phases: bpftrace traces alongside oom-tracer.
     let mut bt = ctx.spawn(Tool::Bpftrace)?;
@@ -334,8 +349,30 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let bt_lost = lost_events(Tool::Bpftrace, &bt_lines)?;
     drop(bt_lines);
 
+    let t = Instant::now();
+    let breakdown = ctx.latency_breakdown()?;
+    phases.insert(
+        "latency_breakdown_s".into(),
+        t.elapsed().as_secs_f64().into(),
+    );
+
+    let node = if args.node_secs > 0 {
+        let t = Instant::now();
+        let r = node::run(root, args.node_secs)?;
+        phases.insert("node_bench_s".into(), t.elapsed().as_secs_f64().into());
+        Some(r)
+    } else {
+        None
+    };
+
     let elapsed = started.elapsed().as_secs_f64();
-    let (table, mut report) = ctx.report(elapsed);
+    let (mut table, mut report) = ctx.report(elapsed);
+    table.push_str(&breakdown::render(&breakdown));
+    report["latency_breakdown"] = breakdown;
+    if let Some(node) = node {
+        table.push_str(&node::render(&node));
+        report["node"] = node;
+    }
     report["bpftrace_version"] = bpftrace_version.into();
     report["phases"] = phases.into();
     report["bpftrace_lost_events_oom_phases"] = bt_lost.into();

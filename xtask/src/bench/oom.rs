@@ -18,6 +18,29 @@ use super::{
 };
 
 impl Ctx {
+    /// `oom-tracer run`'s resident memory while its workload idles: one
+    /// sample per run, 1 s after the workload's exec.
+    pub(super) fn run_idle_rss(&mut self) -> anyhow::Result<()> {
+        let parent = sys::cgroup_path(&self.own);
+        for _ in 0..self.args.runs {
+            let mut c = Command::new(&self.tracer);
+            c.args(["run", "--cgroup-parent", &parent, "--"])
+                .arg(&self.stress)
+                .args(["--step", "1Mi", "--interval", "10ms", "--max", "4Mi"])
+                .args(["--hold", "30s"])
+                .env("OOM_TRACER_LOG", "warn");
+            let mut p = Proc::spawn("oom-tracer run", c, &self.out.join("oom-tracer-run.stderr"))?;
+            p.wait_for(0, Duration::from_secs(60), |l| is_event(&l.text, "exec"))?;
+            sys::sleep(Duration::from_secs(1))?;
+            if let Some(r) = sys::rss_kib(p.pid()) {
+                self.samples
+                    .add(Tool::OomTracer, "run_idle.rss_mib", r / 1024.0);
+            }
+            p.finish(Some(libc::SIGTERM), Duration::from_secs(15))?;
+        }
+        Ok(())
+    }
+
     /// OOM kill → stdout latency: `--kills` kills under `oom-tracer run`,
     /// per run; bpftrace (`bt`, already running) times its own lines for
     /// the same victims.
