@@ -266,7 +266,7 @@ def attempt(name, recs, at, cgroup, memcg_path, level, n):
     if not check(oom_i is not None, f"{tag}: oom_kill after exec"):
         return None, None
     allocs = [r["anon_rss_bytes"] for r in recs[exec_i:oom_i]
-              if r.get("event") == "alloc" and r.get("pid") == pid]
+              if r.get("event") == "alloc" and r.get("kind", "anon") == "anon" and r.get("pid") == pid]
     check(len(allocs) >= 3, f"{tag}: allocation ramp has >= 3 alloc records before the kill (got {len(allocs)})")
     check(all(a < b for a, b in zip(allocs, allocs[1:])), f"{tag}: ramp grows ({allocs})")
     o = recs[oom_i]

@@ -7,8 +7,8 @@ use oom_tracer_common::{Counter, EventKind, MemcgProbeEvent, SI_KERNEL, SignalEv
 use crate::{
     emit::{NO_WAKE, WAKE, count, header, output},
     kernel::{
-        ReadResult, btf_load, current_task_btf, memcg_oom_watched, setting, task_info_btf,
-        task_memcg, task_memcg_btf,
+        ReadResult, current_task_btf, memcg_oom_watched, read, setting, task_info_btf, task_memcg,
+        task_memcg_btf,
     },
     maps::{EVENTS, PROBE},
     memstat::read_memcg_stats,
@@ -62,8 +62,10 @@ fn try_sigkill(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let code = match info {
         SEND_SIG_NOINFO => SI_USER,
         SEND_SIG_PRIV => SI_KERNEL,
-        // kernel_siginfo starts with si_signo, si_errno, si_code.
-        p => btf_load::<i32>(p, 8).unwrap_or(SI_USER),
+        // kernel_siginfo starts with si_signo, si_errno, si_code. Read
+        // with the helper: once compared with the pseudo-pointers above,
+        // some verifiers (Debian's 6.12) no longer take it as a pointer.
+        p => read::<i32>(p, 8).unwrap_or(SI_USER),
     };
     let sender = current_task_btf();
     let ev = SignalEvent {

@@ -91,9 +91,16 @@ unsafe fn walk(css: u64, ev: *mut OomTasksEvent) -> u32 {
         child_pos: css + o.children,
         links,
         link_pos: read_or_zero(links, 0),
-        tasks: 0,
-        task_pos: 0,
-        n: 0,
+        // "No task at hand" is `task_pos == tasks`, started from a value the
+        // verifier does not know: verifiers before 6.7 check a `bpf_loop`
+        // callback as if it ran once, and with constants here they would
+        // find the task branch of `step` unreachable and remove it (6.1
+        // then walked every css_set and listed no task).
+        tasks: links,
+        task_pos: links,
+        // The same for the count: a constant 0 would let those verifiers
+        // drop the check against OOM_TASKS_MAX.
+        n: opaque_zero(),
         truncated: 0,
     };
     // SAFETY: `step` has the callback's signature; `c` lives across the loop.
@@ -126,6 +133,13 @@ unsafe fn walk(css: u64, ev: *mut OomTasksEvent) -> u32 {
         (*ev).truncated = c.truncated;
     }
     n
+}
+
+/// 0, from a read the verifier cannot see through (of address 0, which
+/// fails and leaves zeroes).
+#[inline(always)]
+fn opaque_zero() -> u32 {
+    read_or_zero::<u32>(0, 0)
 }
 
 /// One step of the walk: a task, or the next css_set, or the next child

@@ -46,7 +46,8 @@ fn container_limit_oom_cycle() {
             .iter()
             .skip(exec)
             .take_while(|r| r["event"] != "oom_kill")
-            .filter(|r| r["event"] == "alloc" && r["pid"] == pid)
+            // The process's own ramp; `file`/`shmem` steps are the cgroup's.
+            .filter(|r| r["event"] == "alloc" && r["kind"] == "anon" && r["pid"] == pid)
             .collect();
         assert!(
             allocs.len() >= 3,

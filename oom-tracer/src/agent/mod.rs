@@ -113,7 +113,7 @@ async fn serve(
     }
     let running = p.discover().await?;
     // Startup parsed BTF and listed the runtime: give that memory back.
-    host::trim_heap();
+    host::settle();
     health.set_ready();
     let on = |b: bool| if b { "on" } else { "off" };
     tracing::info!(

@@ -95,7 +95,9 @@ mod tests {
         assert_eq!(r.max_restarts, Some(3));
         assert_eq!(r.backoff.backoff_initial, Duration::from_secs(10));
         assert_eq!(r.backoff.backoff_max, Duration::from_secs(300));
-        assert_eq!(r.trace.ring_buffer_size, 1 << 20);
+        assert_eq!(r.trace.ring_buffer_size, None);
+        assert_eq!(r.trace.load_options(4, false).ring_buffer_bytes, 256 << 10);
+        assert_eq!(r.trace.load_options(4, true).ring_buffer_bytes, 1 << 20);
         let e = Cli::try_parse_from(["oom-tracer", "run", "--memory-limit", "banana"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("banana"));

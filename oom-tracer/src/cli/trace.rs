@@ -22,14 +22,21 @@ pub(crate) enum OomSource {
     Tracepoint,
 }
 
+/// The ring buffer of `run` and `check`: one workload's records. It is
+/// mapped twice into the process, so its size counts twice in RSS.
+const RUN_RING_BYTES: u32 = 256 << 10;
+/// The agent's: every container on the node.
+const AGENT_RING_BYTES: u32 = 1 << 20;
+
 #[derive(Args, Debug, Clone)]
 pub(crate) struct TraceArgs {
     /// Emit an `alloc` record each time a process's anonymous memory grows by this much.
     #[arg(long, env = "OOM_TRACER_ALLOC_STEP", default_value = "4Mi", value_parser = parse_quantity)]
     pub alloc_step: u64,
-    /// Kernel → userspace ring buffer size (power of two).
-    #[arg(long, env = "OOM_TRACER_RING_BUFFER_SIZE", default_value = "1Mi", value_parser = parse_ring_size)]
-    pub ring_buffer_size: u32,
+    /// Kernel → userspace ring buffer size (power of two) [default: 256Ki
+    /// for run and check, 1Mi for the agent, which sees the whole node].
+    #[arg(long, env = "OOM_TRACER_RING_BUFFER_SIZE", value_parser = parse_ring_size)]
+    pub ring_buffer_size: Option<u32>,
     /// Which OOM hook to use: tp_btf (rich, 6.8+), the classic tracepoint
     /// (any kernel), or auto (tp_btf, falling back to the tracepoint).
     #[arg(
@@ -62,7 +69,11 @@ impl TraceArgs {
             memory_hierarchy: hierarchy_id,
             oom_all,
             alloc_step_bytes: self.alloc_step,
-            ring_buffer_bytes: self.ring_buffer_size,
+            ring_buffer_bytes: self.ring_buffer_size.unwrap_or(if oom_all {
+                AGENT_RING_BYTES
+            } else {
+                RUN_RING_BYTES
+            }),
             oom_source: match self.oom_source {
                 OomSource::Auto => OomSourceChoice::Auto,
                 OomSource::TpBtf => OomSourceChoice::TpBtf,

@@ -181,8 +181,12 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         for e in bad {
             self.decode_error(&e);
         }
-        self.process(events.into()).await?;
-        self.report_losses()?;
+        // One batch: the drain's lines leave in one write.
+        self.sinks.batch();
+        let res = self.process(events.into()).await;
+        let res = res.and_then(|()| self.report_losses());
+        self.sinks.end_batch()?;
+        res?;
         if let Some(h) = &self.health {
             h.tick();
         }

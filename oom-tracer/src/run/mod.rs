@@ -27,6 +27,7 @@ use crate::{
     errors,
     health::{self, Health},
     host::{
+        self,
         clock::BootClock,
         signals::{SignalError, Signals},
     },
@@ -95,6 +96,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
         .await;
     p.start(Mode::Run, Some(hierarchy.version)).await?;
+    host::settle();
     health.set_ready();
 
     let mut kubelet = LocalKubelet {

@@ -27,13 +27,26 @@ pub(crate) enum SinkError {
 /// and count their troubles.
 pub(crate) trait Sink {
     fn write(&mut self, r: &Record) -> Result<(), SinkError>;
+
+    /// Hands on what `write` held back (one batch: a drain of the ring
+    /// buffer). A sink that holds nothing back needs no `flush`.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Every sink of one tracer, and how many records went to them.
+///
+/// Outside a batch every record is flushed at once. Inside one (a drain of
+/// the ring buffer, see [`Sinks::batch`]) the sinks are flushed once at
+/// its end: one `write(2)` for all of a drain's lines, so that the reader
+/// of stdout is woken once, with the OOM kill and what came before it.
 #[derive(Default)]
 pub(crate) struct Sinks {
     sinks: Vec<Box<dyn Sink>>,
     written: u64,
+    /// Batches open (they nest: a drain inside `emit`).
+    batches: u32,
 }
 
 impl Sinks {
@@ -51,6 +64,31 @@ impl Sinks {
         self.written += 1;
         for s in &mut self.sinks {
             s.write(r)?;
+        }
+        if self.batches == 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Opens a batch; records written until [`Sinks::end_batch`] are
+    /// flushed together.
+    pub(crate) fn batch(&mut self) {
+        self.batches += 1;
+    }
+
+    /// Closes a batch; the outermost one flushes.
+    pub(crate) fn end_batch(&mut self) -> Result<(), SinkError> {
+        self.batches = self.batches.saturating_sub(1);
+        if self.batches == 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for s in &mut self.sinks {
+            s.flush()?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Records on stdout: NDJSON (the default, for tools) or a readable
-//! timeline (for people). One line per record, flushed at once: an OOM
-//! kill must reach `kubectl logs` or a pipe without waiting for a buffer.
+//! timeline (for people). Lines are held only until the end of a batch (a
+//! drain of the ring buffer) and then written with one `write(2)`: an OOM
+//! kill reaches `kubectl logs` or a pipe without waiting for a timer, and
+//! the reader is woken once per drain, not once per line.
 use std::io::{IsTerminal as _, Write as _};
 
 use super::{Sink, SinkError, pretty};
@@ -18,6 +20,8 @@ pub(crate) enum Format {
 pub(crate) struct Stdout {
     format: Format,
     colour: bool,
+    /// Lines not written yet.
+    held: Vec<u8>,
 }
 
 impl Stdout {
@@ -28,27 +32,54 @@ impl Stdout {
             colour: format == Format::Pretty
                 && std::io::stdout().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none(),
+            held: Vec::with_capacity(8 << 10),
         }
-    }
-
-    fn line(&self, r: &Record) -> Result<String, SinkError> {
-        Ok(match self.format {
-            Format::Json => serde_json::to_string(r).map_err(|source| SinkError::Serialise {
-                event: r.event(),
-                source,
-            })?,
-            Format::Pretty if self.colour => pretty::coloured(r),
-            Format::Pretty => pretty::line(r),
-        })
     }
 }
 
 impl Sink for Stdout {
     fn write(&mut self, r: &Record) -> Result<(), SinkError> {
-        let line = self.line(r)?;
+        let start = self.held.len();
+        let res = match self.format {
+            Format::Json => {
+                serde_json::to_writer(&mut self.held, r).map_err(|source| SinkError::Serialise {
+                    event: r.event(),
+                    source,
+                })
+            }
+            Format::Pretty if self.colour => {
+                self.held.extend_from_slice(pretty::coloured(r).as_bytes());
+                Ok(())
+            }
+            Format::Pretty => {
+                self.held.extend_from_slice(pretty::line(r).as_bytes());
+                Ok(())
+            }
+        };
+        if res.is_err() {
+            // No half line: the record is left out, the error says which.
+            self.held.truncate(start);
+            return res;
+        }
+        self.held.push(b'\n');
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
+        let res = out
+            .write_all(&self.held)
             .and_then(|()| out.flush())
-            .map_err(SinkError::Write)
+            .map_err(SinkError::Write);
+        self.held.clear();
+        // A burst (a storm of records) leaves a large buffer behind: give
+        // it back rather than hold it for the life of the agent.
+        if self.held.capacity() > 256 << 10 {
+            self.held.shrink_to(8 << 10);
+        }
+        res
     }
 }

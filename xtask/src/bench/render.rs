@@ -1,7 +1,10 @@
 //! The markdown table and bench.json.
 use serde_json::{Value, json};
 
-use super::{Ctx, TOOLS, Tool, machine, percentile, sys::HOOKS};
+use super::{
+    Ctx, TOOLS, Tool, machine, percentile,
+    sys::{HOOKS, OWN_HOOKS},
+};
 
 /// A median for the table: `-` when absent.
 fn fmt(v: Option<f64>, dec: usize) -> String {
@@ -265,6 +268,28 @@ impl Ctx {
         md.push_str(&format!(
             "\nHooks that ran fewer than {MIN_RUNS} times in a storm are left out; bench.json has them.\n"
         ));
+        md.push_str(
+            "\noom-tracer's own hooks (the task list at a kill, reclaim pressure, page cache and \
+             shmem growth; bpftrace's script has no counterpart), ns per run:\n\n\
+             | storm | hook | oom-tracer | runs per storm |\n|---|---|---|---|\n",
+        );
+        for (storm, label) in STORMS {
+            for hook in OWN_HOOKS {
+                let ns = s.median(Tool::OomTracer, &format!("hook.{storm}.{hook}.ns"));
+                let runs = s.median(Tool::OomTracer, &format!("hook.{storm}.{hook}.runs"));
+                hooks.push(json!({
+                    "storm": storm, "hook": hook,
+                    "oom-tracer": {"ns_per_run": ns, "runs": runs},
+                }));
+                if runs.is_some_and(|n| n > 0.0) {
+                    md.push_str(&format!(
+                        "| {label} | {hook} | {} | {} |\n",
+                        fmt(ns, 0),
+                        fmt(runs, 0)
+                    ));
+                }
+            }
+        }
         let mut pooled = serde_json::Map::new();
         for (t, v) in &self.latencies {
             let mut v = v.clone();

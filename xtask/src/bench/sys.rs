@@ -281,6 +281,28 @@ pub(super) const HOOKS: [&str; 8] = [
     "cgroup_attach_task",
 ];
 
+/// oom-tracer's programs that bpftrace's script has no counterpart for:
+/// their cost per run is shown for oom-tracer alone.
+pub(super) const OWN_HOOKS: [&str; 4] = [
+    "mark_victim_tasks",
+    "mm_vmscan_memcg_reclaim_begin",
+    "mm_vmscan_memcg_reclaim_end",
+    "mod_memcg_lruvec_state",
+];
+
+/// The row a program counts in: its tracepoint, or, where the program's
+/// kernel name (15 characters) is not the start of the tracepoint's name,
+/// the oom-tracer program of that name (a second program on a tracepoint).
+pub(super) fn hook_label(tp: &str, kernel_name: &str) -> String {
+    if kernel_name.is_empty() || tp.starts_with(kernel_name) {
+        return tp.to_owned();
+    }
+    oom_tracer_common::names::PROGRAMS
+        .iter()
+        .find(|p| p.starts_with(kernel_name))
+        .map_or_else(|| kernel_name.to_owned(), |p| (*p).to_owned())
+}
+
 /// One BPF program of a tool and the tracepoint it is attached to.
 #[derive(Clone, Debug)]
 pub(super) struct Prog {
