@@ -485,26 +485,50 @@ fn text_width(s: &str, size: u32) -> i32 {
 
 /// The key, drawn by hand beside the chart so it never hides data.
 fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
-    const X: i32 = 8;
-    const STEP: i32 = 21;
-    let mut y = 48;
-    let text = |area: &Area<'_>, s: &str, y: i32| {
-        area.draw(&Text::new(
-            s.to_owned(),
-            (X + 34, y),
-            font(13, BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-    };
+    let mut key = Legend { area, y: 48 };
     area.draw(&Text::new(
         "legend",
-        (X, y - 20),
+        (Legend::X, key.y - 20),
         (FONT, 14)
             .into_font()
             .style(FontStyle::Bold)
             .color(&BLACK)
             .pos(Pos::new(HPos::Left, VPos::Center)),
     ))?;
+    legend_memory(&mut key, lane)?;
+    legend_limits(&mut key, lane)?;
+    legend_marks(&mut key, lane)
+}
 
+/// The legend's column: one entry (a symbol and its text) per line.
+struct Legend<'a, 'b> {
+    area: &'a Area<'b>,
+    y: i32,
+}
+
+impl Legend<'_, '_> {
+    const X: i32 = 8;
+    const STEP: i32 = 21;
+
+    /// `symbol` draws at (x, y) of the line; `text` follows it.
+    fn entry(
+        &mut self,
+        text: &str,
+        symbol: impl FnOnce(&Area<'_>, i32, i32) -> Result<(), DrawError>,
+    ) -> Result<(), DrawError> {
+        symbol(self.area, Self::X, self.y)?;
+        self.area.draw(&Text::new(
+            text.to_owned(),
+            (Self::X + 34, self.y),
+            font(13, BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        self.y += Self::STEP;
+        Ok(())
+    }
+}
+
+/// A line per attempt (anonymous RSS), then page cache and shmem growth.
+fn legend_memory(key: &mut Legend<'_, '_>, lane: &Lane) -> Result<(), DrawError> {
     // Room for about 13 entries: fewer attempts when the kills have
     // breakdowns to explain.
     let shown = if lane.kills.iter().any(|k| !k.parts.is_empty()) {
@@ -519,74 +543,73 @@ fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
         .filter(|(_, a)| a.series.iter().any(|s| s.kind == AllocKind::Anon))
         .collect();
     for &(ai, a) in with_memory.iter().take(shown) {
-        let color = attempt_color(ai);
-        area.draw(&PathElement::new(
-            vec![(X, y), (X + 26, y)],
-            color.stroke_width(2),
-        ))?;
         let n = a.restart_count.map_or(ai, |n| n as usize);
         let id =
             a.id.as_deref()
                 .map(|id| format!(" ({})", clean(&id.chars().take(8).collect::<String>(), 8)))
                 .unwrap_or_default();
-        text(area, &format!("anon RSS, #{n}{id}"), y)?;
-        y += STEP;
+        key.entry(&format!("anon RSS, #{n}{id}"), |area, x, y| {
+            area.draw(&PathElement::new(
+                vec![(x, y), (x + 26, y)],
+                attempt_color(ai).stroke_width(2),
+            ))
+        })?;
     }
-    for (kind, what) in [
-        (AllocKind::File, "page cache grown (dashed)"),
-        (AllocKind::Shmem, "tmpfs/shmem grown (dotted)"),
+    for (kind, what, dash, gap) in [
+        (AllocKind::File, "page cache grown (dashed)", 6, 4),
+        (AllocKind::Shmem, "tmpfs/shmem grown (dotted)", 2, 3),
     ] {
-        let Some(ai) = lane
+        let first = lane
             .attempts
             .iter()
-            .position(|a| a.series.iter().any(|s| s.kind == kind))
-        else {
-            continue;
-        };
-        let (dash, gap) = if kind == AllocKind::File {
-            (6, 4)
-        } else {
-            (2, 3)
-        };
-        area.draw(&DashedPathElement::new(
-            vec![(X, y), (X + 26, y)],
-            dash,
-            gap,
-            attempt_color(ai).stroke_width(2),
-        ))?;
-        text(area, what, y)?;
-        y += STEP;
+            .position(|a| a.series.iter().any(|s| s.kind == kind));
+        if let Some(ai) = first {
+            key.entry(what, |area, x, y| {
+                area.draw(&DashedPathElement::new(
+                    vec![(x, y), (x + 26, y)],
+                    dash,
+                    gap,
+                    attempt_color(ai).stroke_width(2),
+                ))
+            })?;
+        }
     }
     if with_memory.len() > shown {
-        text(
-            area,
-            &format!("… {} more attempts", with_memory.len() - shown),
-            y,
-        )?;
-        y += STEP;
+        let more = format!("… {} more attempts", with_memory.len() - shown);
+        key.entry(&more, |_, _, _| Ok(()))?;
     }
+    Ok(())
+}
+
+/// One entry per kind of limit line.
+fn legend_limits(key: &mut Legend<'_, '_>, lane: &Lane) -> Result<(), DrawError> {
     let mut kinds: Vec<LimitKind> = lane.limits.iter().map(|l| l.kind).collect();
     kinds.dedup();
     for kind in kinds {
-        area.draw(&DashedPathElement::new(
-            vec![(X, y), (X + 26, y)],
-            6,
-            4,
-            limit_color(kind).stroke_width(2),
-        ))?;
         let what = match kind {
             LimitKind::Container => "container memory limit",
             LimitKind::Pod => "pod memory limit",
             LimitKind::Ancestor => "ancestor memory limit",
             LimitKind::Unknown => "memory limit",
         };
-        text(area, what, y)?;
-        y += STEP;
+        key.entry(what, |area, x, y| {
+            area.draw(&DashedPathElement::new(
+                vec![(x, y), (x + 26, y)],
+                6,
+                4,
+                limit_color(kind).stroke_width(2),
+            ))
+        })?;
     }
+    Ok(())
+}
+
+/// Kills, the parts of their breakdowns, exits and back-off gaps.
+fn legend_marks(key: &mut Legend<'_, '_>, lane: &Lane) -> Result<(), DrawError> {
     if !lane.kills.is_empty() {
-        area.draw(&Cross::new((X + 13, y), 6, KILL.stroke_width(3)))?;
-        text(area, "OOM victim (usage at kill)", y)?;
-        y += STEP;
+        key.entry("OOM victim (usage at kill)", |area, x, y| {
+            area.draw(&Cross::new((x + 13, y), 6, KILL.stroke_width(3)))
+        })?;
     }
     let mut parts: Vec<Part> = lane
         .kills
@@ -596,24 +619,25 @@ fn draw_legend(area: &Area<'_>, lane: &Lane) -> Result<(), DrawError> {
     parts.sort_unstable();
     parts.dedup();
     for part in parts {
-        area.draw(&Rectangle::new(
-            [(X + 7, y - 7), (X + 19, y + 7)],
-            part_color(part).mix(0.85).filled(),
-        ))?;
-        text(area, &format!("at the kill: {}", part.words()), y)?;
-        y += STEP;
+        key.entry(&format!("at the kill: {}", part.words()), |area, x, y| {
+            area.draw(&Rectangle::new(
+                [(x + 7, y - 7), (x + 19, y + 7)],
+                part_color(part).mix(0.85).filled(),
+            ))
+        })?;
     }
     if !lane.exits.is_empty() {
-        area.draw(&TriangleMarker::new((X + 13, y), 6, EXIT.filled()))?;
-        text(area, "exit (code, reason)", y)?;
-        y += STEP;
+        key.entry("exit (code, reason)", |area, x, y| {
+            area.draw(&TriangleMarker::new((x + 13, y), 6, EXIT.filled()))
+        })?;
     }
     if !lane.gaps.is_empty() {
-        area.draw(&Rectangle::new(
-            [(X, y - 7), (X + 26, y + 7)],
-            GAP.mix(0.18).filled(),
-        ))?;
-        text(area, "down (restart back-off)", y)?;
+        key.entry("down (restart back-off)", |area, x, y| {
+            area.draw(&Rectangle::new(
+                [(x, y - 7), (x + 26, y + 7)],
+                GAP.mix(0.18).filled(),
+            ))
+        })?;
     }
     Ok(())
 }
