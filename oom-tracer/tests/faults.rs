@@ -385,6 +385,20 @@ fn api_server_down_then_back() {
     drop(api);
     std::thread::sleep(Duration::from_secs(2));
     let api = ApiServer::start_on(port);
+    // The watcher retries with back-off: the pod runs once the agent says
+    // the source is back (a kill before that has no API metadata to give).
+    let until = Instant::now() + Duration::from_secs(60);
+    while !agent
+        .stderr_text()
+        .contains("Kubernetes API source recovered")
+    {
+        assert!(
+            Instant::now() < until,
+            "the agent did not recover the API source in 60 s:\n{}",
+            agent.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let slow = ContainerSpec {
         name: "hog",
         args: &["--step", "2Mi", "--interval", "50ms"],

@@ -256,9 +256,9 @@ impl KubeSource {
         let (store, writer) = reflector::store();
         // Only this node's pods are listed (the field selector), and each is
         // stripped to what the agent reads before the store keeps it.
-        let stream = reflector(writer, watcher(pods, wc).modify(strip))
-            .default_backoff()
-            .touched_objects();
+        // Every watcher event counts as the source answering, the (re)list's
+        // Init and InitDone too: a node without pods is a source that works.
+        let stream = reflector(writer, watcher(pods, wc).modify(strip)).default_backoff();
         let task = tokio::spawn(async move {
             futures::pin_mut!(stream);
             let mut failing = false;
