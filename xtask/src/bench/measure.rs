@@ -102,14 +102,7 @@ impl Ctx {
         }
         let ids: Vec<u32> = progs.iter().map(|x| x.id).collect();
         let stats = sys::prog_stats(&ids);
-        // A second program on one tracepoint (oom-tracer's task list on
-        // mark_victim) is its own row, named after the program.
-        let mut progs = progs;
-        for x in &mut progs {
-            if let Some(st) = stats.get(&x.id) {
-                x.hook = sys::hook_label(&x.hook, &st.name);
-            }
-        }
+
         let spawned = p
             .spawned_at
             .checked_sub(Duration::from_secs(1))

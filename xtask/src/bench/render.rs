@@ -265,6 +265,19 @@ impl Ctx {
                 ));
             }
         }
+        // The kill's record leaves mark_victim without a wake-up where the
+        // task list follows it (mark_victim_tasks wakes the reader): per
+        // kill, oom-tracer pays for both.
+        let per_kill = |hook: &str| s.median(Tool::OomTracer, &format!("hook.oom_storm.{hook}.ns"));
+        if let (Some(a), Some(b)) = (per_kill("mark_victim"), per_kill("mark_victim_tasks")) {
+            let bt = s.median(Tool::Bpftrace, "hook.oom_storm.mark_victim.ns");
+            md.push_str(&format!(
+                "| OOM storm | mark_victim + mark_victim_tasks, per kill | {} | {} | {} | |\n",
+                fmt(Some(a + b), 0),
+                fmt(bt, 0),
+                fmt(ratio(Some(a + b), bt), 2),
+            ));
+        }
         md.push_str(&format!(
             "\nHooks that ran fewer than {MIN_RUNS} times in a storm are left out; bench.json has them.\n"
         ));

@@ -399,6 +399,15 @@ pub(super) fn attached_progs(pid: u32) -> Vec<Prog> {
             v.push(Prog { id, hook });
         }
     }
+    // A second program on one tracepoint (oom-tracer's task list on
+    // mark_victim) is its own row, named after the program.
+    let ids: Vec<u32> = v.iter().map(|x| x.id).collect();
+    let stats = prog_stats(&ids);
+    for x in &mut v {
+        if let Some(st) = stats.get(&x.id) {
+            x.hook = hook_label(&x.hook, &st.name);
+        }
+    }
     v.sort_by(|a, b| a.hook.cmp(&b.hook));
     v
 }
