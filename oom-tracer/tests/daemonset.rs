@@ -721,6 +721,33 @@ fn daemonset_runs_as_deployed() {
         }
     }
     check_records(&records, &example, &attempts);
+    // With only BPF and PERFMON, under the runtime's default seccomp
+    // profile, no hook is refused for want of a privilege: whatever is
+    // missing is missing from the kernel, not from the pod spec.
+    let hooks = diagnostics
+        .iter()
+        .filter_map(|d| d["message"].as_str())
+        .find(|m| m.starts_with("hooks active: "))
+        .unwrap_or_else(|| panic!("no \"hooks active\" startup line: {diagnostics:#?}"));
+    for refusal in ["Operation not permitted", "missing CAP_"] {
+        assert!(
+            !hooks.contains(refusal),
+            "a hook was refused in the pod's security context: {hooks}"
+        );
+    }
+    let active = hooks["hooks active: ".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .split(", ")
+        .filter(|h| !h.is_empty() && *h != "none")
+        .count();
+    assert!(active > 0, "{hooks}");
+    let load = diagnostics
+        .iter()
+        .filter_map(|d| d["message"].as_str())
+        .find(|m| m.starts_with("loaded and attached "))
+        .unwrap_or("no \"loaded and attached\" line");
     // The API source: this node's pods, with the service account's token.
     let requests = cluster.api.requests();
     assert!(
@@ -735,8 +762,8 @@ fn daemonset_runs_as_deployed() {
     );
 
     eprintln!(
-        "measure: agent container start -> /readyz {} ms ({} ms from CreateContainer); \
-         idle RSS {idle_rss_kib} KiB; idle memcg usage {} KiB; memcg peak {} KiB of {} KiB; \
+        "measure: {active} hooks active ({load}); agent container start -> /readyz {} ms \
+         ({} ms from CreateContainer); idle RSS {idle_rss_kib} KiB; idle memcg usage {} KiB; memcg peak {} KiB of {} KiB; \
          readiness probes {} ok; liveness probes {} ok",
         ready_after.as_millis(),
         created_to_ready.as_millis(),

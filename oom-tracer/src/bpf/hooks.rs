@@ -225,7 +225,11 @@ impl Report {
 
     /// The one startup line.
     pub(crate) fn summary(&self) -> String {
-        let mut s = format!("hooks active: {}", self.status.active.join(", "));
+        let active = match self.status.active.as_slice() {
+            [] => "none".to_owned(),
+            hooks => hooks.join(", "),
+        };
+        let mut s = format!("hooks active: {active}");
         if self.status.missing.is_empty() {
             s.push_str("; missing: none");
         } else {
@@ -256,6 +260,11 @@ mod tests {
         assert_eq!(
             r.summary(),
             "hooks active: tracepoint/oom/mark_victim; missing: tp_btf/mark_victim (EPERM)"
+        );
+        assert!(
+            Report::default()
+                .summary()
+                .starts_with("hooks active: none; ")
         );
     }
 
