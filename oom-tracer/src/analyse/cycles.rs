@@ -247,8 +247,21 @@ fn ramp(a: &Attempt) -> Option<Ramp> {
 }
 
 /// An attempt that reached its limit this soon after its start died of
-/// what the previous attempt left behind, if the cause is the same.
+/// what the previous attempt left behind, if the cause is the same and the
+/// victim did not build it itself ([`own_doing`]).
 const AT_ONCE_MS: u64 = 1000;
+
+/// The victim itself holds the memory of the cause (its own RSS is at least
+/// half of it): this attempt built it, however fast, so nothing outlived the
+/// restart. A fast anonymous ramp is the common case. Without the victim's
+/// RSS, only anonymous memory counts as its own: it goes with its tasks,
+/// where tmpfs, page cache and kernel memory stay charged to the cgroup.
+fn own_doing(c: &Cause) -> bool {
+    match c.victim_rss_bytes {
+        Some(rss) => rss.saturating_mul(2) >= c.bytes,
+        None => c.part == Part::Anon,
+    }
+}
 
 impl Cycles {
     /// The cycle record of attempt `a`; remembers its cause for the next.
@@ -268,7 +281,10 @@ impl Cycles {
             self.last_cause.insert(k, c);
         }
         let mut c = cycle(a, restart, state);
-        c.cause_carried_over = at_once && cause.is_some() && cause == previous;
+        c.cause_carried_over = at_once
+            && cause.is_some()
+            && cause == previous
+            && c.cause.as_ref().is_some_and(|cause| !own_doing(cause));
         c
     }
 }

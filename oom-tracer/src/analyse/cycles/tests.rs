@@ -219,3 +219,59 @@ fn records_without_pods_are_ignored() {
     assert!(c.observe(&r).is_empty());
     assert!(c.finish().is_empty());
 }
+
+/// An OOM kill whose cause is `part`, 48Mi of the 50Mi limit, with the
+/// victim's own RSS `victim_rss_mib`.
+fn oom_caused(t: &str, n: u32, pid: u32, part: Part, victim_rss_mib: u64) -> Record {
+    let mut r = oom(t, n, pid);
+    if let Body::OomKill(k) = &mut r.body {
+        k.cause = Some(Cause {
+            part,
+            bytes: 48 << 20,
+            share_of_limit_pct: 96,
+            victim_rss_bytes: Some(victim_rss_mib << 20),
+            text: String::new(),
+        });
+    }
+    r
+}
+
+/// Two attempts, each killed 0.5 s after its start by the same cause; the
+/// second one's cycle.
+fn second_attempt(part: Part, victim_rss_mib: u64) -> serde_json::Value {
+    let mut c = Cycles::new(policy());
+    let mut out = Vec::new();
+    for r in [
+        start("00.000000", 0),
+        oom_caused("00.500000", 0, 7, part, victim_rss_mib),
+        exit("00.510000", 0, 510),
+        restart("10.510000", 1, 10_000),
+        start("10.510000", 1),
+        oom_caused("11.010000", 1, 8, part, victim_rss_mib),
+        exit("11.020000", 1, 510),
+        restart("31.020000", 2, 20_000),
+    ] {
+        out.extend(c.observe(&r));
+    }
+    assert_eq!(out.len(), 2, "{out:#?}");
+    serde_json::to_value(&out[1]).unwrap()
+}
+
+#[test]
+fn a_fast_ramp_of_the_victims_own_memory_is_not_carried_over() {
+    // The default stress: anonymous memory to the limit in 0.5 s, every
+    // attempt. Its memory went with its tasks; nothing outlived the restart.
+    let v = second_attempt(Part::Anon, 50);
+    assert_eq!(v["cause"]["part"], "anon");
+    assert_eq!(v["cause_carried_over"], false, "{v:#}");
+}
+
+#[test]
+fn tmpfs_the_victim_does_not_hold_is_carried_over() {
+    // A tmpfs kept across the restart: the victim's own RSS is small.
+    let v = second_attempt(Part::Shmem, 2);
+    assert_eq!(v["cause_carried_over"], true, "{v:#}");
+    // Mapped by the victim itself, it is its own doing again.
+    let v = second_attempt(Part::Shmem, 40);
+    assert_eq!(v["cause_carried_over"], false, "{v:#}");
+}
