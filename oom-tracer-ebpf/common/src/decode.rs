@@ -121,3 +121,7 @@ pub fn as_bytes<T: Copy>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 #[path = "decode_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decode_props.rs"]
+mod props;
