@@ -161,30 +161,14 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::schema::{ContainerRef, PodRef};
+    use crate::pods::fake::example_container;
 
     fn at(ms: u64) -> Timestamp {
         Timestamp(UNIX_EPOCH + Duration::from_millis(1_795_802_400_000 + ms))
     }
 
     fn container(restarts: u32) -> Container {
-        Container {
-            pod: PodRef {
-                namespace: Some("default".into()),
-                name: Some("oom-example".into()),
-                uid: "u".into(),
-            },
-            container: ContainerRef {
-                name: Some("stress".into()),
-                id: format!("c{restarts}"),
-                restart_count: Some(restarts),
-            },
-            path: format!("/kubepods/podu/c{restarts}"),
-            pod_cgroup_id: 1,
-            limit_bytes: Some(50 << 20),
-            pod_limit_bytes: None,
-            command: vec![],
-        }
+        example_container(restarts, 1)
     }
 
     fn end(pid: u32, ms: u64, signal: Option<u32>, status: Option<u32>, oom: bool) -> Ending {

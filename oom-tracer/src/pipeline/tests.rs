@@ -11,8 +11,11 @@ use crate::{
     bpf::tracer::KernelCounters,
     cgroup::index::CgroupIndex,
     host::clock::BootClock,
-    pods::fake::FakePods,
-    schema::{ContainerRef, HookStat, HookStatus, PodRef},
+    pods::{
+        Container,
+        fake::{FakePods, example_container},
+    },
+    schema::{HookStat, HookStatus},
     sinks::{
         Sink,
         metrics::{Metrics, MetricsSink, testing},
@@ -125,23 +128,7 @@ const CTR: u64 = 101;
 const POD: u64 = 100;
 
 fn container(restarts: u32) -> Container {
-    Container {
-        pod: PodRef {
-            namespace: Some("default".into()),
-            name: Some("oom-example".into()),
-            uid: "u".into(),
-        },
-        container: ContainerRef {
-            name: Some("stress".into()),
-            id: format!("c{restarts}"),
-            restart_count: Some(restarts),
-        },
-        path: "/kubepods/podu/c0".into(),
-        pod_cgroup_id: POD,
-        limit_bytes: Some(50 << 20),
-        pod_limit_bytes: None,
-        command: vec![],
-    }
+    example_container(restarts, POD)
 }
 
 type TestPipeline = Pipeline<FakeKernel, FakePods>;

@@ -2,6 +2,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Container, Learned, PodAccessor};
+use crate::schema::{ContainerRef, PodRef};
 
 #[derive(Debug, Default)]
 pub(crate) struct FakePods {
@@ -41,4 +42,27 @@ impl PodAccessor for FakePods {
     }
 
     async fn refresh(&mut self) {}
+}
+
+/// The `stress` container of pod `default/oom-example` (uid `u`) after
+/// `restarts` restarts: cgroup `/kubepods/podu/c{restarts}`, under the pod
+/// cgroup `pod_cgroup_id`, limit 50Mi.
+pub(crate) fn example_container(restarts: u32, pod_cgroup_id: u64) -> Container {
+    Container {
+        pod: PodRef {
+            namespace: Some("default".into()),
+            name: Some("oom-example".into()),
+            uid: "u".into(),
+        },
+        container: ContainerRef {
+            name: Some("stress".into()),
+            id: format!("c{restarts}"),
+            restart_count: Some(restarts),
+        },
+        path: format!("/kubepods/podu/c{restarts}"),
+        pod_cgroup_id,
+        limit_bytes: Some(50 << 20),
+        pod_limit_bytes: None,
+        command: vec![],
+    }
 }

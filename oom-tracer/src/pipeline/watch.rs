@@ -1,0 +1,91 @@
+//! Which cgroups the kernel side traces: watched cgroups, pod roots,
+//! containers found already running.
+use super::{Kernel, Pipeline, PipelineError};
+use crate::{
+    cgroup::pod::procs,
+    pods::{Learned, PodAccessor},
+};
+
+/// Watching cgroups.
+impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
+    /// Traces cgroup `id` at `path` and below, and reports the mkdir and
+    /// rmdir of cgroups there.
+    pub(crate) fn watch(&mut self, id: u64, path: &str) -> Result<(), PipelineError> {
+        self.kernel.watch(id)?;
+        self.translator.index.insert(id, path);
+        self.translator.watch_path(path);
+        Ok(())
+    }
+
+    pub(crate) fn unwatch(&mut self, id: u64) {
+        self.kernel.unwatch(id);
+    }
+
+    pub(super) fn watch_root(&mut self, id: u64, path: &str) {
+        if self.roots.contains(&id) {
+            return;
+        }
+        match self.kernel.watch(id) {
+            Ok(()) => {
+                tracing::info!("watching pods under {path}");
+                self.roots.push(id);
+                self.translator.watch_path(path);
+            }
+            Err(e) => tracing::warn!("{}", crate::errors::chain(&e)),
+        }
+    }
+
+    /// Whether a cgroup under which pods live is watched.
+    pub(crate) fn has_pod_roots(&self) -> bool {
+        !self.roots.is_empty()
+    }
+
+    /// Looks for new pod roots (the kubelet may start after the agent) and
+    /// re-reads the metadata sources.
+    pub(crate) async fn rescan(&mut self) {
+        self.translator.index.scan();
+        let roots: Vec<(u64, String)> = self
+            .translator
+            .index
+            .entries()
+            .filter(|(_, p)| self.pods.is_pod_root(p))
+            .map(|(id, p)| (id, p.to_owned()))
+            .collect();
+        for (id, path) in roots {
+            self.watch_root(id, &path);
+        }
+        self.pods.refresh().await;
+    }
+
+    /// Containers already running: found in the cgroup tree, reported with
+    /// `discovered: true`, their lowest pid taken as the main process.
+    /// Returns how many.
+    pub(crate) async fn discover(&mut self) -> Result<usize, PipelineError> {
+        self.pods.refresh().await;
+        let Some(h) = self.translator.index.hierarchy().cloned() else {
+            return Ok(0);
+        };
+        let cgroups: Vec<(u64, String)> = self
+            .translator
+            .index
+            .entries()
+            .map(|(id, p)| (id, p.to_owned()))
+            .collect();
+        let mut found = 0;
+        for (id, path) in cgroups {
+            let Some(&pid) = procs(&h.dir(&path)).iter().min() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if self.lifecycle.is_tracked(id)
+                || self.pods.learn(id, &path, comm.trim()).await != Learned::Container
+            {
+                continue;
+            }
+            let now = self.translator.now();
+            self.container_started(id, pid as u32, now, true)?;
+            found += 1;
+        }
+        Ok(found)
+    }
+}
