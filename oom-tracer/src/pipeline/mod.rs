@@ -8,6 +8,9 @@
 //! 5. **analyse** (`crate::analyse`): verdicts, container exits, cycles;
 //! 6. **sinks** (`crate::sinks`): stdout, metrics, Kubernetes Events.
 //!
+//! `handle.rs` takes one record through stages 3 to 6; this file holds the
+//! loop around it (start, pump, trace, stop).
+//!
 //! `run` and `agent` differ only in the accessor they hand in (where
 //! containers and their metadata come from) and in what they do between
 //! pumps: `run` spawns and restarts its workload, `agent` rescans the node.
