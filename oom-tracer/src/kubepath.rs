@@ -20,7 +20,6 @@
 //! can skip them. The kubepods part may sit below other components (nodes
 //! running in docker, kind), so it is looked for anywhere in the path; what
 //! follows it must match one of the layouts exactly.
-#![allow(dead_code)]
 
 use serde::Serialize;
 
