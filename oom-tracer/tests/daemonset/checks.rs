@@ -1,0 +1,138 @@
+//! What the DaemonSet test reads back and checks: the agent's memory, its
+//! read-only mounts, its CRI log as JSON lines, and its records of the
+//! example pod.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::{
+    common::{
+        node::{self, LogLine},
+        podspec::PodPlan,
+    },
+    lifecycle::KILLS,
+};
+
+/// The agent's process (a host pid: hostPID), its resident memory (KiB)
+/// and its memcg's usage (bytes), from the container's memory cgroup.
+pub(crate) fn agent_memory(plan: &PodPlan, id: &str) -> (u32, u64, u64) {
+    let memcg = node::memcg_dir(plan, id);
+    let pid: u32 = std::fs::read_to_string(memcg.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .next()
+        .expect("the agent's process")
+        .parse()
+        .unwrap();
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap();
+    let usage = node::read_u64(&memcg.join("memory.usage_in_bytes"))
+        .or_else(|| node::read_u64(&memcg.join("memory.current")))
+        .unwrap();
+    (pid, rss_kib, usage)
+}
+
+/// Every read-only mount of the container is read-only in its mount
+/// table. Returns the mounts beneath them that stay writable (the runtime
+/// makes only the mount point read-only unless it supports recursive
+/// read-only mounts, and then there must be none).
+pub(crate) fn check_read_only(plan: &PodPlan, pid: u32, recursive: bool) -> Vec<String> {
+    let table = node::mounts(pid);
+    let ro = |opts: &str| opts.split(',').any(|o| o == "ro");
+    let mut writable = Vec::new();
+    for m in plan.containers[0]
+        .config
+        .mounts
+        .iter()
+        .filter(|m| m.readonly)
+    {
+        let top = table
+            .iter()
+            .rfind(|(p, _)| *p == m.container_path)
+            .unwrap_or_else(|| panic!("{} is not mounted: {table:?}", m.container_path));
+        assert!(ro(&top.1), "{} is mounted {}", m.container_path, top.1);
+        let prefix = format!("{}/", m.container_path);
+        writable.extend(
+            table
+                .iter()
+                .filter(|(p, o)| p.starts_with(&prefix) && !ro(o))
+                .map(|(p, _)| p.clone()),
+        );
+    }
+    assert!(
+        !recursive || writable.is_empty(),
+        "the runtime supports recursive read-only mounts, yet these stay writable: {writable:?}"
+    );
+    writable
+}
+
+/// Every line of a CRI log as JSON: (stdout records, stderr diagnostics).
+pub(crate) fn json_lines(path: &Path) -> (Vec<Value>, Vec<Value>) {
+    let (lines, raw) = node::read_log(path);
+    assert!(
+        !raw.contains(&0x1b),
+        "{}: the agent's log holds escape characters",
+        path.display()
+    );
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for LogLine {
+        stream, content, ..
+    } in lines
+    {
+        let v: Value = serde_json::from_str(&content).unwrap_or_else(|e| {
+            panic!(
+                "{}: a {stream} line is not JSON ({e}): {content:?}",
+                path.display()
+            )
+        });
+        assert!(
+            v.is_object(),
+            "{}: not a JSON object: {content}",
+            path.display()
+        );
+        match stream.as_str() {
+            "stdout" => out.push(v),
+            "stderr" => err.push(v),
+            other => panic!("{}: stream {other}", path.display()),
+        }
+    }
+    (out, err)
+}
+
+/// The records of `event` about the pod `uid`.
+fn for_pod<'a>(records: &'a [Value], event: &str, uid: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["event"] == event && r["pod"]["uid"] == uid)
+        .collect()
+}
+
+/// The agent's records about the example pod: each kill and each exit,
+/// with the pod's identity, the restart count, the limit and the verdict.
+pub(crate) fn check_records(records: &[Value], example: &PodPlan, attempts: &[String]) {
+    assert_eq!(records.first().map(|r| &r["event"]), Some(&json!("start")));
+    assert_eq!(records.last().map(|r| &r["event"]), Some(&json!("stop")));
+    let kills = for_pod(records, "oom_kill", &example.uid);
+    assert_eq!(kills.len(), KILLS as usize, "{kills:#?}");
+    for (i, kill) in kills.iter().enumerate() {
+        assert_eq!(kill["pod"]["namespace"], "default", "{kill}");
+        assert_eq!(kill["pod"]["name"], "oom-example", "{kill}");
+        assert_eq!(kill["container"]["name"], "stress", "{kill}");
+        assert_eq!(kill["container"]["id"], attempts[i].as_str(), "{kill}");
+        assert_eq!(kill["container"]["restart_count"], i, "{kill}");
+        assert_eq!(kill["memcg"]["limit_bytes"], 52428800, "{kill}");
+    }
+    let exits = for_pod(records, "container_exit", &example.uid);
+    assert_eq!(exits.len(), KILLS as usize, "{exits:#?}");
+    for (i, exit) in exits.iter().enumerate() {
+        assert_eq!(exit["container"]["restart_count"], i, "{exit}");
+        assert_eq!(exit["exit_code"], 137, "{exit}");
+        assert_eq!(exit["reason"], "OOMKilled", "{exit}");
+        assert_eq!(exit["verdict"], "memcg_oom", "{exit}");
+    }
+}
