@@ -1,5 +1,4 @@
 //! A running `oom-tracer agent` for the integration tests.
-#![allow(dead_code)]
 
 use std::{
     io::{BufRead as _, BufReader},

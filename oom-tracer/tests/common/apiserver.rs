@@ -5,7 +5,6 @@
 //! wire format on 127.0.0.1 (plain HTTP), or, as a pod's in-cluster config
 //! needs it, over TLS on any address with a bearer token it checks
 //! ([`ApiServer::start_tls`]).
-#![allow(dead_code)]
 
 use std::{
     io::{BufRead as _, BufReader, Read, Write},

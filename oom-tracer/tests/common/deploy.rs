@@ -1,6 +1,5 @@
 //! `deploy/` as a user applies it: the files that `kustomization.yaml`
 //! lists (what `kubectl apply -k deploy/` sends), and the example pod.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

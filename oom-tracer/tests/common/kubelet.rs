@@ -2,7 +2,6 @@
 //! over the CRI: pod sandboxes with the kubelet's cgroup parent and labels,
 //! containers with memory limits, and restarts with back-off. The runtime
 //! is the one `tests/containerd/setup.sh` starts.
-#![allow(dead_code)]
 
 use std::{collections::HashMap, path::Path, time::Duration};
 

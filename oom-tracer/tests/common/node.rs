@@ -2,7 +2,6 @@
 //! pod's files and cgroup, image import (as `minikube image load` does it),
 //! the container log files as `kubectl logs` reads them, and the HTTP
 //! probes.
-#![allow(dead_code)]
 
 use std::{
     io::{Read as _, Write as _},

@@ -1,6 +1,5 @@
 //! Reading an OCI image archive (`oci-archive:`, as buildah writes it and
 //! `ctr images import` reads it): its config and the files of its layers.
-#![allow(dead_code)]
 
 use std::{collections::HashMap, io::Read as _, path::Path};
 

@@ -1,7 +1,6 @@
 //! A cluster CA and an API server certificate, as a cluster has them: the
 //! pod gets the CA (`ca.crt` of its service account volume) and checks the
 //! API server's certificate against it, as kube-rs's in-cluster config does.
-#![allow(dead_code)]
 
 use std::{net::IpAddr, sync::Arc};
 

@@ -23,7 +23,6 @@
 //! - `resources`: the QoS class, container and pod cgroup limits, and the
 //!   quantities (`milli`, `bytes`, `mem_total`);
 //! - `probe`: readiness and liveness probes.
-#![allow(dead_code)]
 
 mod container;
 mod env;
@@ -43,14 +42,7 @@ pub(crate) use self::{
     fields::{Fields, Ledger},
     pod::{PodFile, PodPlan},
     probe::Probe,
-    resources::PodCgroup,
-};
-#[allow(
-    unused_imports,
-    reason = "podspec's API for the tests; not every test target uses each"
-)]
-pub(crate) use self::{
-    resources::{bytes, mem_total, milli},
+    resources::{PodCgroup, bytes, mem_total, milli},
     volumes::SERVICE_ACCOUNT_DIR,
 };
 
