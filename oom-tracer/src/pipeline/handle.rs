@@ -56,8 +56,8 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         if let Body::Exec(e) = &r.body
             && !self.lifecycle.is_tracked(memcg)
         {
-            let path = e.cgroup.clone().unwrap_or_default();
-            match self.pods.learn(memcg, &path, &e.proc.comm).await {
+            let path = e.cgroup.as_deref().unwrap_or("");
+            match self.pods.learn(memcg, path, &e.proc.comm).await {
                 Learned::Ignored => return Ok(()),
                 Learned::Container => new_container = Some(e.proc.tgid),
                 Learned::Other => {}
@@ -144,16 +144,21 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         at: Timestamp,
         discovered: bool,
     ) -> Result<(), PipelineError> {
-        let Some(c) = self.pods.container(memcg).cloned() else {
+        let Some(c) = self.pods.container(memcg) else {
             return Ok(());
         };
-        for body in self.lifecycle.started(memcg, &c, pid, at, discovered) {
+        for body in self.lifecycle.started(memcg, c, pid, at, discovered) {
             self.write(&mut Record::new(at, body), 0)?;
         }
         Ok(())
     }
 
+    /// A process ended in `memcg`: the container's end if it was its main
+    /// process (most exits in a container are not).
     fn process_exited(&mut self, memcg: u64, e: &Exit, at: Timestamp) -> Result<(), PipelineError> {
+        if self.lifecycle.running_pid(memcg) != Some(e.proc.tgid) {
+            return Ok(());
+        }
         let end = Ending {
             pid: e.proc.tgid,
             at,
@@ -170,10 +175,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         memcg: u64,
         end: &Ending,
     ) -> Result<(), PipelineError> {
-        let Some(c) = self.pods.container(memcg).cloned() else {
+        let Some(c) = self.pods.container(memcg) else {
             return Ok(());
         };
-        if let Some(x) = self.lifecycle.exited(memcg, &c, end) {
+        if let Some(x) = self.lifecycle.exited(memcg, c, end) {
             self.write(&mut Record::new(end.at, x), 0)?;
         }
         Ok(())

@@ -55,6 +55,16 @@ fn proc_of(t: &TaskInfo) -> Proc {
     }
 }
 
+/// The memcg of an OOM kill's victim; the trigger's where the victim's is
+/// unknown (the classic tracepoint gives no task).
+fn victim_memcg(e: &OomEvent) -> u64 {
+    if e.victim.memcg_id != 0 {
+        e.victim.memcg_id
+    } else {
+        e.trigger.memcg_id
+    }
+}
+
 /// The memory cgroup a kernel record is about (0 for none): the one its
 /// pod and container are looked up by.
 pub(crate) fn memcg_of(ev: &RawEvent) -> u64 {
@@ -63,10 +73,7 @@ pub(crate) fn memcg_of(ev: &RawEvent) -> u64 {
         RawEvent::Exit(e) => e.task.memcg_id,
         RawEvent::Alloc(e) => e.task.memcg_id,
         RawEvent::Signal(e) => e.target.memcg_id,
-        // The victim's; the trigger's where the victim's is unknown (the
-        // classic tracepoint gives no task).
-        RawEvent::Oom(e) if e.victim.memcg_id != 0 => e.victim.memcg_id,
-        RawEvent::Oom(e) => e.trigger.memcg_id,
+        RawEvent::Oom(e) => victim_memcg(e),
         RawEvent::CgroupMkdir(e) | RawEvent::CgroupRmdir(e) | RawEvent::CgroupAttach(e) => e.id,
         RawEvent::MemcgGrowth(e) => e.memcg_id,
         RawEvent::MemcgProbe(e) => e.stats.memcg_id,
@@ -104,7 +111,10 @@ impl Translator {
 
     /// Reports the mkdir and rmdir of cgroups at or below `path`.
     pub(crate) fn watch_path(&mut self, path: &str) {
-        self.watched_paths.push(path.to_owned());
+        // `run` watches each restarted container below its watched pod.
+        if !self.is_watched_path(path) {
+            self.watched_paths.push(path.to_owned());
+        }
     }
 
     fn is_watched_path(&self, path: &str) -> bool {
@@ -226,11 +236,7 @@ impl Translator {
             cgroup: self.index.resolve(e.trigger.memcg_id),
         };
         let memcg = has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e));
-        let victim_memcg = if e.victim.memcg_id != 0 {
-            e.victim.memcg_id
-        } else {
-            e.trigger.memcg_id
-        };
+        let victim_memcg = victim_memcg(e);
         let version = self.index.hierarchy().map(|h| h.version);
         let stats = |flag: u32, s| {
             let layout = self.layout.as_ref().filter(|_| has(flag))?;

@@ -82,7 +82,8 @@ struct HookLabels {
 /// Labels of `oom_tracer_records_total`.
 #[derive(EncodeLabelSet, Clone, Hash, PartialEq, Eq, Debug)]
 struct EventLabels {
-    event: String,
+    /// A record's `event` name: a fixed set, so no allocation per record.
+    event: &'static str,
 }
 
 /// The tracer's metrics. Cheap to update from any thread; share it as
@@ -216,11 +217,7 @@ impl Metrics {
     /// A container restart (`container_restarts_total`).
     pub(crate) fn restart(&self, namespace: &str, pod: &str, container: &str) {
         self.restarts
-            .get_or_create(&ContainerLabels {
-                namespace: namespace.to_owned(),
-                pod: pod.to_owned(),
-                container: container.to_owned(),
-            })
+            .get_or_create(&container_labels(namespace, pod, container))
             .inc();
     }
 
@@ -244,12 +241,8 @@ impl Metrics {
     }
 
     /// One record emitted, by its `event` name (`oom_tracer_records_total`).
-    pub(crate) fn records(&self, event: &str) {
-        self.records
-            .get_or_create(&EventLabels {
-                event: event.to_owned(),
-            })
-            .inc();
+    pub(crate) fn records(&self, event: &'static str) {
+        self.records.get_or_create(&EventLabels { event }).inc();
     }
 
     /// An OOM kill's cause (`oom_kill_causes_total`).
