@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{cargo, is_root, output, run, setup, with_path};
+use super::{apt_install, cargo, output, run, setup, with_path};
 
 /// The target of the images' static binaries.
 pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
@@ -193,35 +193,6 @@ pub(crate) fn check_static(path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Installs Debian packages (as setup.sh does for containerd): `why` says
-/// what needs them.
-pub(crate) fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
-    if !is_root() {
-        bail!(
-            "{} ({why}) is missing: install it (apt-get install {}) or run as root, \
-             which installs it",
-            packages.join(", "),
-            packages.join(" ")
-        );
-    }
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args(["install", "-y", "-q", "--no-install-recommends"])
-            // Another apt on the machine: wait for it rather than fail.
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    };
-    eprintln!("xtask: installing {} ({why})", packages.join(" "));
-    if run(&mut install()).is_ok() {
-        return Ok(());
-    }
-    // The package lists may be absent or stale on a fresh machine.
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(&mut install()).with_context(|| format!("installing {}", packages.join(" ")))
 }
 
 /// The Dockerfile builder that runs here.

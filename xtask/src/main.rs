@@ -91,6 +91,47 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs Debian packages (as setup.sh does for containerd): `why` says
+/// what needs them.
+fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "{} ({why}) is missing: install it (apt-get install {}) or run as root, \
+             which installs it",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "-q", "--no-install-recommends"])
+            // Another apt on the machine: wait for it rather than fail.
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    eprintln!("xtask: installing {} ({why})", packages.join(" "));
+    if run(&mut install()).is_ok() {
+        return Ok(());
+    }
+    // The package lists may be absent or stale on a fresh machine.
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(&mut install()).with_context(|| format!("installing {}", packages.join(" ")))
+}
+
+/// Starts (or repairs) the private containerd the agent's tests and the
+/// node bench drive over the CRI. Its output goes to stderr.
+fn start_test_containerd() -> anyhow::Result<()> {
+    let mut c = Command::new("bash");
+    c.arg(workspace_root().join("tests/containerd/setup.sh"))
+        .stdout(std::io::stderr());
+    run(&mut c).context(
+        "starting the test containerd (tests/containerd/setup.sh) failed; \
+         its log is /var/log/oom-tracer-test-containerd.log",
+    )
+}
+
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
@@ -346,11 +387,7 @@ fn main() -> anyhow::Result<()> {
                 // The agent's integration tests drive a private containerd
                 // over the CRI. Start it (or repair it) on every run: a
                 // socket left from an earlier boot answers nobody.
-                run(Command::new("bash").arg(workspace_root().join("tests/containerd/setup.sh")))
-                    .context(
-                    "starting the test containerd (tests/containerd/setup.sh) failed; \
-                     its log is /var/log/oom-tracer-test-containerd.log",
-                )?;
+                start_test_containerd()?;
             } else {
                 eprintln!(
                     "xtask: not root: the test containerd cannot start and the privileged \

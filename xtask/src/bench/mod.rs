@@ -209,27 +209,8 @@ fn ensure_bpftrace() -> anyhow::Result<String> {
     if let Some(v) = version() {
         return Ok(v);
     }
-    eprintln!(
-        "xtask: bench: bpftrace is not installed; the benchmark compares oom-tracer with it: installing Debian's package (apt-get install -y bpftrace)"
-    );
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "bpftrace"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        eprintln!(
-            "xtask: bench: apt-get install failed; updating the package lists and trying again"
-        );
-        let _ = Command::new("apt-get").arg("update").status();
-        if !install() {
-            bail!(
-                "could not install bpftrace with apt-get: install bpftrace (Debian bookworm ships 0.17) and rerun `cargo xtask bench`"
-            );
-        }
-    }
+    crate::apt_install(&["bpftrace"], "the benchmark compares oom-tracer with it")
+        .context("install bpftrace (Debian bookworm ships 0.17) and rerun `cargo xtask bench`")?;
     version().context("bpftrace was installed but `bpftrace --version` fails")
 }
 

@@ -4,7 +4,7 @@
 //! done by the ignored integration test `oom-tracer/tests/node_bench.rs`
 //! (it drives the CRI with the tests' kubelet stand-in); this runs it with
 //! the release agent and renders the JSON it writes.
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -12,25 +12,13 @@ use serde_json::Value;
 /// Starts (or repairs) the test containerd, runs the node bench for `secs`
 /// and returns what it wrote.
 pub(crate) fn run(root: &Path, secs: u64) -> anyhow::Result<Value> {
-    let setup = root.join("tests/containerd/setup.sh");
     // The children's output goes to stderr: stdout is the bench's table.
-    let st = Command::new("bash")
-        .arg(&setup)
-        .stdout(std::io::stderr())
-        .status()
-        .with_context(|| format!("running {}", setup.display()))?;
-    if !st.success() {
-        bail!(
-            "starting the test containerd ({}) failed: {st}; its log is /var/log/oom-tracer-test-containerd.log",
-            setup.display()
-        );
-    }
+    crate::start_test_containerd()?;
     let out = root.join("target/bench/node.json");
     let _ = std::fs::remove_file(&out);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: bench: node bench ({secs} s under load, a few minutes in all)");
-    let st = Command::new(cargo)
-        .current_dir(root)
+    // crate::cargo() hands the build the vendored protoc.
+    let st = crate::cargo()
         .args(["test", "-p", "oom-tracer", "--test", "node_bench"])
         .args(["--", "--ignored", "--nocapture", "--test-threads", "1"])
         .env("OOM_TRACER_NODE_BENCH_SECS", secs.to_string())
