@@ -52,7 +52,7 @@ pub(crate) fn check(args: &CheckArgs) -> CheckReport {
         ),
         Err(e) => (
             CheckReport {
-                cgroup_error: Some(e.to_string()),
+                cgroup_error: Some(errors::chain(&e)),
                 ..empty()
             },
             0,

@@ -44,27 +44,11 @@ mod tests {
         cgroup::index::CgroupIndex,
         host::clock::BootClock,
         pipeline::translate::{Translator, tests::oom_event},
-        schema::{ContainerRef, PodRef},
+        pods::fake::example_container,
     };
 
     fn container() -> Container {
-        Container {
-            pod: PodRef {
-                namespace: Some("default".into()),
-                name: Some("stress".into()),
-                uid: "u".into(),
-            },
-            container: ContainerRef {
-                name: Some("stress".into()),
-                id: "stress-0".into(),
-                restart_count: Some(0),
-            },
-            path: "/oom-tracer/pod-a/stress-0".into(),
-            pod_cgroup_id: 100,
-            limit_bytes: Some(50 << 20),
-            pod_limit_bytes: None,
-            command: vec![],
-        }
+        example_container(0, 100)
     }
 
     #[test]

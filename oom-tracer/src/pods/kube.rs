@@ -294,16 +294,15 @@ impl KubeSource {
     }
 
     pub(crate) fn pod(&self, uid: &str) -> Option<ApiPod> {
+        // Found in place: no copy of the store per lookup.
         self.store
-            .state()
-            .iter()
             .find(|p| {
                 p.metadata
                     .uid
                     .as_deref()
                     .is_some_and(|u| super::same_uid(u, uid))
             })
-            .and_then(|p| api_pod(p))
+            .and_then(|p| api_pod(&p))
     }
 }
 

@@ -156,7 +156,12 @@ impl NodePods {
                 };
                 (pod, ctr)
             });
-        if let Some(api) = self.kube.as_ref().and_then(|k| k.pod(pod_uid)) {
+        let complete = pod.namespace.is_some()
+            && pod.name.is_some()
+            && ctr.name.is_some()
+            && ctr.restart_count.is_some();
+        // The API only fills what the CRI left empty.
+        if !complete && let Some(api) = self.kube.as_ref().and_then(|k| k.pod(pod_uid)) {
             pod.namespace.get_or_insert(api.namespace.clone());
             pod.name.get_or_insert(api.name.clone());
             if let Some(c) = api.containers.get(id) {
