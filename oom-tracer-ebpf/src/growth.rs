@@ -3,8 +3,10 @@
 //! tmpfs maps nothing into a process, so `rss_stat` never sees it: only
 //! the memcg's own statistics do. The tracepoint runs on every page state
 //! change in every memcg (hundreds of thousands a second in a build), so
-//! the item is checked first (an argument: no helper call), then a
-//! per-memcg map holds the watched decision and the running sums.
+//! the item is checked first (an argument: no helper call), then whether
+//! the memcg is watched (the per-CPU verdict cache every hook shares), and
+//! only then the per-memcg running sums, keyed by the css serial number
+//! (never reused, where a freed memcg's address is).
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use oom_tracer_common::{
     EventKind, GROWTH_FILE, GROWTH_SHMEM, GrowthState, MemcgGrowthEvent, OFFSET_ABSENT,
@@ -13,14 +15,11 @@ use oom_tracer_common::{
 use crate::{
     emit::{NO_WAKE, header, output},
     kernel::{
-        ReadResult, css_id, current_info, current_task, is_watched, koff, pages_to_bytes,
-        read_or_zero, setting, task_memcg,
+        ReadResult, btf_load, css_id, current_info, current_task, koff, memcg_watched,
+        pages_to_bytes, read_or_zero, setting, task_memcg,
     },
     maps::GROWTH,
 };
-
-const WATCHED: u32 = 1;
-const UNWATCHED: u32 = 2;
 
 /// tp_btf/mod_memcg_lruvec_state(struct mem_cgroup *memcg, int item, int val)
 #[btf_tracepoint(function = "mod_memcg_lruvec_state")]
@@ -40,35 +39,29 @@ fn try_mod_memcg_lruvec_state(ctx: &BtfTracePointContext) -> ReadResult<()> {
         return Ok(());
     };
     let memcg: u64 = ctx.arg(0);
-    grew(memcg, kind, ctx.arg::<i32>(2))
+    // `css` is the first member of `struct mem_cgroup`: the memcg pointer
+    // is its css.
+    if !memcg_watched(memcg) {
+        return Ok(());
+    }
+    let serial = btf_load::<u64>(memcg, koff!(css_serial_nr))?;
+    grew(memcg, serial, kind, ctx.arg::<i32>(2))
 }
 
-/// `val` pages more (or fewer) of `kind` in `memcg`.
+/// `val` pages more (or fewer) of `kind` in the watched `memcg` (css serial
+/// number `serial`).
 #[inline(never)]
-fn grew(memcg: u64, kind: u32, val: i32) -> ReadResult<()> {
-    let state = match GROWTH.get_ptr_mut(memcg) {
+fn grew(memcg: u64, serial: u64, kind: u32, val: i32) -> ReadResult<()> {
+    let state = match GROWTH.get_ptr_mut(serial) {
         Some(s) => s,
         None => {
-            // First sight: the ancestor walk, once per memcg.
-            let verdict = if is_watched(memcg) {
-                WATCHED
-            } else {
-                UNWATCHED
-            };
-            let s = GrowthState {
-                verdict,
-                ..GrowthState::default()
-            };
-            let _ = GROWTH.insert(memcg, s, 0);
-            GROWTH.get_ptr_mut(memcg).ok_or(-1)?
+            let _ = GROWTH.insert(serial, GrowthState::default(), 0);
+            GROWTH.get_ptr_mut(serial).ok_or(-1)?
         }
     };
     // SAFETY: value pointer from a successful lookup; racing CPUs may lose
     // an update of a ramp that is reported by steps anyway.
     let (net, reported) = unsafe {
-        if (*state).verdict != WATCHED {
-            return Ok(());
-        }
         if kind == GROWTH_SHMEM {
             (*state).shmem_pages += i64::from(val);
             (

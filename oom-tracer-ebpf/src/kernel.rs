@@ -254,11 +254,11 @@ pub fn css_id_btf(css: u64) -> u64 {
 /// watched: this CPU's cached verdict, the ancestor walk on a miss.
 #[inline(always)]
 pub fn memcg_watched(css: u64) -> bool {
-    if setting!(watch_all) != 0 {
-        return true;
-    }
     if css == 0 {
         return false;
+    }
+    if setting!(watch_all) != 0 {
+        return true;
     }
     let serial = btf_load::<u64>(css, koff!(css_serial_nr)).unwrap_or(0);
     cached_verdict(serial, || walk_watched_btf(css) != 0)
@@ -284,7 +284,7 @@ fn walk_watched_btf(css: u64) -> u64 {
 /// Whether an OOM kill or SIGKILL in the memcg `css` (a BTF pointer) is recorded.
 #[inline(always)]
 pub fn memcg_oom_watched(css: u64) -> bool {
-    setting!(oom_all) != 0 || memcg_watched(css)
+    css != 0 && (setting!(oom_all) != 0 || memcg_watched(css))
 }
 
 /// pid, tgid, comm and memcg of a task, through BTF pointers.

@@ -48,7 +48,7 @@ pub static RECLAIMING: LruHashMap<u32, oom_tracer_common::ReclaimStart> =
 pub static PRESSURE: LruHashMap<u64, oom_tracer_common::PressureStat> =
     LruHashMap::with_max_entries(4096, 0);
 
-/// Page cache and shmem growth per memcg (`struct mem_cgroup *`), for the
+/// Page cache and shmem growth per watched memcg (css `serial_nr`), for the
 /// ramp by kind (`growth.rs`).
 #[map]
 pub static GROWTH: LruHashMap<u64, oom_tracer_common::GrowthState> =

@@ -40,7 +40,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
 fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     let victim: u64 = ctx.arg(0);
     let victim_css = task_memcg_btf(victim);
-    if victim_css == 0 || !memcg_oom_watched(victim_css) {
+    if !memcg_oom_watched(victim_css) {
         return Ok(());
     }
     let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {

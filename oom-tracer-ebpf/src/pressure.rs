@@ -6,7 +6,9 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use oom_tracer_common::{OFFSET_ABSENT, PressureStat, ReclaimStart};
 
 use crate::{
-    kernel::{ReadResult, css_id, current_task, is_watched, koff, read_or_zero, task_memcg},
+    kernel::{
+        ReadResult, css_id_btf, current_task_btf, koff, memcg_watched, read_or_zero, task_memcg_btf,
+    },
     maps::{PRESSURE, RECLAIMING},
 };
 
@@ -19,15 +21,17 @@ pub fn mm_vmscan_memcg_reclaim_begin(_ctx: BtfTracePointContext) -> u32 {
 }
 
 fn try_begin() -> ReadResult<()> {
-    let css = task_memcg(current_task())?;
-    if !is_watched(css) {
+    // Plain loads and this CPU's verdict cache: no helper call for the
+    // reclaims of unwatched memcgs.
+    let css = task_memcg_btf(current_task_btf());
+    if !memcg_watched(css) {
         return Ok(());
     }
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
     let start = ReclaimStart {
         // SAFETY: helper without arguments.
         begin_ns: unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() },
-        memcg_id: css_id(css),
+        memcg_id: css_id_btf(css),
     };
     let _ = RECLAIMING.insert(tid, start, 0);
     Ok(())
@@ -89,8 +93,7 @@ fn limit_hits() -> u64 {
     if events == OFFSET_ABSENT || max == OFFSET_ABSENT {
         return 0;
     }
-    let Ok(css) = task_memcg(current_task()) else {
-        return 0;
-    };
-    read_or_zero::<u64>(css, events + max * 8)
+    // A helper read: `memory_events` lies beyond the css the BTF pointer is
+    // typed as (see `oom.rs`).
+    read_or_zero::<u64>(task_memcg_btf(current_task_btf()), events + max * 8)
 }

@@ -26,13 +26,11 @@ pub struct PressureStat {
 /// leaves the reader's wakeup to the task list that follows its record.
 pub const RUNTIME_TASK_LIST: u32 = 1 << 0;
 
-/// What the growth hook keeps per memcg (`GROWTH` map value).
+/// What the growth hook keeps per watched memcg (`GROWTH` map value, by
+/// css serial number).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GrowthState {
-    /// 1: the memcg is watched; 2: it is not (decided once).
-    pub verdict: u32,
-    pub _pad: u32,
     /// Net change of page cache and of shmem since first seen, pages.
     pub file_pages: i64,
     pub shmem_pages: i64,
@@ -85,7 +83,7 @@ pub const fn watch_bloom_bit(id: u64) -> u64 {
 // The ABI, pinned. A change here must change both sides and these numbers.
 const _: () = assert!(size_of::<PressureStat>() == 48);
 const _: () = assert!(size_of::<ReclaimStart>() == 16);
-const _: () = assert!(size_of::<GrowthState>() == 40);
+const _: () = assert!(size_of::<GrowthState>() == 32);
 
 #[cfg(feature = "user")]
 // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
