@@ -52,24 +52,25 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     }
     // Unwatched processes end here: plain loads and this CPU's cache.
     let task = current_task_btf();
-    if !memcg_watched(task_memcg_btf(task)) {
+    let css = task_memcg_btf(task);
+    if !memcg_watched(css) {
         return Ok(());
     }
-    let _ = watched_rss_stat(ctx.arg(0), task);
+    let _ = watched_rss_stat(ctx.arg(0), task, css);
     Ok(())
 }
 
 /// `rss_stat` in a watched memcg: a subprogram, so that the common path
 /// above stays short (it runs for every process on the node).
 #[inline(never)]
-fn watched_rss_stat(mm: u64, task: u64) -> u64 {
-    match try_watched_rss_stat(mm, task) {
+fn watched_rss_stat(mm: u64, task: u64, css: u64) -> u64 {
+    match try_watched_rss_stat(mm, task, css) {
         Ok(()) | Err(_) => 0,
     }
 }
 
 #[inline(always)]
-fn try_watched_rss_stat(mm: u64, task: u64) -> ReadResult<()> {
+fn try_watched_rss_stat(mm: u64, task: u64, css: u64) -> ReadResult<()> {
     // The tracepoint's `curr`: the counter of the current task's mm.
     if btf_load::<u64>(task, koff!(task_mm))? != mm {
         return Ok(());
@@ -91,12 +92,7 @@ fn try_watched_rss_stat(mm: u64, task: u64) -> ReadResult<()> {
         pages_to_bytes(pages as u64)
     };
     let tgid = btf_load::<i32>(task, koff!(task_tgid))? as u32;
-    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
-    let stamp = image_stamp(
-        btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
-        btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
-    );
-    ramp(tgid, stamp, size);
+    ramp(tgid, task_image_stamp_btf(task), size, css);
     Ok(())
 }
 
@@ -105,6 +101,17 @@ fn try_watched_rss_stat(mm: u64, task: u64) -> ReadResult<()> {
 #[inline(always)]
 pub fn image_stamp(leader_start_ns: u64, exec_id: u32) -> u64 {
     leader_start_ns ^ (u64::from(exec_id) << 48)
+}
+
+/// [`image_stamp`] of `task` (a BTF pointer). `rss_stat` and `exec` must
+/// compute it alike, or the `PROC_CACHE` entries they share miss.
+#[inline(always)]
+pub fn task_image_stamp_btf(task: u64) -> u64 {
+    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
+    image_stamp(
+        btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
+        btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
+    )
 }
 
 /// tracepoint/kmem/rss_stat: fields per the kernel's format file.
@@ -123,18 +130,19 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
     if read::<u32>(base, tpl!(rss_curr))? != 1 {
         return Ok(());
     }
-    if !is_watched(task_memcg(current_task())?) {
+    let task = current_task();
+    let css = task_memcg(task)?;
+    if !is_watched(css) {
         return Ok(());
     }
     let size = read::<i64>(base, tpl!(rss_size))?;
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    let task = current_task();
     let leader = read_or_zero::<u64>(task, koff!(task_group_leader));
     let stamp = image_stamp(
         read_or_zero::<u64>(leader, koff!(task_start_time)),
         read_or_zero::<u32>(task, koff!(task_self_exec_id)),
     );
-    ramp(tgid, stamp, if size < 0 { 0 } else { size as u64 });
+    ramp(tgid, stamp, if size < 0 { 0 } else { size as u64 }, css);
     Ok(())
 }
 
@@ -145,8 +153,9 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
 /// entries hold the process image's `stamp` (an exec or a reused pid makes
 /// them miss) and the generation `GEN_PROC`, which a record bumps (another
 /// thread of the process, on another CPU, may have cached the old size).
+/// `css` is the process's memcg.
 #[inline(always)]
-fn ramp(tgid: u32, stamp: u64, size: u64) {
+fn ramp(tgid: u32, stamp: u64, size: u64, css: u64) {
     let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) else {
         return;
     };
@@ -185,8 +194,6 @@ fn ramp(tgid: u32, stamp: u64, size: u64) {
     if !grew {
         return;
     }
-    let task = current_task();
-    let css = task_memcg(task).unwrap_or(0);
     let ev = AllocEvent {
         hdr: header(EventKind::Alloc),
         task: current_info(css),

@@ -7,7 +7,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use oom_tracer_common::{EventKind, ExecEvent, ExitEvent};
 
 use crate::{
-    alloc::{image_stamp, restart_ramp},
+    alloc::{restart_ramp, task_image_stamp_btf},
     emit::{NO_WAKE, header, output},
     kernel::{
         ReadResult, btf_load, current_task_btf, koff, memcg_watched, task_info_btf, task_memcg_btf,
@@ -40,14 +40,7 @@ fn exec_record(task: u64, css: u64) {
         task: task_info_btf(task, css),
     };
     // A new image starts a new allocation ramp, from 0.
-    let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
-    restart_ramp(
-        ev.task.tgid,
-        image_stamp(
-            btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
-            btf_load::<u32>(task, koff!(task_self_exec_id)).unwrap_or(0),
-        ),
-    );
+    restart_ramp(ev.task.tgid, task_image_stamp_btf(task));
     output(&ev, NO_WAKE);
 }
 
