@@ -59,7 +59,7 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let kube = kube_source(&args).await;
     let mut sinks = Sinks::new()
         .with(Stdout::new(args.output.format_or(Format::Json)))
-        .with(MetricsSink(metrics));
+        .with(MetricsSink::new(metrics));
     match (&kube, args.post_events) {
         (Some(k), true) => {
             sinks = sinks.with(KubeEvents::spawn(k.client(), args.node_name.clone()))
@@ -96,6 +96,9 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     result.map(|_| ())
 }
 
+/// How long the agent's startup waits for the pod sources' first answer.
+const STARTUP_NAMES: Duration = Duration::from_secs(3);
+
 /// Finds the containers already running, then traces until a stop
 /// signal, rescanning the node on every tick of `--rescan-interval`.
 async fn serve(
@@ -105,13 +108,16 @@ async fn serve(
     signals: &mut Signals,
     (has_cri, has_kube): (bool, bool),
 ) -> Result<&'static str, AgentError> {
-    p.rescan().await;
+    p.rescan();
     if !p.has_pod_roots() {
         tracing::warn!(
             "no kubepods cgroup on this node yet: OOM kills are still traced everywhere; containers are picked up when the kubelet creates kubepods"
         );
     }
-    let running = p.discover().await?;
+    // The containers running already are named if the runtime answers
+    // within STARTUP_NAMES; records are drained meanwhile.
+    p.await_pods(STARTUP_NAMES).await?;
+    let running = p.discover()?;
     // Startup parsed BTF and listed the runtime: give that memory back.
     host::settle();
     health.set_ready();
@@ -127,7 +133,7 @@ async fn serve(
     loop {
         match p.trace_until(signals, rescan.tick()).await? {
             Until::Signal(s) => return Ok(s),
-            Until::Done(_) => p.rescan().await,
+            Until::Done(_) => p.rescan(),
         }
     }
 }

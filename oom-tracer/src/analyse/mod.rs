@@ -83,15 +83,6 @@ impl Analysis {
                     .sigkill(s.target.tgid, s.from_kernel, s.sender.tgid, &s.sender.comm);
             }
             Body::OomKill(o) => {
-                if let (Some(b), Some(m)) = (&o.breakdown, &o.memcg) {
-                    let v = &o.victim;
-                    let rss = v
-                        .anon_rss_bytes
-                        .zip(v.file_rss_bytes)
-                        .zip(v.shmem_rss_bytes)
-                        .map(|((a, f), s)| a + f + s);
-                    o.cause = Some(cause::cause(b, m.limit_bytes, rss));
-                }
                 self.oom_kills += 1;
                 *self.kills_by_cgroup.entry(memcg).or_default() += 1;
                 self.verdicts

@@ -1,38 +1,73 @@
 //! One kernel record through translate, enrich, analyse and the sinks,
-//! and what it starts or ends: a container, a kill waiting for its task
-//! list, a cgroup.
-use oom_tracer_common::decode::RawEvent;
+//! and what it starts or ends: a container, a cgroup.
+//!
+//! Nothing here waits on I/O. A record may be held back, with every record
+//! behind it (the output stays in kernel order), for two bounded reasons:
+//!
+//! - an `oom_kill` waits for its task list, which follows it in the ring
+//!   buffer (at most to the end of the drain that read it);
+//! - the records of a container whose names are not known yet wait for
+//!   them at most [`NAMES_WAIT`] from the container's first record
+//!   (Tetragon's eventcache), and then go with the ids the cgroup path
+//!   gives and null names.
+use oom_tracer_common::{OomTasksEvent, decode::RawEvent};
 
 use super::{
     Kernel, Pipeline, PipelineError, enrich,
     lifecycle::Ending,
-    translate::{self, memcg_of},
+    translate::{kill::KillInputs, memcg_of},
 };
 use crate::{
+    host::clock::BootClock,
     pods::{Learned, PodAccessor},
     schema::{Body, Exit, Record, Timestamp},
 };
 
-/// An `oom_kill` waiting for the task list that follows it in the ring.
-pub(super) struct PendingKill {
-    record: Record,
+/// How long the records of a new container wait for its names, from the
+/// kernel time of its first record: an `oom_kill` is on stdout within
+/// about this much of the kill, whatever the runtime does.
+pub(super) const NAMES_WAIT_NS: u64 = 50_000_000;
+
+/// A kernel record read, not yet written.
+pub(super) struct Staged {
+    ev: RawEvent,
+    /// Translated already (`None` for a kill, assembled when written).
+    record: Option<Record>,
     memcg: u64,
-    victim_pid: u32,
-    /// Records that came between, written after it, in their order.
-    held: Vec<RawEvent>,
+    /// Its cgroup is a container this record (its first exec) starts.
+    starts: Option<u32>,
+    tasks: Option<Box<OomTasksEvent>>,
+}
+
+/// The record held back, and those that came behind it.
+pub(super) struct Held {
+    staged: Staged,
+    /// Waiting for the names of its container until this boot time (ns).
+    names_until: Option<u64>,
+    /// A kill waiting for its task list (the victim's pid).
+    tasks_for: Option<u32>,
+    behind: Vec<RawEvent>,
+}
+
+impl Held {
+    /// When the pipeline must look at it again at the latest (boot ns).
+    pub(super) fn deadline_ns(&self) -> Option<u64> {
+        self.names_until
+    }
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
-    /// One kernel record through translate, enrich, analyse and the sinks.
-    pub(super) async fn handle(&mut self, ev: &RawEvent) -> Result<(), PipelineError> {
+    /// One kernel record through translate, enrich, analyse and the sinks
+    /// (or held back, see the module's text).
+    pub(super) fn handle(&mut self, ev: &RawEvent) -> Result<(), PipelineError> {
         match ev {
-            RawEvent::OomTasks(t) => return self.task_list(t),
+            RawEvent::OomTasks(t) => return self.task_list(t, ev),
             // A late answer to the startup check.
             RawEvent::MemcgProbe(_) => return Ok(()),
             _ => {}
         }
-        if let Some(p) = self.pending.as_mut() {
-            p.held.push(ev.clone());
+        if let Some(h) = self.held.as_mut() {
+            h.behind.push(ev.clone());
             return Ok(());
         }
         let memcg = memcg_of(ev);
@@ -43,46 +78,125 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         if is_task && memcg != 0 && self.pods.is_ignored(memcg) {
             return Ok(());
         }
-        let record = self.translator.translate(ev);
-        match ev {
-            RawEvent::CgroupMkdir(c) => self.cgroup_made(c.id),
-            RawEvent::CgroupRmdir(c) => self.cgroup_removed(c.id),
-            _ => {}
-        }
-        let Some(mut r) = record else {
-            return Ok(());
+        let record = if matches!(ev, RawEvent::Oom(_)) {
+            None
+        } else {
+            let record = self.translator.translate(ev);
+            match ev {
+                RawEvent::CgroupMkdir(c) => self.cgroup_made(c.id),
+                RawEvent::CgroupRmdir(c) => self.cgroup_removed(c.id),
+                _ => {}
+            }
+            let Some(r) = record else { return Ok(()) };
+            Some(r)
         };
-        let mut new_container = None;
-        if let Body::Exec(e) = &r.body
+        let mut starts = None;
+        if let Some(Body::Exec(e)) = record.as_ref().map(|r| &r.body)
             && !self.lifecycle.is_tracked(memcg)
         {
             let path = e.cgroup.as_deref().unwrap_or("");
-            match self.pods.learn(memcg, path, &e.proc.comm).await {
+            match self.pods.learn(memcg, path, &e.proc.comm) {
                 Learned::Ignored => return Ok(()),
-                Learned::Container => new_container = Some(e.proc.tgid),
+                Learned::Container => {
+                    starts = Some(e.proc.tgid);
+                    let until = ev.header().boot_ns.saturating_add(NAMES_WAIT_NS);
+                    self.naming.insert(memcg, until);
+                }
                 Learned::Other => {}
             }
         }
-        enrich::enrich(&mut r, memcg, self.pods.container(memcg));
-        if let (RawEvent::Oom(e), Body::OomKill(o)) = (ev, &mut r.body) {
-            let stat = self.kernel.pressure_of(memcg);
-            let last = stat
-                .map(|s| s.last_ns)
-                .filter(|&n| n > 0)
-                .map(|n| self.translator.time(n));
-            o.pressure = self.analysis.pressure_at_kill(memcg, r.time, stat, last);
-            if self.kernel.has_task_list() {
-                self.pending = Some(PendingKill {
-                    record: r,
-                    memcg,
-                    victim_pid: e.victim.pid,
-                    held: Vec::new(),
-                });
-                return Ok(());
+        let staged = Staged {
+            ev: ev.clone(),
+            record,
+            memcg,
+            starts,
+            tasks: None,
+        };
+        let names_until = self.names_until(memcg);
+        let tasks_for = match ev {
+            RawEvent::Oom(e) if self.kernel.has_task_list() => Some(e.victim.pid),
+            _ => None,
+        };
+        if names_until.is_some() || tasks_for.is_some() {
+            self.held = Some(Held {
+                staged,
+                names_until,
+                tasks_for,
+                behind: Vec::new(),
+            });
+            return Ok(());
+        }
+        self.finish(staged)
+    }
+
+    /// Until when records of `memcg` wait for its names: set while the
+    /// container is new, its names missing and a source may give them.
+    fn names_until(&mut self, memcg: u64) -> Option<u64> {
+        let &until = self.naming.get(&memcg)?;
+        if BootClock::boot_now_ns() < until && self.pods.names_pending(memcg) {
+            return Some(until);
+        }
+        self.naming.remove(&memcg);
+        None
+    }
+
+    /// The tasks of a kill: onto the kill held for them, or behind the
+    /// record held (the kill is among those behind it).
+    fn task_list(&mut self, t: &OomTasksEvent, ev: &RawEvent) -> Result<(), PipelineError> {
+        let Some(h) = self.held.as_mut() else {
+            tracing::debug!("a task list without its kill (victim {})", t.victim_pid);
+            return Ok(());
+        };
+        if h.tasks_for == Some(t.victim_pid) {
+            h.staged.tasks = Some(Box::new(*t));
+            h.tasks_for = None;
+            return self.settle(false);
+        }
+        h.behind.push(ev.clone());
+        Ok(())
+    }
+
+    /// Writes the record held back once it waits for nothing more (with
+    /// `drained`, the task list of a kill is not coming in this drain);
+    /// the records behind it are handled next (see `process`).
+    pub(super) fn settle(&mut self, drained: bool) -> Result<(), PipelineError> {
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        if drained {
+            h.tasks_for = None;
+        }
+        let memcg = h.staged.memcg;
+        if h.names_until.is_some() {
+            let until = self.names_until(memcg);
+            if let Some(h) = self.held.as_mut() {
+                h.names_until = until;
             }
         }
+        let Some(h) = self
+            .held
+            .take_if(|h| h.names_until.is_none() && h.tasks_for.is_none())
+        else {
+            return Ok(());
+        };
+        self.backlog.extend(h.behind);
+        self.finish(h.staged)
+    }
+
+    /// Enriches or assembles a staged record, writes it, and what it
+    /// starts or ends.
+    fn finish(&mut self, s: Staged) -> Result<(), PipelineError> {
+        let memcg = s.memcg;
+        let mut r = match (s.record, &s.ev) {
+            (Some(mut r), _) => {
+                enrich::enrich(&mut r, self.pods.container(memcg));
+                r
+            }
+            (None, RawEvent::Oom(e)) => self.kill_record(e, s.tasks.as_deref(), memcg),
+            (None, _) => return Ok(()),
+        };
         self.write(&mut r, memcg)?;
-        if let Some(pid) = new_container {
+        if let Some(pid) = s.starts {
             self.container_started(memcg, pid, r.time, false)?;
         }
         if let Body::Exit(e) = &r.body {
@@ -91,39 +205,29 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         Ok(())
     }
 
-    /// The tasks of a kill: onto the kill waiting for them, which is written
-    /// then, with what came in between.
-    fn task_list(&mut self, t: &oom_tracer_common::OomTasksEvent) -> Result<(), PipelineError> {
-        let Some(p) = self.pending.as_mut() else {
-            tracing::debug!("a task list without its kill (victim {})", t.victim_pid);
-            return Ok(());
+    /// The `oom_kill` record: the kernel's, the task list, the victim's
+    /// container and the reclaim before it, assembled in one place.
+    fn kill_record(
+        &mut self,
+        e: &oom_tracer_common::OomEvent,
+        tasks: Option<&OomTasksEvent>,
+        memcg: u64,
+    ) -> Record {
+        let time = self.translator.time(e.hdr.boot_ns);
+        let stat = self.kernel.pressure_of(memcg);
+        let last = stat
+            .map(|s| s.last_ns)
+            .filter(|&n| n > 0)
+            .map(|n| self.translator.time(n));
+        let pressure = self.analysis.pressure_at_kill(memcg, time, stat, last);
+        let pods = &mut self.pods;
+        let mut who = |id: u64| pods.container(id).cloned();
+        let inputs = KillInputs {
+            tasks,
+            who: Some(&mut who),
+            pressure,
         };
-        if p.victim_pid != t.victim_pid {
-            return Ok(());
-        }
-        let tasks = translate::memory::tasks(t, self.translator.page_size())
-            .into_iter()
-            .map(|(memcg, mut task)| {
-                task.cgroup = self.translator.index.resolve(memcg);
-                task.container = self.pods.container(memcg).map(|c| c.container.clone());
-                task
-            })
-            .collect();
-        if let Body::OomKill(o) = &mut p.record.body {
-            o.tasks = Some(tasks);
-        }
-        self.flush_pending()
-    }
-
-    /// Writes the kill waiting for its task list, then what came after it.
-    pub(super) fn flush_pending(&mut self) -> Result<(), PipelineError> {
-        let Some(mut p) = self.pending.take() else {
-            return Ok(());
-        };
-        self.write(&mut p.record, p.memcg)?;
-        // What came after it, handled next (see `process`).
-        self.backlog.extend(p.held);
-        Ok(())
+        Record::new(time, self.translator.oom_kill(e, inputs))
     }
 
     /// A new cgroup: if pods live under it (the kubelet just made its
@@ -189,6 +293,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         self.kernel.forget_pressure(id);
         self.pods.forget(id);
         self.lifecycle.removed(id);
+        self.naming.remove(&id);
         self.roots.retain(|&r| r != id);
     }
 }

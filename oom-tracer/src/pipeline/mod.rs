@@ -14,7 +14,12 @@
 //! `run` and `agent` differ only in the accessor they hand in (where
 //! containers and their metadata come from) and in what they do between
 //! pumps: `run` spawns and restarts its workload, `agent` rescans the node.
-use std::{collections::VecDeque, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use oom_tracer_common::decode::{RawEvent, decode};
 use tokio::time::MissedTickBehavior;
@@ -30,7 +35,7 @@ pub(crate) mod translate;
 mod watch;
 mod workload;
 
-use handle::PendingKill;
+use handle::Held;
 pub(crate) use kernel::Kernel;
 use lifecycle::Lifecycle;
 use translate::Translator;
@@ -39,7 +44,7 @@ use crate::{
     analyse::Analysis,
     bpf::tracer::WatchError,
     health::Health,
-    host::{self, signals::Signals},
+    host::{self, clock::BootClock, signals::Signals},
     pods::PodAccessor,
     schema::{Body, BreakdownCheck, CgroupVersion, Lost, Mode, Record, Start, Stop, StopReason},
     sinks::{SinkError, Sinks},
@@ -84,7 +89,11 @@ pub(crate) struct Pipeline<K, P> {
     backlog: Vec<RawEvent>,
     /// The startup check's verdict on the memory breakdown.
     breakdown: Option<BreakdownCheck>,
-    pending: Option<PendingKill>,
+    /// The record held back (a kill for its task list, a new container's
+    /// records for its names) and those behind it.
+    held: Option<Held>,
+    /// New containers whose records wait for names: until when (boot ns).
+    naming: HashMap<u64, u64>,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -112,7 +121,8 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             roots: Vec::new(),
             backlog: Vec::new(),
             breakdown: None,
-            pending: None,
+            held: None,
+            naming: HashMap::new(),
         }
     }
 
@@ -144,26 +154,44 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         let now = self.translator.now();
         self.write(&mut Record::new(now, start), 0)?;
         let backlog = std::mem::take(&mut self.backlog);
-        self.process(backlog.into()).await
+        self.process(backlog.into())
     }
 
-    /// Handles `queue` in order. Records a kill held back (waiting for its
-    /// task list) come back here when it is written; at the end, a kill
-    /// whose task list did not come goes without.
-    async fn process(&mut self, mut queue: VecDeque<RawEvent>) -> Result<(), PipelineError> {
+    /// Handles `queue` in order. The records behind one held back come
+    /// back here when it is written; at the end, a kill whose task list
+    /// did not come goes without, and a record still waiting for names
+    /// stays held (its deadline wakes `trace_until`).
+    fn process(&mut self, mut queue: VecDeque<RawEvent>) -> Result<(), PipelineError> {
         loop {
             while let Some(ev) = queue.pop_front() {
-                self.handle(&ev).await?;
+                self.handle(&ev)?;
                 for held in self.backlog.drain(..).rev() {
                     queue.push_front(held);
                 }
             }
-            self.flush_pending()?;
+            self.settle(true)?;
             if self.backlog.is_empty() {
                 return Ok(());
             }
             queue.extend(self.backlog.drain(..));
         }
+    }
+
+    /// Takes in what the pod sources answered: names of containers.
+    fn names(&mut self) -> Result<(), PipelineError> {
+        for id in self.pods.poll() {
+            if let Some(c) = self.pods.container(id) {
+                self.sinks.named(&c.pod, &c.container)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next time the record held back must be looked at again.
+    fn held_deadline(&self) -> Option<tokio::time::Instant> {
+        let until = self.held.as_ref()?.deadline_ns()?;
+        let left = until.saturating_sub(BootClock::boot_now_ns());
+        Some(tokio::time::Instant::now() + Duration::from_nanos(left))
     }
 
     /// Drains the ring buffer through every stage, then reports new losses.
@@ -179,7 +207,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         }
         // One batch: the drain's lines leave in one write.
         self.sinks.batch();
-        let res = self.process(events.into()).await;
+        let res = self.names().and_then(|()| self.process(events.into()));
         let res = res.and_then(|()| self.report_losses());
         self.sinks.end_batch()?;
         res?;
@@ -221,10 +249,19 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         let mut pressure = tokio::time::interval(PRESSURE_POLL);
         pressure.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let held = self.held_deadline();
+            let held = async {
+                match held {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 s = signals.recv() => return Ok(Until::Signal(s)),
                 out = &mut until => return Ok(Until::Done(out)),
                 () = self.kernel.readable() => self.pump().await?,
+                () = self.pods.changed() => self.pump().await?,
+                () = held => self.pump().await?,
                 _ = tick.tick() => self.pump().await?,
                 _ = pressure.tick() => self.poll_pressure().await?,
             }
@@ -239,6 +276,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         restarts: u32,
     ) -> Result<(), PipelineError> {
         self.pump().await?;
+        // Nothing waits for names any more.
+        self.naming.clear();
+        self.process(VecDeque::new())?;
         let now = self.translator.now();
         for c in self.analysis.finish() {
             self.sinks.write(&Record::new(now, c))?;

@@ -10,6 +10,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Reads the kernel's reclaim sums: `pressure` records while a cgroup
     /// reclaims at its limit, `near_miss` when it stalled and survived.
     pub(super) async fn poll_pressure(&mut self) -> Result<(), PipelineError> {
+        // Written after the record held back (kernel order), next time.
+        if self.held.is_some() {
+            return Ok(());
+        }
         let sums = self.kernel.pressure();
         if sums.is_empty() {
             return Ok(());

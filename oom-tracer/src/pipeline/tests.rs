@@ -22,6 +22,8 @@ use crate::{
     },
 };
 
+mod held;
+
 /// Raw records and counters, as the ring buffer would hand them over.
 #[derive(Default)]
 struct FakeKernel {
@@ -137,7 +139,7 @@ fn pipeline(metrics: Option<Arc<Metrics>>) -> (TestPipeline, Collect) {
     let out = Collect::default();
     let mut sinks = Sinks::new().with(out.clone());
     if let Some(m) = metrics {
-        sinks = sinks.with(MetricsSink(m));
+        sinks = sinks.with(MetricsSink::new(m));
     }
     let mut index = CgroupIndex::new(None);
     index.insert(POD, "/kubepods/podu");

@@ -1,6 +1,8 @@
 //! Which cgroups the kernel side traces: watched cgroups, pod roots,
 //! containers found already running.
-use super::{Kernel, Pipeline, PipelineError};
+use std::time::Duration;
+
+use super::{DRAIN_INTERVAL, Kernel, Pipeline, PipelineError};
 use crate::{
     cgroup::pod::procs,
     pods::{Learned, PodAccessor},
@@ -41,8 +43,8 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Looks for new pod roots (the kubelet may start after the agent) and
-    /// re-reads the metadata sources.
-    pub(crate) async fn rescan(&mut self) {
+    /// asks the metadata sources to re-read (answered beside the drain).
+    pub(crate) fn rescan(&mut self) {
         self.translator.index.scan();
         let roots: Vec<(u64, String)> = self
             .translator
@@ -54,14 +56,31 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         for (id, path) in roots {
             self.watch_root(id, &path);
         }
-        self.pods.refresh().await;
+        self.pods.refresh();
+    }
+
+    /// Waits at most `limit` for a pod source to answer, draining the ring
+    /// buffer meanwhile (the agent's startup: running containers are
+    /// reported with their names when the runtime answers in time).
+    pub(crate) async fn await_pods(&mut self, limit: Duration) -> Result<(), PipelineError> {
+        self.pods.refresh();
+        let end = tokio::time::Instant::now() + limit;
+        let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+        loop {
+            tokio::select! {
+                () = self.pods.changed() => break,
+                () = tokio::time::sleep_until(end) => break,
+                () = self.kernel.readable() => self.pump().await?,
+                _ = tick.tick() => self.pump().await?,
+            }
+        }
+        self.pump().await
     }
 
     /// Containers already running: found in the cgroup tree, reported with
     /// `discovered: true`, their lowest pid taken as the main process.
     /// Returns how many.
-    pub(crate) async fn discover(&mut self) -> Result<usize, PipelineError> {
-        self.pods.refresh().await;
+    pub(crate) fn discover(&mut self) -> Result<usize, PipelineError> {
         let Some(h) = self.translator.index.hierarchy().cloned() else {
             return Ok(0);
         };
@@ -78,7 +97,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             };
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if self.lifecycle.is_tracked(id)
-                || self.pods.learn(id, &path, comm.trim()).await != Learned::Container
+                || self.pods.learn(id, &path, comm.trim()) != Learned::Container
             {
                 continue;
             }

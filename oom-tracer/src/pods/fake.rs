@@ -11,6 +11,10 @@ pub(crate) struct FakePods {
     pub roots: Vec<String>,
     /// Every `learn` call: (id, path, comm).
     pub learnt: Vec<(u64, String, String)>,
+    /// Containers whose names a source has not given yet.
+    pub unnamed: HashSet<u64>,
+    /// What the sources answer at the next `poll`: containers, named.
+    pub answers: Vec<(u64, Container)>,
 }
 
 impl PodAccessor for FakePods {
@@ -18,7 +22,7 @@ impl PodAccessor for FakePods {
         self.containers.get(&id)
     }
 
-    async fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned {
+    fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned {
         self.learnt.push((id, path.to_owned(), comm.to_owned()));
         if self.ignored.contains(&id) {
             Learned::Ignored
@@ -27,6 +31,20 @@ impl PodAccessor for FakePods {
         } else {
             Learned::Other
         }
+    }
+
+    fn names_pending(&self, id: u64) -> bool {
+        self.unnamed.contains(&id)
+    }
+
+    fn poll(&mut self) -> Vec<u64> {
+        let mut named = Vec::new();
+        for (id, c) in self.answers.drain(..) {
+            self.containers.insert(id, c);
+            self.unnamed.remove(&id);
+            named.push(id);
+        }
+        named
     }
 
     fn is_ignored(&self, id: u64) -> bool {
@@ -40,8 +58,6 @@ impl PodAccessor for FakePods {
     fn forget(&mut self, id: u64) {
         self.containers.remove(&id);
     }
-
-    async fn refresh(&mut self) {}
 }
 
 /// The `stress` container of pod `default/oom-example` (uid `u`) after
@@ -65,4 +81,15 @@ pub(crate) fn example_container(restarts: u32, pod_cgroup_id: u64) -> Container 
         pod_limit_bytes: None,
         command: vec![],
     }
+}
+
+/// [`example_container`] as the cgroup path alone tells it: pod uid and
+/// container id, no names.
+pub(crate) fn unnamed_container(restarts: u32, pod_cgroup_id: u64) -> Container {
+    let mut c = example_container(restarts, pod_cgroup_id);
+    c.pod.namespace = None;
+    c.pod.name = None;
+    c.container.name = None;
+    c.container.restart_count = None;
+    c
 }

@@ -21,7 +21,7 @@ impl PodAccessor for FixedPod {
         self.containers.get(&id)
     }
 
-    async fn learn(&mut self, id: u64, _path: &str, _comm: &str) -> Learned {
+    fn learn(&mut self, id: u64, _path: &str, _comm: &str) -> Learned {
         if self.containers.contains_key(&id) {
             Learned::Container
         } else {
@@ -40,6 +40,4 @@ impl PodAccessor for FixedPod {
     fn forget(&mut self, id: u64) {
         self.containers.remove(&id);
     }
-
-    async fn refresh(&mut self) {}
 }

@@ -224,6 +224,8 @@ pub(crate) fn strip(p: &mut Pod) {
 pub(crate) struct KubeSource {
     store: reflector::Store<Pod>,
     client: Client,
+    /// Bumped on every watcher event: the store may know more.
+    updates: tokio::sync::watch::Receiver<u64>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -259,12 +261,14 @@ impl KubeSource {
         // Every watcher event counts as the source answering, the (re)list's
         // Init and InitDone too: a node without pods is a source that works.
         let stream = reflector(writer, watcher(pods, wc).modify(strip)).default_backoff();
+        let (tx, updates) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
             futures::pin_mut!(stream);
             let mut failing = false;
             while let Some(ev) = stream.next().await {
                 match ev {
                     Ok(_) => {
+                        tx.send_modify(|n| *n += 1);
                         if failing {
                             tracing::info!("Kubernetes API source recovered");
                             failing = false;
@@ -284,8 +288,23 @@ impl KubeSource {
         Ok(Self {
             store,
             client,
+            updates,
             _task: task,
         })
+    }
+
+    /// Whether the store changed since the last call.
+    pub(crate) fn poll(&mut self) -> bool {
+        let changed = self.updates.has_changed().unwrap_or(false);
+        self.updates.mark_unchanged();
+        changed
+    }
+
+    /// Completes when the store changed (never, once the reflector is gone).
+    pub(crate) async fn changed(&mut self) {
+        if self.updates.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The API client, for the Events sink.

@@ -14,6 +14,7 @@ pub(crate) mod cri;
 pub(crate) mod fake;
 pub(crate) mod fixed;
 pub(crate) mod kube;
+pub(crate) mod lister;
 pub(crate) mod node;
 
 /// What records of a container's cgroup are enriched with.
@@ -43,7 +44,11 @@ pub(crate) enum Learned {
     Other,
 }
 
-/// The one lookup interface of enrichment.
+/// The one lookup interface of enrichment. Every method answers from what
+/// the accessor knows now: none waits on a runtime or an API server (the
+/// pipeline drains the ring buffer on the same task). Sources that must be
+/// asked are asked beside it, and their answers picked up by
+/// [`PodAccessor::poll`].
 pub(crate) trait PodAccessor {
     /// The container in memory cgroup `id`, if one is known. Metadata a
     /// source learnt since the container was first seen (names the API
@@ -52,7 +57,26 @@ pub(crate) trait PodAccessor {
 
     /// The cgroup `id` at `path` was seen for the first time with a
     /// process in it (`comm`): its first exec, or a scan at startup.
-    async fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned;
+    /// Answers at once, from the path and what the sources said so far;
+    /// asks them about what it does not know yet.
+    fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned;
+
+    /// Whether the container in `id` still lacks names that a source may
+    /// give (the pipeline holds its first records back a little).
+    fn names_pending(&self, _id: u64) -> bool {
+        false
+    }
+
+    /// Takes in what the sources answered since the last call; returns the
+    /// containers whose names are complete now and were not before.
+    fn poll(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    /// Completes when a source has news for [`PodAccessor::poll`].
+    async fn changed(&mut self) {
+        std::future::pending::<()>().await;
+    }
 
     /// Whether records of cgroup `id` are dropped (sandboxes, helpers).
     fn is_ignored(&self, id: u64) -> bool;
@@ -63,8 +87,8 @@ pub(crate) trait PodAccessor {
     /// The cgroup `id` is gone.
     fn forget(&mut self, id: u64);
 
-    /// Re-reads the sources (on the rescan tick).
-    async fn refresh(&mut self);
+    /// Asks the sources to re-read (on the rescan tick); returns at once.
+    fn refresh(&mut self) {}
 }
 
 /// Whether two pod uids are the same pod. Static pods have a 32-hex hash

@@ -5,25 +5,17 @@
 //! null names, and names are filled in as soon as a source knows them.
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    sync::Arc,
 };
 
 use super::{
-    Container, Learned, PodAccessor,
-    cri::{Cri, Snapshot},
-    kube::KubeSource,
-    same_uid,
+    Container, Learned, PodAccessor, cri::Snapshot, kube::KubeSource, lister::CriLister, same_uid,
 };
 use crate::{
     cgroup::{MemoryHierarchy, cgroup_id},
     kubepath::{self, Kind},
     schema::{ContainerRef, PodRef},
 };
-
-/// Minimum time between two CRI listings.
-const CRI_REFRESH: Duration = Duration::from_millis(500);
-/// A container new to us is listed at once unless the last listing is this fresh.
-const CRI_REFRESH_NEW: Duration = Duration::from_millis(20);
 
 /// cgroup directory names that root the kubelet's pods.
 pub(crate) fn is_kubepods_root(path: &str) -> bool {
@@ -46,53 +38,29 @@ fn is_runtime_init(comm: &str) -> bool {
         || (!comm.is_empty() && comm.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Up/down state of a source, logging each transition once.
-#[derive(Debug, Default)]
-struct SourceState {
-    down_since: Option<Instant>,
-}
-
-impl SourceState {
-    fn ok(&mut self, what: &str) {
-        if let Some(t) = self.down_since.take() {
-            tracing::info!("{what} recovered after {:.1}s", t.elapsed().as_secs_f64());
-        }
-    }
-
-    fn failed(&mut self, what: &str, e: &dyn std::error::Error) {
-        if self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
-            tracing::warn!(
-                "{what} unavailable, records lack its metadata until it is back: {}",
-                crate::errors::chain(e)
-            );
-        }
-    }
-}
-
 pub(crate) struct NodePods {
     hierarchy: MemoryHierarchy,
-    cri: Option<Cri>,
-    cri_state: SourceState,
-    snapshot: Snapshot,
-    last_listing: Option<Instant>,
+    /// The runtime, listed on a task of its own.
+    cri: Option<CriLister>,
+    /// Its last answer.
+    snapshot: Arc<Snapshot>,
     kube: Option<KubeSource>,
     known: HashMap<u64, Container>,
     ignored: HashSet<u64>,
 }
 
 impl NodePods {
+    /// Starts listing the runtime (`cri`) beside the caller; needs a
+    /// tokio runtime.
     pub(crate) fn new(
         hierarchy: MemoryHierarchy,
-        cri: Option<Cri>,
+        cri: Option<super::cri::Cri>,
         kube: Option<KubeSource>,
     ) -> Self {
         Self {
             hierarchy,
-            cri,
-            cri_state: SourceState::default(),
-            snapshot: Snapshot::default(),
-            last_listing: None,
+            cri: cri.map(CriLister::spawn),
+            snapshot: Arc::default(),
             kube,
             known: HashMap::new(),
             ignored: HashSet::new(),
@@ -107,22 +75,44 @@ impl NodePods {
         self.kube.is_some()
     }
 
-    /// Re-lists the runtime's sandboxes and containers unless the last
-    /// listing is younger than `min_age`.
-    async fn list(&mut self, min_age: Duration) {
-        let Some(c) = self.cri.as_mut() else { return };
-        if self.last_listing.is_some_and(|t| t.elapsed() < min_age) {
-            return;
+    /// Asks the runtime for a listing (answered beside the drain).
+    fn ask_runtime(&self) {
+        if let Some(c) = &self.cri {
+            c.request();
         }
-        self.last_listing = Some(Instant::now());
-        let what = format!("CRI source ({})", c.socket().display());
-        match c.snapshot().await {
-            Ok(s) => {
-                self.snapshot = s;
-                self.cri_state.ok(&what);
+    }
+
+    /// Whether the names of `c` are all there.
+    fn named(c: &Container) -> bool {
+        c.pod.name.is_some() && c.pod.namespace.is_some() && c.container.name.is_some()
+    }
+
+    /// Fills in what the sources know now about every container still
+    /// without names; returns those that have them now.
+    fn rename(&mut self) -> Vec<u64> {
+        let unnamed: Vec<(u64, String, String)> = self
+            .known
+            .iter()
+            .filter(|(_, c)| !Self::named(c))
+            .map(|(&id, c)| (id, c.pod.uid.clone(), c.container.id.clone()))
+            .collect();
+        let mut named = Vec::new();
+        for (id, uid, cid) in unnamed {
+            if self.snapshot.sandboxes.contains_key(&cid) {
+                // Taken for a container before the runtime said otherwise.
+                self.known.remove(&id);
+                self.ignored.insert(id);
+                continue;
             }
-            Err(e) => self.cri_state.failed(&what, &e),
+            let (pod, ctr) = self.identity(&uid, &cid);
+            if let Some(c) = self.known.get_mut(&id) {
+                (c.pod, c.container) = (pod, ctr);
+                if Self::named(c) {
+                    named.push(id);
+                }
+            }
         }
+        named
     }
 
     /// Whether the runtime knows container or sandbox `id`.
@@ -192,7 +182,7 @@ impl PodAccessor for NodePods {
         self.known.get(&id)
     }
 
-    async fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned {
+    fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned {
         let Some(k) = kubepath::parse(path) else {
             return Learned::Other;
         };
@@ -205,7 +195,8 @@ impl PodAccessor for NodePods {
             _ => return Learned::Other,
         };
         if !self.runtime_knows(&cid) {
-            self.list(CRI_REFRESH_NEW).await;
+            // Learnt from the path now; the names follow (`poll`).
+            self.ask_runtime();
         }
         // The pod sandbox runs `pause`: the runtime says so, or its comm does.
         if self.snapshot.sandboxes.contains_key(&cid) || comm == "pause" {
@@ -243,8 +234,44 @@ impl PodAccessor for NodePods {
         self.ignored.remove(&id);
     }
 
-    async fn refresh(&mut self) {
-        self.list(CRI_REFRESH).await;
+    fn names_pending(&self, id: u64) -> bool {
+        (self.cri.is_some() || self.kube.is_some())
+            && self.known.get(&id).is_some_and(|c| !Self::named(c))
+    }
+
+    fn poll(&mut self) -> Vec<u64> {
+        let mut news = false;
+        if let Some(s) = self.cri.as_mut().and_then(CriLister::poll) {
+            self.snapshot = s;
+            news = true;
+        }
+        if let Some(k) = self.kube.as_mut() {
+            news |= k.poll();
+        }
+        if news { self.rename() } else { Vec::new() }
+    }
+
+    async fn changed(&mut self) {
+        let cri = async {
+            match self.cri.as_mut() {
+                Some(c) => c.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let kube = async {
+            match self.kube.as_mut() {
+                Some(k) => k.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = cri => {}
+            () = kube => {}
+        }
+    }
+
+    fn refresh(&mut self) {
+        self.ask_runtime();
     }
 }
 

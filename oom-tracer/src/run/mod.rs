@@ -79,7 +79,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let health = Arc::new(Health::default());
     if let Some(addr) = args.listen {
         let metrics = Arc::new(Metrics::new());
-        sinks = sinks.with(MetricsSink(metrics.clone()));
+        sinks = sinks.with(MetricsSink::new(metrics.clone()));
         let local = health::serve_with_metrics(addr, health.clone(), Some(metrics)).await?;
         tracing::info!("metrics on http://{local}/metrics");
     }

@@ -2,16 +2,21 @@
 //! Event with reason `OOMKilled` on the pod, which `kubectl describe pod`
 //! shows. Posting happens on a task of its own; a full queue or a failed
 //! post is logged and counted, never fatal.
+use std::time::Duration;
+
 use k8s_openapi::{
     api::core::v1::{Event, EventSource, ObjectReference},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
 use kube::{Api, Client};
 
-use super::{Sink, SinkError};
+use super::{
+    Sink, SinkError,
+    unnamed::{Unnamed, is_named},
+};
 use crate::{
     quantity::format_bytes,
-    schema::{Body, OomKill, Record},
+    schema::{Body, ContainerRef, OomKill, PodRef, Record},
 };
 
 /// What an Event says about one OOM kill of a known pod.
@@ -95,10 +100,16 @@ impl OomEvent {
     }
 }
 
+/// How long a kill whose pod has no name yet waits for it; the Event is
+/// posted when the name comes, or dropped (logged) after this.
+const NAMES_WAIT: Duration = Duration::from_secs(300);
+
 /// Posts an Event for each OOM kill of a known pod.
 pub(crate) struct KubeEvents {
     tx: tokio::sync::mpsc::Sender<OomEvent>,
     dropped: u64,
+    /// Kills written before their pod's names were known.
+    unnamed: Unnamed<OomKill>,
 }
 
 impl KubeEvents {
@@ -119,22 +130,62 @@ impl KubeEvents {
                 }
             }
         });
-        Self { tx, dropped: 0 }
+        Self {
+            tx,
+            dropped: 0,
+            unnamed: Unnamed::new(NAMES_WAIT, 1024),
+        }
     }
-}
 
-impl Sink for KubeEvents {
-    fn write(&mut self, r: &Record) -> Result<(), SinkError> {
-        if let Body::OomKill(o) = &r.body
-            && let Some(ev) = OomEvent::of(o)
-            && self.tx.try_send(ev).is_err()
-        {
+    fn post(&mut self, ev: OomEvent) {
+        if self.tx.try_send(ev).is_err() {
             self.dropped += 1;
             tracing::warn!(
                 "Kubernetes Event queue full: {} Events dropped",
                 self.dropped
             );
         }
+    }
+
+    fn expire(&mut self) {
+        for o in self.unnamed.expired() {
+            self.dropped += 1;
+            tracing::warn!(
+                "no Event for the OOM kill of pid {} in pod uid {}: its name never came \
+                 ({} Events dropped)",
+                o.victim.pid,
+                o.pod.as_ref().map_or("?", |p| p.uid.as_str()),
+                self.dropped
+            );
+        }
+    }
+}
+
+impl Sink for KubeEvents {
+    fn write(&mut self, r: &Record) -> Result<(), SinkError> {
+        self.expire();
+        let Body::OomKill(o) = &r.body else {
+            return Ok(());
+        };
+        if let Some(ev) = OomEvent::of(o) {
+            self.post(ev);
+        } else if !is_named(o.pod.as_ref(), o.container.as_ref()) {
+            // A kill of a container not named yet: its Event waits.
+            let _ = self
+                .unnamed
+                .keep(o.pod.as_ref(), o.container.as_ref(), o.clone());
+        }
+        Ok(())
+    }
+
+    fn named(&mut self, pod: &PodRef, c: &ContainerRef) -> Result<(), SinkError> {
+        for mut o in self.unnamed.named(pod, c) {
+            (o.pod, o.container) = (Some(pod.clone()), Some(c.clone()));
+            if let Some(ev) = OomEvent::of(&o) {
+                self.post(ev);
+            }
+        }
+        self.expire();
         Ok(())
     }
 }

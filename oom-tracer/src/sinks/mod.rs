@@ -3,12 +3,13 @@
 //! the `pretty.rs` timeline), the Prometheus metrics (`metrics.rs`) and the
 //! Kubernetes Events (`events.rs`). A new consumer is one new [`Sink`],
 //! added where the mode builds its [`Sinks`].
-use crate::schema::Record;
+use crate::schema::{ContainerRef, PodRef, Record};
 
 pub(crate) mod events;
 pub(crate) mod metrics;
 mod pretty;
 pub(crate) mod stdout;
+mod unnamed;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SinkError {
@@ -31,6 +32,13 @@ pub(crate) trait Sink {
     /// Hands on what `write` held back (one batch: a drain of the ring
     /// buffer). A sink that holds nothing back needs no `flush`.
     fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// The names of container `container` of `pod` are known now: records
+    /// written before without them (an `oom_kill` while the runtime was
+    /// slow) may be completed.
+    fn named(&mut self, _pod: &PodRef, _container: &ContainerRef) -> Result<(), SinkError> {
         Ok(())
     }
 }
@@ -67,6 +75,14 @@ impl Sinks {
         }
         if self.batches == 0 {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Tells every sink that a container's names came.
+    pub(crate) fn named(&mut self, pod: &PodRef, c: &ContainerRef) -> Result<(), SinkError> {
+        for s in &mut self.sinks {
+            s.named(pod, c)?;
         }
         Ok(())
     }

@@ -1,27 +1,25 @@
 //! Kernel records → output records: boot-time stamps become wall-clock
 //! times, cgroup ids become paths, tasks become processes, raw exit codes
 //! become signals and statuses. Who the cgroup belongs to is enrichment's
-//! business (`enrich.rs`); why a process died is analysis's.
+//! business (`enrich.rs`); why a process died is analysis's. The one
+//! exception is the `oom_kill` record, assembled whole in `kill.rs` from
+//! the kernel's record and what the pipeline hands in beside it.
 use oom_tracer_common::{
     AllocEvent, CGROUP_PATH_LEN, CgroupEvent, ExecEvent, ExitEvent, GROWTH_SHMEM, MemcgGrowthEvent,
-    OOM_LIMIT_STATS, OOM_MEMCG_FOUND, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_UID,
-    OOM_VICTIM_STATS, OomEvent, SI_KERNEL, SignalEvent, TaskInfo,
+    SI_KERNEL, SignalEvent, TaskInfo,
     decode::{RawEvent, c_bytes},
 };
 
+pub(crate) mod kill;
 pub(crate) mod memory;
 
 use crate::{
     bpf::memstat::StatLayout,
-    cgroup::{
-        CgroupVersion,
-        index::{CgroupIndex, is_under},
-        pod::read_limit_hits,
-    },
+    cgroup::index::{CgroupIndex, is_under},
     host::clock::BootClock,
     schema::{
-        Alloc, AllocKind, Body, CgroupDir, Exec, Exit, Memcg, OomKill, OomKind, OomSource, Proc,
-        Record, Signal, Timestamp, Trigger, Victim, lossless_text,
+        Alloc, AllocKind, Body, CgroupDir, Exec, Exit, Proc, Record, Signal, Timestamp,
+        lossless_text,
     },
 };
 
@@ -47,21 +45,11 @@ pub(crate) fn decode_exit_code(code: u32) -> (Option<u32>, Option<u32>, bool) {
     }
 }
 
-fn proc_of(t: &TaskInfo) -> Proc {
+pub(super) fn proc_of(t: &TaskInfo) -> Proc {
     Proc {
         pid: t.pid,
         tgid: t.tgid,
         comm: lossless_text(c_bytes(&t.comm)),
-    }
-}
-
-/// The memcg of an OOM kill's victim; the trigger's where the victim's is
-/// unknown (the classic tracepoint gives no task).
-fn victim_memcg(e: &OomEvent) -> u64 {
-    if e.victim.memcg_id != 0 {
-        e.victim.memcg_id
-    } else {
-        e.trigger.memcg_id
     }
 }
 
@@ -73,7 +61,7 @@ pub(crate) fn memcg_of(ev: &RawEvent) -> u64 {
         RawEvent::Exit(e) => e.task.memcg_id,
         RawEvent::Alloc(e) => e.task.memcg_id,
         RawEvent::Signal(e) => e.target.memcg_id,
-        RawEvent::Oom(e) => victim_memcg(e),
+        RawEvent::Oom(e) => kill::victim_memcg(e),
         RawEvent::CgroupMkdir(e) | RawEvent::CgroupRmdir(e) | RawEvent::CgroupAttach(e) => e.id,
         RawEvent::MemcgGrowth(e) => e.memcg_id,
         RawEvent::MemcgProbe(e) => e.stats.memcg_id,
@@ -129,7 +117,7 @@ impl Translator {
             RawEvent::Alloc(e) => self.alloc(e),
             RawEvent::Exit(e) => self.exit(e),
             RawEvent::Signal(e) => self.signal(e),
-            RawEvent::Oom(e) => self.oom(e),
+            RawEvent::Oom(e) => self.oom_kill(e, kill::KillInputs::default()),
             RawEvent::CgroupMkdir(e) => Body::CgroupMkdir(self.cgroup_dir(e)?),
             RawEvent::CgroupRmdir(e) => {
                 let d = self.cgroup_dir(e);
@@ -213,81 +201,6 @@ impl Translator {
             pod: None,
             container: None,
         })
-    }
-
-    fn oom(&mut self, e: &OomEvent) -> Body {
-        let has = |f: u32| e.flags & f != 0;
-        let rss = |v: u64| has(OOM_RSS).then_some(v);
-        let victim = Victim {
-            pid: e.victim.pid,
-            tgid: e.victim.tgid,
-            comm: proc_of(&e.victim).comm,
-            anon_rss_bytes: rss(e.anon_rss_bytes),
-            file_rss_bytes: rss(e.file_rss_bytes),
-            shmem_rss_bytes: rss(e.shmem_rss_bytes),
-            total_vm_bytes: rss(e.total_vm_bytes),
-            oom_score_adj: has(OOM_SCORE_ADJ).then_some(e.oom_score_adj),
-            uid: has(OOM_UID).then_some(e.uid),
-        };
-        let trigger = Trigger {
-            pid: e.trigger.pid,
-            tgid: e.trigger.tgid,
-            comm: proc_of(&e.trigger).comm,
-            cgroup: self.index.resolve(e.trigger.memcg_id),
-        };
-        let memcg = has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e));
-        let victim_memcg = victim_memcg(e);
-        let version = self.index.hierarchy().map(|h| h.version);
-        let stats = |flag: u32, s| {
-            let layout = self.layout.as_ref().filter(|_| has(flag))?;
-            memory::breakdown(s, layout, self.page_size, version)
-        };
-        let breakdown = stats(OOM_LIMIT_STATS, &e.limit_stats);
-        let victim_breakdown = stats(OOM_VICTIM_STATS, &e.victim_stats);
-        Body::OomKill(OomKill {
-            kind: if memcg.is_some() {
-                OomKind::Memcg
-            } else {
-                OomKind::Global
-            },
-            victim,
-            trigger,
-            memcg,
-            victim_cgroup: self.index.resolve(victim_memcg),
-            source: if e.source == OOM_SOURCE_TP_BTF {
-                OomSource::TpBtf
-            } else {
-                OomSource::Tracepoint
-            },
-            pod: None,
-            container: None,
-            breakdown,
-            victim_breakdown,
-            cause: None,
-            tasks: None,
-            pressure: None,
-        })
-    }
-
-    /// The memcg that hit its limit, as the kernel read it at the kill.
-    /// Its `level` needs the victim's container: enrichment sets it.
-    fn oom_memcg(&mut self, e: &OomEvent) -> Memcg {
-        let path = self.index.resolve(e.oom_memcg_id);
-        let failcnt = match self.index.hierarchy() {
-            // v2 keeps no failcnt: memory.events `max` counts the same thing.
-            Some(h) if h.version == CgroupVersion::V2 => {
-                path.as_deref().and_then(|p| read_limit_hits(h, &h.dir(p)))
-            }
-            _ => Some(e.failcnt),
-        };
-        Memcg {
-            id: e.oom_memcg_id,
-            path,
-            level: None,
-            usage_bytes: e.usage_bytes,
-            limit_bytes: e.limit_bytes,
-            failcnt,
-        }
     }
 
     /// A mkdir or rmdir record, if the cgroup is under a watched path.

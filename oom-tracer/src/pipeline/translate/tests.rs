@@ -1,4 +1,6 @@
-use oom_tracer_common::{EventHeader, EventKind};
+use oom_tracer_common::{
+    EventHeader, EventKind, OOM_MEMCG_FOUND, OOM_RSS, OOM_SOURCE_TP_BTF, OomEvent,
+};
 
 use super::*;
 

@@ -1,15 +1,54 @@
 //! The metrics as a sink: each record the pipeline writes counts where it
 //! belongs.
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use super::Metrics;
 use crate::{
-    schema::{Body, ContainerRef, OomKind, PodRef, Record, Verdict},
-    sinks::{Sink, SinkError},
+    schema::{Body, ContainerRef, OomKill, OomKind, PodRef, Record, Verdict},
+    sinks::{
+        Sink, SinkError,
+        unnamed::{Unnamed, is_named},
+    },
 };
 
+/// How long a kill of a container not named yet waits for its names
+/// before it is counted without them.
+const NAMES_WAIT: Duration = Duration::from_secs(60);
+
 /// The metrics as a sink: each record counts where it belongs.
-pub(crate) struct MetricsSink(pub Arc<Metrics>);
+pub(crate) struct MetricsSink {
+    m: Arc<Metrics>,
+    /// Kills written before their container's names were known.
+    unnamed: Unnamed<OomKill>,
+}
+
+impl MetricsSink {
+    pub(crate) fn new(m: Arc<Metrics>) -> Self {
+        Self {
+            m,
+            unnamed: Unnamed::new(NAMES_WAIT, 4096),
+        }
+    }
+
+    /// `oom_kills_total` and `oom_kill_causes_total` for `o`.
+    fn kill(&self, o: &OomKill) {
+        let [ns, p, c] = names(o.pod.as_ref(), o.container.as_ref());
+        let verdict = match o.kind {
+            OomKind::Memcg => Verdict::MemcgOom,
+            OomKind::Global => Verdict::GlobalOom,
+        };
+        self.m.oom_kill(ns, p, c, verdict.as_str());
+        if let Some(cause) = &o.cause {
+            self.m.cause(ns, p, c, cause.part.as_str());
+        }
+    }
+
+    fn expire(&mut self) {
+        for o in self.unnamed.expired() {
+            self.kill(&o);
+        }
+    }
+}
 
 /// `namespace`, `pod`, `container` labels; empty where unknown.
 fn names<'a>(p: Option<&'a PodRef>, c: Option<&'a ContainerRef>) -> [&'a str; 3] {
@@ -22,18 +61,18 @@ fn names<'a>(p: Option<&'a PodRef>, c: Option<&'a ContainerRef>) -> [&'a str; 3]
 
 impl Sink for MetricsSink {
     fn write(&mut self, r: &Record) -> Result<(), SinkError> {
-        let m = &self.0;
+        self.expire();
+        let m = &self.m;
         m.records(r.event());
         match &r.body {
             Body::OomKill(o) => {
-                let [ns, p, c] = names(o.pod.as_ref(), o.container.as_ref());
-                let verdict = match o.kind {
-                    OomKind::Memcg => Verdict::MemcgOom,
-                    OomKind::Global => Verdict::GlobalOom,
-                };
-                m.oom_kill(ns, p, c, verdict.as_str());
-                if let Some(cause) = &o.cause {
-                    m.cause(ns, p, c, cause.part.as_str());
+                if is_named(o.pod.as_ref(), o.container.as_ref()) {
+                    self.kill(o);
+                } else if let Err(o) =
+                    self.unnamed
+                        .keep(o.pod.as_ref(), o.container.as_ref(), o.clone())
+                {
+                    self.kill(&o);
                 }
             }
             Body::Pressure(r) => {
@@ -68,6 +107,15 @@ impl Sink for MetricsSink {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    fn named(&mut self, pod: &PodRef, c: &ContainerRef) -> Result<(), SinkError> {
+        for mut o in self.unnamed.named(pod, c) {
+            (o.pod, o.container) = (Some(pod.clone()), Some(c.clone()));
+            self.kill(&o);
+        }
+        self.expire();
         Ok(())
     }
 }

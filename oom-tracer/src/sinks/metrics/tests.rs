@@ -132,7 +132,7 @@ fn empty_registry_has_zero_counters() {
 #[test]
 fn the_sink_counts_records() {
     let m = Arc::new(Metrics::new());
-    let mut sink = super::MetricsSink(m.clone());
+    let mut sink = super::MetricsSink::new(m.clone());
     for r in crate::schema::tests::samples() {
         crate::sinks::Sink::write(&mut sink, &r).unwrap();
     }
