@@ -24,7 +24,7 @@ const SLOW: Duration = Duration::from_secs(1);
 /// The first back-off after a failed or slow listing; it doubles up to
 /// [`MAX_BACKOFF`] and resets after a listing that was neither.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The pipeline's end of the listing task.
 pub(crate) struct CriLister {
@@ -146,7 +146,7 @@ mod tests {
             b = Some(next(b));
             seen.push(b.unwrap().as_millis());
         }
-        assert_eq!(seen, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        assert_eq!(seen, [250, 500, 1000, 2000, 2000, 2000, 2000]);
     }
 
     /// A runtime that accepts and never answers: a request returns at

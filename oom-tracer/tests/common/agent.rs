@@ -4,7 +4,7 @@ use std::{
     io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, mpsc},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use serde_json::Value;
@@ -15,6 +15,8 @@ use super::{TRACER, kubelet::SOCKET};
 pub(crate) struct Agent {
     child: Child,
     records: Arc<Mutex<Vec<Value>>>,
+    /// When the test read each record's line.
+    read_at: Arc<Mutex<Vec<SystemTime>>>,
     stdout: Option<std::thread::JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -38,13 +40,16 @@ impl Agent {
             .spawn()
             .expect("starting the agent");
         let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = records.clone();
+        let read_at = Arc::new(Mutex::new(Vec::new()));
+        let (sink, times) = (records.clone(), read_at.clone());
         let out = child.stdout.take().unwrap();
         let stdout = std::thread::spawn(move || {
             for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let at = SystemTime::now();
                 let v: Value =
                     serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
                 sink.lock().unwrap().push(v);
+                times.lock().unwrap().push(at);
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -68,6 +73,7 @@ impl Agent {
         Self {
             child,
             records,
+            read_at,
             stdout: Some(stdout),
             stderr,
         }
@@ -83,6 +89,14 @@ impl Agent {
 
     pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, wait, and return every record with when the test read it.
+    pub(crate) fn stop_timed(self) -> Vec<(Value, SystemTime)> {
+        let read_at = self.read_at.clone();
+        let recs = self.stop();
+        let times = read_at.lock().unwrap().clone();
+        recs.into_iter().zip(times).collect()
     }
 
     /// SIGTERM, wait, and return every record.

@@ -15,6 +15,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod apiserver;
+pub(crate) mod cri_proxy;
 pub(crate) mod deploy;
 pub(crate) mod kubelet;
 pub(crate) mod node;
