@@ -226,6 +226,8 @@ pub(crate) struct KubeSource {
     client: Client,
     /// Bumped on every watcher event: the store may know more.
     updates: tokio::sync::watch::Receiver<u64>,
+    /// [`KubeSource::changed`] saw a change that `poll` has not reported.
+    fresh: bool,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -289,6 +291,7 @@ impl KubeSource {
             store,
             client,
             updates,
+            fresh: false,
             _task: task,
         })
     }
@@ -297,14 +300,16 @@ impl KubeSource {
     pub(crate) fn poll(&mut self) -> bool {
         let changed = self.updates.has_changed().unwrap_or(false);
         self.updates.mark_unchanged();
-        changed
+        std::mem::take(&mut self.fresh) || changed
     }
 
     /// Completes when the store changed (never, once the reflector is gone).
     pub(crate) async fn changed(&mut self) {
+        // `changed` marks the change seen: `poll` must still report it.
         if self.updates.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+        self.fresh = true;
     }
 
     /// The API client, for the Events sink.

@@ -30,6 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub(crate) struct CriLister {
     want: Arc<Notify>,
     answers: watch::Receiver<Arc<Snapshot>>,
+    /// [`CriLister::changed`] saw a listing that `poll` has not handed on.
+    fresh: bool,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -73,6 +75,7 @@ impl CriLister {
         Self {
             want,
             answers,
+            fresh: false,
             task,
         }
     }
@@ -85,18 +88,21 @@ impl CriLister {
 
     /// The newest listing, if one came since the last call.
     pub(crate) fn poll(&mut self) -> Option<Arc<Snapshot>> {
-        match self.answers.has_changed() {
-            Ok(true) => Some(self.answers.borrow_and_update().clone()),
-            _ => None,
+        let changed = self.answers.has_changed().unwrap_or(false);
+        if !std::mem::take(&mut self.fresh) && !changed {
+            return None;
         }
+        Some(self.answers.borrow_and_update().clone())
     }
 
     /// Completes when a new listing is there for [`CriLister::poll`]
     /// (never, once the task is gone).
     pub(crate) async fn changed(&mut self) {
+        // `changed` marks the listing seen: `poll` must still hand it on.
         if self.answers.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+        self.fresh = true;
     }
 }
 
