@@ -10,6 +10,9 @@
 //!   them at most [`NAMES_WAIT`] from the container's first record
 //!   (Tetragon's eventcache), and then go with the ids the cgroup path
 //!   gives and null names.
+//! - an `oom_kill` read while the breakdown's startup check runs waits for
+//!   its verdict at most [`CHECK_WAIT_NS`] from the kill, so that it
+//!   carries the breakdown when the check passes (`statcheck/`).
 use oom_tracer_common::{OomTasksEvent, decode::RawEvent};
 
 use super::{
@@ -27,6 +30,14 @@ use crate::{
 /// kernel time of its first record: an `oom_kill` is on stdout within
 /// about this much of the kill, whatever the runtime does.
 pub(super) const NAMES_WAIT_NS: u64 = 50_000_000;
+
+/// How long an `oom_kill` read during the startup check waits for its
+/// verdict, from the kernel time of the kill.
+pub(super) const CHECK_WAIT_NS: u64 = 80_000_000;
+
+/// How often a kill waiting for the check looks for its verdict (the
+/// verdict comes from the check's thread, which wakes nothing).
+const CHECK_POLL_NS: u64 = 2_000_000;
 
 /// A kernel record read, not yet written.
 pub(super) struct Staged {
@@ -46,13 +57,21 @@ pub(super) struct Held {
     names_until: Option<u64>,
     /// A kill waiting for its task list (the victim's pid).
     tasks_for: Option<u32>,
+    /// A kill waiting for the startup check's verdict until this boot time (ns).
+    check_until: Option<u64>,
     behind: Vec<RawEvent>,
 }
 
 impl Held {
     /// When the pipeline must look at it again at the latest (boot ns).
     pub(super) fn deadline_ns(&self) -> Option<u64> {
-        self.names_until
+        let check = self
+            .check_until
+            .map(|t| t.min(BootClock::boot_now_ns().saturating_add(CHECK_POLL_NS)));
+        match (self.names_until, check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -62,8 +81,11 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     pub(super) fn handle(&mut self, ev: &RawEvent) -> Result<(), PipelineError> {
         match ev {
             RawEvent::OomTasks(t) => return self.task_list(t, ev),
-            // A late answer to the startup check.
-            RawEvent::MemcgProbe(_) => return Ok(()),
+            // The startup check's answer, or a late one.
+            RawEvent::MemcgProbe(p) => {
+                self.probe_answer(p);
+                return Ok(());
+            }
             _ => {}
         }
         if let Some(h) = self.held.as_mut() {
@@ -117,11 +139,18 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             RawEvent::Oom(e) if self.kernel.has_task_list() => Some(e.victim.pid),
             _ => None,
         };
-        if names_until.is_some() || tasks_for.is_some() {
+        let check_until = match ev {
+            RawEvent::Oom(e) if self.checking() => {
+                Some(e.hdr.boot_ns.saturating_add(CHECK_WAIT_NS))
+            }
+            _ => None,
+        };
+        if names_until.is_some() || tasks_for.is_some() || check_until.is_some() {
             self.held = Some(Held {
                 staged,
                 names_until,
                 tasks_for,
+                check_until,
                 behind: Vec::new(),
             });
             return Ok(());
@@ -173,10 +202,16 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
                 h.names_until = until;
             }
         }
-        let Some(h) = self
-            .held
-            .take_if(|h| h.names_until.is_none() && h.tasks_for.is_none())
-        else {
+        let checking = self.checking();
+        if let Some(h) = self.held.as_mut()
+            && h.check_until
+                .is_some_and(|t| !checking || BootClock::boot_now_ns() >= t)
+        {
+            h.check_until = None;
+        }
+        let Some(h) = self.held.take_if(|h| {
+            h.names_until.is_none() && h.tasks_for.is_none() && h.check_until.is_none()
+        }) else {
             return Ok(());
         };
         self.backlog.extend(h.behind);

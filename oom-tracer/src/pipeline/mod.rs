@@ -85,7 +85,7 @@ pub(crate) struct Pipeline<K, P> {
     reported: Lost,
     /// Watched cgroups under which pods live.
     roots: Vec<u64>,
-    /// Records read during the startup check, handled after `start`.
+    /// Records held back (a kill waiting for its task list), handled next.
     backlog: Vec<RawEvent>,
     /// The startup check's verdict on the memory breakdown.
     breakdown: Option<BreakdownCheck>,
@@ -94,6 +94,8 @@ pub(crate) struct Pipeline<K, P> {
     held: Option<Held>,
     /// New containers whose records wait for names: until when (boot ns).
     naming: HashMap<u64, u64>,
+    /// The startup check, while it runs beside the tracing.
+    check: statcheck::CheckState,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -123,6 +125,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             breakdown: None,
             held: None,
             naming: HashMap::new(),
+            check: statcheck::CheckState::default(),
         }
     }
 
@@ -196,6 +199,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// Drains the ring buffer through every stage, then reports new losses.
     pub(crate) async fn pump(&mut self) -> Result<(), PipelineError> {
+        self.poll_check()?;
         let mut events = Vec::new();
         let mut bad = Vec::new();
         self.kernel.drain(&mut |bytes| match decode(bytes) {
@@ -276,7 +280,8 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         restarts: u32,
     ) -> Result<(), PipelineError> {
         self.pump().await?;
-        // Nothing waits for names any more.
+        // Nothing waits any more: not for the check, not for names.
+        self.end_check();
         self.naming.clear();
         self.process(VecDeque::new())?;
         let now = self.translator.now();

@@ -18,6 +18,7 @@ pub(crate) mod apiserver;
 pub(crate) mod cri_proxy;
 pub(crate) mod deploy;
 pub(crate) mod kubelet;
+pub(crate) mod layout;
 pub(crate) mod node;
 pub(crate) mod oci;
 pub(crate) mod pki;
