@@ -424,6 +424,7 @@ fn take_maps(
         task_list: false,
         hooks: report.status,
         startup,
+        stale_records: 0,
         ebpf,
     })
 }
