@@ -133,8 +133,10 @@ mod tests {
 
     #[test]
     fn task_slots_past_the_count_must_be_zero() {
-        let mut t = OomTasksEvent::default();
-        t.count = 1;
+        let mut t = OomTasksEvent {
+            count: 1,
+            ..Default::default()
+        };
         t.tasks[0].pid = 42;
         assert_eq!(stale_bytes(&RawEvent::OomTasks(Box::new(t))), None);
         t.tasks[OOM_TASKS_MAX - 1].comm[0] = b'x';
