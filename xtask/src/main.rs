@@ -4,7 +4,8 @@
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
 //! - `demo`: build, then the local stress cycle under the tracer;
-//! - `test`: build, then every test (unit and privileged integration);
+//! - `lint`: rustfmt and clippy (host crates, and the eBPF crate on its target);
+//! - `test`: lint, build, then every test (unit and privileged integration);
 //! - `images`: the agent's and stress's container images from `deploy/`.
 //!
 //! Every cargo command they run gets `PROTOC` (the CRI client's build script
@@ -51,6 +52,9 @@ enum Cmd {
     /// deploy/*.Dockerfile (static musl binaries built here) into
     /// target/images/{agent,stress}.tar (OCI archives).
     Images,
+    /// What `test` checks first: rustfmt, and clippy with warnings as
+    /// errors on the host crates and on the eBPF crate for its own target.
+    Lint,
     /// Build, then run all tests (the integration tests need root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -350,6 +354,7 @@ fn is_root() -> bool {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::BuildEbpf => build_ebpf(),
+        Cmd::Lint => lint(&setup()?),
         Cmd::Build => {
             build(true)?;
             eprintln!("xtask: built target/release/oom-tracer and target/release/stress");
