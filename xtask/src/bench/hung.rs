@@ -5,7 +5,7 @@
 //! stdout at once, with or without its names (issue 18's goal: within
 //! 100 ms of its kernel time).
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     os::unix::net::{UnixListener, UnixStream},
     path::{Path, PathBuf},
     process::Command,
@@ -113,10 +113,7 @@ impl Ctx {
             sys::sleep(Duration::from_millis(500))?;
             let mut armed = storm::arm(&self.stress, &cgs)?;
             let (killed, _) = storm::release(&mut armed, Duration::from_secs(60))?;
-            let victims: BTreeMap<u64, ()> = armed
-                .iter()
-                .map(|a| (u64::from(a.child.id()), ()))
-                .collect();
+            let victims: BTreeSet<u64> = armed.iter().map(|a| u64::from(a.child.id())).collect();
             drop(armed);
             sys::sleep(GRACE)?;
             let lines = agent.finish(Some(libc::SIGTERM), Duration::from_secs(30))?;
@@ -138,13 +135,13 @@ impl Ctx {
 }
 
 /// Kill → read, ms, of each `oom_kill` line whose victim is one of `victims`.
-fn latencies(lines: &[super::tool::Line], victims: &BTreeMap<u64, ()>) -> anyhow::Result<Vec<f64>> {
+fn latencies(lines: &[super::tool::Line], victims: &BTreeSet<u64>) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::new();
     for l in lines.iter().filter(|l| is_event(&l.text, "oom_kill")) {
         let v: Value = serde_json::from_str(&l.text)?;
         if !v["victim"]["pid"]
             .as_u64()
-            .is_some_and(|p| victims.contains_key(&p))
+            .is_some_and(|p| victims.contains(&p))
         {
             continue;
         }
