@@ -39,7 +39,7 @@ use crate::{
 
 /// tp_btf/rss_stat(struct mm_struct *mm, int member)
 #[btf_tracepoint(function = "rss_stat")]
-pub fn rss_stat(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn rss_stat(ctx: BtfTracePointContext) -> u32 {
     match try_rss_stat(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -99,14 +99,14 @@ fn try_watched_rss_stat(mm: u64, task: u64, css: u64) -> ReadResult<()> {
 /// Tells one process image from another: the leader's start time (a reused
 /// pid gets another) and the exec count (each exec gets another).
 #[inline(always)]
-pub fn image_stamp(leader_start_ns: u64, exec_id: u32) -> u64 {
+pub(crate) fn image_stamp(leader_start_ns: u64, exec_id: u32) -> u64 {
     leader_start_ns ^ (u64::from(exec_id) << 48)
 }
 
 /// [`image_stamp`] of `task` (a BTF pointer). `rss_stat` and `exec` must
 /// compute it alike, or the `PROC_CACHE` entries they share miss.
 #[inline(always)]
-pub fn task_image_stamp_btf(task: u64) -> u64 {
+pub(crate) fn task_image_stamp_btf(task: u64) -> u64 {
     let leader = btf_load::<u64>(task, koff!(task_group_leader)).unwrap_or(0);
     image_stamp(
         btf_load::<u64>(leader, koff!(task_start_time)).unwrap_or(0),
@@ -116,7 +116,7 @@ pub fn task_image_stamp_btf(task: u64) -> u64 {
 
 /// tracepoint/kmem/rss_stat: fields per the kernel's format file.
 #[tracepoint(category = "kmem", name = "rss_stat")]
-pub fn kmem_rss_stat(ctx: TracePointContext) -> u32 {
+pub(crate) fn kmem_rss_stat(ctx: TracePointContext) -> u32 {
     match try_kmem_rss_stat(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -204,7 +204,7 @@ fn ramp(tgid: u32, stamp: u64, size: u64, css: u64) {
 
 /// Writes a `PROC_CACHE` entry, key last (see `ramp`).
 #[inline(always)]
-pub fn fill(c: *mut ProcLast, key: u64, stamp: u64, last: u64) {
+pub(crate) fn fill(c: *mut ProcLast, key: u64, stamp: u64, last: u64) {
     // SAFETY: `c` is this CPU's slot of a per-CPU array.
     unsafe {
         core::ptr::write_volatile(&mut (*c).key, 0);
@@ -218,7 +218,7 @@ pub fn fill(c: *mut ProcLast, key: u64, stamp: u64, last: u64) {
 /// this CPU's cache (which the image's first calls, before the exec
 /// tracepoint, may have filled with the old size).
 #[inline(always)]
-pub fn restart_ramp(tgid: u32, stamp: u64) {
+pub(crate) fn restart_ramp(tgid: u32, stamp: u64) {
     let _ = ALLOC_LAST.insert(tgid, 0u64, 0);
     if let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) {
         fill(c, (shared(GEN_PROC) << 32) | u64::from(tgid), stamp, 0);

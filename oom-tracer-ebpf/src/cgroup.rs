@@ -19,14 +19,14 @@ use crate::{
 };
 
 #[tracepoint(category = "cgroup", name = "cgroup_mkdir")]
-pub fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
     match try_cgroup_dir(&ctx, EventKind::CgroupMkdir) {
         Ok(()) | Err(_) => 0,
     }
 }
 
 #[tracepoint(category = "cgroup", name = "cgroup_rmdir")]
-pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
     match try_cgroup_dir(&ctx, EventKind::CgroupRmdir) {
         Ok(()) | Err(_) => 0,
     }
@@ -60,7 +60,7 @@ fn attach_recorded(id: u64) -> bool {
 /// struct task_struct *task, bool threadgroup): the filter reads the
 /// destination through BTF pointers (plain loads, no helper call).
 #[btf_tracepoint(function = "cgroup_attach_task")]
-pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn cgroup_attach_task(ctx: BtfTracePointContext) -> u32 {
     match try_cgroup_attach_task(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -107,7 +107,7 @@ fn attach_record(ctx: *mut c_void, id: u64) -> u64 {
 /// tracepoint/cgroup/cgroup_attach_task: the fallback where tp_btf is not
 /// available, fields read by the format file's layout.
 #[tracepoint(category = "cgroup", name = "cgroup_attach_task")]
-pub fn cgroup_cgroup_attach_task(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_cgroup_attach_task(ctx: TracePointContext) -> u32 {
     match try_cgroup_cgroup_attach_task(&ctx) {
         Ok(()) | Err(_) => 0,
     }

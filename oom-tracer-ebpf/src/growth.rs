@@ -23,7 +23,7 @@ use crate::{
 
 /// tp_btf/mod_memcg_lruvec_state(struct mem_cgroup *memcg, int item, int val)
 #[btf_tracepoint(function = "mod_memcg_lruvec_state")]
-pub fn mod_memcg_lruvec_state(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn mod_memcg_lruvec_state(ctx: BtfTracePointContext) -> u32 {
     match try_mod_memcg_lruvec_state(&ctx) {
         Ok(()) | Err(_) => 0,
     }

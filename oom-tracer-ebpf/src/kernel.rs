@@ -52,11 +52,11 @@ pub(crate) use setting;
 pub(crate) use tpl;
 
 /// Error of a kernel read: absent offset or failed probe read.
-pub type ReadResult<T> = Result<T, i64>;
+pub(crate) type ReadResult<T> = Result<T, i64>;
 
 /// Reads a `T` at `base + off`.
 #[inline(always)]
-pub fn read<T>(base: u64, off: u32) -> ReadResult<T> {
+pub(crate) fn read<T>(base: u64, off: u32) -> ReadResult<T> {
     if off == OFFSET_ABSENT || base == 0 {
         return Err(-2);
     }
@@ -69,7 +69,7 @@ pub fn read<T>(base: u64, off: u32) -> ReadResult<T> {
 /// verifier checks `off` against the kernel's BTF (it is a constant from the
 /// frozen `.rodata`) and the JIT guards the load against faults.
 #[inline(always)]
-pub fn btf_load<T: Copy>(base: u64, off: u32) -> ReadResult<T> {
+pub(crate) fn btf_load<T: Copy>(base: u64, off: u32) -> ReadResult<T> {
     if off == OFFSET_ABSENT || base == 0 {
         return Err(-2);
     }
@@ -81,7 +81,7 @@ pub fn btf_load<T: Copy>(base: u64, off: u32) -> ReadResult<T> {
 
 /// The current task as a BTF pointer (loads through it need no helper).
 #[inline(always)]
-pub fn current_task_btf() -> u64 {
+pub(crate) fn current_task_btf() -> u64 {
     // SAFETY: helper without arguments; its result is never null.
     unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() as u64 }
 }
@@ -91,7 +91,7 @@ pub fn current_task_btf() -> u64 {
 /// result: walks over ancestors use it so that old verifiers (6.1) do not
 /// split every step into an ok and an error path.
 #[inline(always)]
-pub fn read_or_zero<T: Copy>(base: u64, off: u32) -> T {
+pub(crate) fn read_or_zero<T: Copy>(base: u64, off: u32) -> T {
     let mut v = core::mem::MaybeUninit::<T>::zeroed();
     if off != OFFSET_ABSENT {
         // SAFETY: the helper writes at most size_of::<T>() bytes into `v`
@@ -99,7 +99,7 @@ pub fn read_or_zero<T: Copy>(base: u64, off: u32) -> T {
         unsafe {
             aya_ebpf::helpers::generated::bpf_probe_read_kernel(
                 v.as_mut_ptr().cast(),
-                core::mem::size_of::<T>() as u32,
+                size_of::<T>() as u32,
                 (base + off as u64) as *const core::ffi::c_void,
             );
         }
@@ -110,7 +110,7 @@ pub fn read_or_zero<T: Copy>(base: u64, off: u32) -> T {
 
 /// The current task's `task_struct` pointer.
 #[inline(always)]
-pub fn current_task() -> u64 {
+pub(crate) fn current_task() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_get_current_task() }
 }
@@ -118,7 +118,7 @@ pub fn current_task() -> u64 {
 /// `task->cgroups->subsys[memory_cgrp_id]`: the task's memcg css
 /// (`struct mem_cgroup` starts with its css).
 #[inline(always)]
-pub fn task_memcg(task: u64) -> ReadResult<u64> {
+pub(crate) fn task_memcg(task: u64) -> ReadResult<u64> {
     let cset: u64 = read(task, koff!(task_cgroups))?;
     let css: u64 = read(cset, koff!(css_set_memory))?;
     if css == 0 { Err(-2) } else { Ok(css) }
@@ -127,27 +127,27 @@ pub fn task_memcg(task: u64) -> ReadResult<u64> {
 /// `css->cgroup->kn->id`: the cgroup id userspace sees as the directory
 /// inode; 0 where any step of the chain cannot be read (no branches).
 #[inline(always)]
-pub fn css_id(css: u64) -> u64 {
+pub(crate) fn css_id(css: u64) -> u64 {
     let cgrp: u64 = read_or_zero(css, koff!(css_cgroup));
     let kn: u64 = read_or_zero(cgrp, koff!(cgroup_kn));
     read_or_zero(kn, koff!(kn_id))
 }
 
 #[inline(always)]
-pub fn css_parent(css: u64) -> u64 {
+pub(crate) fn css_parent(css: u64) -> u64 {
     read_or_zero(css, koff!(css_parent))
 }
 
 /// Whether the cgroup `id` is in `WATCHED`. The bloom word rejects most
 /// ids without a hash lookup.
 #[inline(always)]
-pub fn is_watched_id(id: u64) -> bool {
+pub(crate) fn is_watched_id(id: u64) -> bool {
     shared(WATCH_BLOOM) & watch_bloom_bit(id) != 0 && WATCHED.get_ptr(id).is_some()
 }
 
 /// Whether the memcg `css` (read with helpers), or one of its ancestors, is watched.
 #[inline(always)]
-pub fn is_watched(css: u64) -> bool {
+pub(crate) fn is_watched(css: u64) -> bool {
     if setting!(watch_all) != 0 {
         return true;
     }
@@ -169,13 +169,13 @@ pub fn is_watched(css: u64) -> bool {
 
 /// Whether an OOM kill or SIGKILL in the memcg `css` is recorded.
 #[inline(always)]
-pub fn is_oom_watched(css: u64) -> bool {
+pub(crate) fn is_oom_watched(css: u64) -> bool {
     setting!(oom_all) != 0 || is_watched(css)
 }
 
 /// `SHARED[idx]`: a generation counter or the bloom word.
 #[inline(always)]
-pub fn shared(idx: u32) -> u64 {
+pub(crate) fn shared(idx: u32) -> u64 {
     match SHARED.get_ptr(idx) {
         // SAFETY: value pointer from a successful lookup.
         Some(p) => unsafe { core::ptr::read_volatile(p) },
@@ -187,7 +187,7 @@ pub fn shared(idx: u32) -> u64 {
 /// cached copies must not outlive. The change is made first: whoever reads
 /// the new generation sees it.
 #[inline(always)]
-pub fn bump(idx: u32) {
+pub(crate) fn bump(idx: u32) {
     if let Some(p) = SHARED.get_ptr_mut(idx) {
         #[cfg(target_arch = "bpf")]
         // SAFETY: `p` points to a map value; BPF_ATOMIC add, no result.
@@ -235,7 +235,7 @@ fn cached_verdict(serial: u64, walk: impl FnOnce() -> bool) -> bool {
 /// `task->cgroups->subsys[memory_cgrp_id]` through BTF pointers (plain
 /// loads): the memcg css, or 0. `task` must be a BTF pointer.
 #[inline(always)]
-pub fn task_memcg_btf(task: u64) -> u64 {
+pub(crate) fn task_memcg_btf(task: u64) -> u64 {
     match btf_load::<u64>(task, koff!(task_cgroups)) {
         Ok(cset) => btf_load::<u64>(cset, koff!(css_set_memory)).unwrap_or(0),
         Err(_) => 0,
@@ -244,7 +244,7 @@ pub fn task_memcg_btf(task: u64) -> u64 {
 
 /// `css->cgroup->kn->id` through BTF pointers; 0 where unknown.
 #[inline(always)]
-pub fn css_id_btf(css: u64) -> u64 {
+pub(crate) fn css_id_btf(css: u64) -> u64 {
     let cgrp = btf_load::<u64>(css, koff!(css_cgroup)).unwrap_or(0);
     let kn = btf_load::<u64>(cgrp, koff!(cgroup_kn)).unwrap_or(0);
     btf_load::<u64>(kn, koff!(kn_id)).unwrap_or(0)
@@ -253,7 +253,7 @@ pub fn css_id_btf(css: u64) -> u64 {
 /// Whether the memcg `css` (a BTF pointer), or one of its ancestors, is
 /// watched: this CPU's cached verdict, the ancestor walk on a miss.
 #[inline(always)]
-pub fn memcg_watched(css: u64) -> bool {
+pub(crate) fn memcg_watched(css: u64) -> bool {
     if css == 0 {
         return false;
     }
@@ -283,13 +283,13 @@ fn walk_watched_btf(css: u64) -> u64 {
 
 /// Whether an OOM kill or SIGKILL in the memcg `css` (a BTF pointer) is recorded.
 #[inline(always)]
-pub fn memcg_oom_watched(css: u64) -> bool {
+pub(crate) fn memcg_oom_watched(css: u64) -> bool {
     css != 0 && (setting!(oom_all) != 0 || memcg_watched(css))
 }
 
 /// pid, tgid, comm and memcg of a task, through BTF pointers.
 #[inline(always)]
-pub fn task_info_btf(task: u64, css: u64) -> TaskInfo {
+pub(crate) fn task_info_btf(task: u64, css: u64) -> TaskInfo {
     TaskInfo {
         pid: btf_load::<i32>(task, koff!(task_pid)).unwrap_or(0) as u32,
         tgid: btf_load::<i32>(task, koff!(task_tgid)).unwrap_or(0) as u32,
@@ -301,7 +301,7 @@ pub fn task_info_btf(task: u64, css: u64) -> TaskInfo {
 
 /// pid, tgid, comm and memcg of the current task, through the cheap helpers.
 #[inline(always)]
-pub fn current_info(css: u64) -> TaskInfo {
+pub(crate) fn current_info(css: u64) -> TaskInfo {
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     TaskInfo {
         pid: pid_tgid as u32,
@@ -314,7 +314,7 @@ pub fn current_info(css: u64) -> TaskInfo {
 /// `pages << page_shift`, saturating. (BPF has no 128-bit multiply, so no
 /// `saturating_mul`.)
 #[inline(always)]
-pub fn pages_to_bytes(pages: u64) -> u64 {
+pub(crate) fn pages_to_bytes(pages: u64) -> u64 {
     let shift = setting!(page_shift) & 63;
     if shift != 0 && pages >> (64 - shift) != 0 {
         u64::MAX
@@ -326,7 +326,7 @@ pub fn pages_to_bytes(pages: u64) -> u64 {
 /// Reads a `__data_loc char[]` field: the low 16 bits of the u32 at `off`
 /// are the string's offset in the record.
 #[inline(always)]
-pub fn read_data_loc(base: u64, off: u32, dst: &mut [u8]) -> ReadResult<()> {
+pub(crate) fn read_data_loc(base: u64, off: u32, dst: &mut [u8]) -> ReadResult<()> {
     let loc = read::<u32>(base, off)?;
     let at = base + (loc & 0xffff) as u64;
     // SAFETY: the helper bounds the read by dst's length.

@@ -33,7 +33,7 @@ mod tasks;
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // The verifier rejects any reachable panic path; none is reachable.
     loop {}
 }

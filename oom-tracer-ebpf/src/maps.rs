@@ -8,93 +8,94 @@ use oom_tracer_common::{COUNTERS_LEN, SHARED_LEN};
 
 /// All records, kernel → userspace. Userspace may resize it at load time.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Memory cgroup ids (kernfs ids) whose tasks, and those of their
 /// descendants, are traced. Filled by userspace.
 #[map]
-pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Per process (tgid) in a watched memcg: anonymous RSS at the last `alloc`
 /// record (0 from its exec on; its size when it was first seen otherwise).
 #[map]
-pub static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Drop and error counters, indexed by `oom_tracer_common::Counter`.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
 /// Tasks (tgid) that asked for their memcg's statistics with
 /// `SETTINGS.probe_signal`. Filled by userspace for its startup check.
 #[map]
-pub static PROBE: HashMap<u32, u8> = HashMap::with_max_entries(16, 0);
+pub(crate) static PROBE: HashMap<u32, u8> = HashMap::with_max_entries(16, 0);
 
 /// Flags userspace sets after attaching (`RUNTIME_*` in the common crate).
 #[map]
-pub static RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
+pub(crate) static RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
 
 /// The memcg that hit its limit at the last kill on this CPU, for the
 /// task list read right after it on the same tracepoint (`tasks.rs`).
 #[map]
-pub static LAST_OOM: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static LAST_OOM: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Reclaims in progress, by thread id (`pressure.rs`).
 #[map]
-pub static RECLAIMING: LruHashMap<u32, oom_tracer_common::ReclaimStart> =
+pub(crate) static RECLAIMING: LruHashMap<u32, oom_tracer_common::ReclaimStart> =
     LruHashMap::with_max_entries(4096, 0);
 
 /// Reclaim sums per watched memcg id; read by userspace.
 #[map]
-pub static PRESSURE: LruHashMap<u64, oom_tracer_common::PressureStat> =
+pub(crate) static PRESSURE: LruHashMap<u64, oom_tracer_common::PressureStat> =
     LruHashMap::with_max_entries(4096, 0);
 
 /// Page cache and shmem growth per watched memcg (css `serial_nr`), for the
 /// ramp by kind (`growth.rs`).
 #[map]
-pub static GROWTH: LruHashMap<u64, oom_tracer_common::GrowthState> =
+pub(crate) static GROWTH: LruHashMap<u64, oom_tracer_common::GrowthState> =
     LruHashMap::with_max_entries(4096, 0);
 
 /// Per-CPU room for a task list while it is gathered (a record too large
 /// for the BPF stack).
 #[map]
-pub static SCRATCH: PerCpuArray<oom_tracer_common::OomTasksEvent> =
+pub(crate) static SCRATCH: PerCpuArray<oom_tracer_common::OomTasksEvent> =
     PerCpuArray::with_max_entries(1, 0);
 
 /// Generation counters and the watch filter's bloom word, indexed by
 /// `oom_tracer_common::{GEN_WATCH, WATCH_BLOOM, GEN_PROC}`.
 #[map]
-pub static SHARED: Array<u64> = Array::with_max_entries(SHARED_LEN, 0);
+pub(crate) static SHARED: Array<u64> = Array::with_max_entries(SHARED_LEN, 0);
 
 /// Slots of the per-CPU caches (a power of two).
-pub const CACHE_SLOTS: u32 = 4;
+pub(crate) const CACHE_SLOTS: u32 = 4;
 
 /// A memcg's watch verdict, cached per CPU (`MEMCG_CACHE`).
 #[repr(C)]
-pub struct MemcgVerdict {
+pub(crate) struct MemcgVerdict {
     /// The css's `serial_nr` (0: empty).
-    pub serial: u64,
+    pub(crate) serial: u64,
     /// `SHARED[GEN_WATCH] << 1 | watched`.
-    pub tag: u64,
+    pub(crate) tag: u64,
 }
 
 /// Per CPU, by `serial_nr % CACHE_SLOTS`: whether a memcg is watched. Hot
 /// hooks ask this before anything else; the ancestor walk runs on a miss.
 /// `serial_nr` is never reused, so only a change of `WATCHED` invalidates it.
 #[map]
-pub static MEMCG_CACHE: PerCpuArray<MemcgVerdict> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+pub(crate) static MEMCG_CACHE: PerCpuArray<MemcgVerdict> =
+    PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
 
 /// A process's `ALLOC_LAST` value, cached per CPU (`PROC_CACHE`).
 #[repr(C)]
-pub struct ProcLast {
+pub(crate) struct ProcLast {
     /// `SHARED[GEN_PROC] << 32 | tgid` (0: empty).
-    pub key: u64,
+    pub(crate) key: u64,
     /// The process image: its leader's `start_time` and its `self_exec_id`
     /// (a pid reused, or an exec, makes another stamp).
-    pub stamp: u64,
-    pub last: u64,
+    pub(crate) stamp: u64,
+    pub(crate) last: u64,
 }
 
 /// Per CPU, by `tgid % CACHE_SLOTS`: `ALLOC_LAST` of the processes that ran
 /// here last, so that most `rss_stat` calls need no hash lookup.
 #[map]
-pub static PROC_CACHE: PerCpuArray<ProcLast> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+pub(crate) static PROC_CACHE: PerCpuArray<ProcLast> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);

@@ -27,16 +27,12 @@ fn copy(dst: *mut u8, count: u32, src: u64) -> bool {
 /// it starts with its css).
 ///
 /// # Safety
-/// `dst` points to a `MemcgStats` inside a reserved ring-buffer record.
+/// `dst` points to a `MemcgStats` inside a reserved ring-buffer record,
+/// zeroed (`emit::reserve`): what is not read here stays zero.
 #[inline(always)]
-pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
-    // SAFETY: the caller's contract; plain field writes.
-    unsafe {
-        (*dst).memcg_id = css_id(css);
-        (*dst).flags = 0;
-        (*dst).state_len = 0;
-        (*dst).pending_updates = 0;
-    }
+pub(crate) unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
+    // SAFETY: the caller's contract; a plain field write.
+    unsafe { (*dst).memcg_id = css_id(css) };
     let vm_off = koff!(memcg_vmstats);
     let state_off = koff!(vmstats_state);
     if css != 0 && vm_off != OFFSET_ABSENT && state_off != OFFSET_ABSENT {
@@ -74,9 +70,9 @@ pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
         }
     }
     let ev_off = koff!(memcg_events);
-    // SAFETY: `events` is `MEMCG_EVENTS_MAX` u64s inside `*dst`.
-    let events = unsafe { core::ptr::addr_of_mut!((*dst).events) };
     if css != 0 && ev_off != OFFSET_ABSENT {
+        // SAFETY: `events` is `MEMCG_EVENTS_MAX` u64s inside `*dst`.
+        let events = unsafe { core::ptr::addr_of_mut!((*dst).events) };
         if copy(
             events.cast(),
             (MEMCG_EVENTS_MAX * 8) as u32,
@@ -85,8 +81,5 @@ pub unsafe fn read_memcg_stats(css: u64, dst: *mut MemcgStats) {
             // SAFETY: plain field write into `*dst`.
             unsafe { (*dst).flags |= STATS_EVENTS };
         }
-    } else {
-        // SAFETY: as above; zeroes, so the record never carries stale bytes.
-        unsafe { *events = [0; MEMCG_EVENTS_MAX] };
     }
 }

@@ -11,26 +11,26 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use oom_tracer_common::{
-    Counter, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
-    OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
-    OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
-    RUNTIME_TASK_LIST, TaskInfo,
+    COMM_LEN, EventHeader, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS,
+    OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ,
+    OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS,
+    OomEvent, RUNTIME_TASK_LIST, TaskInfo,
 };
 
 use crate::{
-    emit::{NO_WAKE, WAKE, count, header},
+    emit::{NO_WAKE, WAKE, header, reserve},
     kernel::{
         ReadResult, btf_load, css_id, css_id_btf, css_parent, current_info, current_task,
         current_task_btf, is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read,
         read_data_loc, read_or_zero, task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
-    maps::{EVENTS, LAST_OOM, RUNTIME},
+    maps::{LAST_OOM, RUNTIME},
     memstat::read_memcg_stats,
 };
 
 /// tp_btf/mark_victim(struct task_struct *task, uid_t uid)
 #[btf_tracepoint(function = "mark_victim")]
-pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     match try_mark_victim(&ctx) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -43,8 +43,7 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if !memcg_oom_watched(victim_css) {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<OomEvent>() else {
         warn!(ctx, "ring buffer full: an OOM kill was not recorded");
         return Ok(());
     };
@@ -81,8 +80,8 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
         head.flags |= OOM_SCORE_ADJ;
     }
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reserved record; each field is written before the
-    // record is submitted (the statistics in `fill_stats`).
+    // SAFETY: `ev` is the reserved record, zeroed; its fields are written
+    // before it is submitted (the statistics in `fill_stats`).
     unsafe {
         write_head(ev, head);
         read_victim_mm(victim, &mut *ev);
@@ -126,9 +125,9 @@ fn wake_for(oom_css: u64) -> u64 {
 /// The part of an `OomEvent` before its statistics, built on the stack
 /// (the whole record does not fit the 512-byte BPF stack).
 struct OomHead {
-    hdr: oom_tracer_common::EventHeader,
-    victim: oom_tracer_common::TaskInfo,
-    trigger: oom_tracer_common::TaskInfo,
+    hdr: EventHeader,
+    victim: TaskInfo,
+    trigger: TaskInfo,
     uid: u32,
     oom_score_adj: i32,
     flags: u32,
@@ -137,22 +136,22 @@ struct OomHead {
 
 impl OomHead {
     const EMPTY: Self = Self {
-        hdr: oom_tracer_common::EventHeader {
+        hdr: EventHeader {
             kind: 0,
             cpu: 0,
             boot_ns: 0,
         },
-        victim: oom_tracer_common::TaskInfo {
+        victim: TaskInfo {
             pid: 0,
             tgid: 0,
             memcg_id: 0,
-            comm: [0; oom_tracer_common::COMM_LEN],
+            comm: [0; COMM_LEN],
         },
-        trigger: oom_tracer_common::TaskInfo {
+        trigger: TaskInfo {
             pid: 0,
             tgid: 0,
             memcg_id: 0,
-            comm: [0; oom_tracer_common::COMM_LEN],
+            comm: [0; COMM_LEN],
         },
         uid: 0,
         oom_score_adj: 0,
@@ -161,7 +160,8 @@ impl OomHead {
     };
 }
 
-/// Writes every field of the record before its statistics.
+/// Writes the head's fields into the record; the others stay as
+/// `emit::reserve` left them (zero) until the readers below fill them.
 ///
 /// # Safety
 /// `ev` points to a reserved `OomEvent`.
@@ -172,14 +172,6 @@ unsafe fn write_head(ev: *mut OomEvent, h: OomHead) {
         (*ev).hdr = h.hdr;
         (*ev).victim = h.victim;
         (*ev).trigger = h.trigger;
-        (*ev).oom_memcg_id = 0;
-        (*ev).usage_bytes = 0;
-        (*ev).limit_bytes = 0;
-        (*ev).failcnt = 0;
-        (*ev).total_vm_bytes = 0;
-        (*ev).anon_rss_bytes = 0;
-        (*ev).file_rss_bytes = 0;
-        (*ev).shmem_rss_bytes = 0;
         (*ev).uid = h.uid;
         (*ev).oom_score_adj = h.oom_score_adj;
         (*ev).flags = h.flags;
@@ -188,10 +180,11 @@ unsafe fn write_head(ev: *mut OomEvent, h: OomHead) {
 }
 
 /// The statistics of the memcg that hit its limit (`oom_css`, 0 for a
-/// global OOM), and of the victim's own memcg when it is another one.
+/// global OOM), and of the victim's own memcg when it is another one; a
+/// block not read stays zero, its flag unset.
 ///
 /// # Safety
-/// `ev` points to a reserved `OomEvent`.
+/// `ev` points to a reserved, zeroed `OomEvent`.
 #[inline(always)]
 unsafe fn fill_stats(ev: *mut OomEvent, oom_css: u64, victim_css: u64) {
     // SAFETY: the caller's contract; the fields are inside the record.
@@ -201,14 +194,10 @@ unsafe fn fill_stats(ev: *mut OomEvent, oom_css: u64, victim_css: u64) {
         if oom_css != 0 {
             read_memcg_stats(oom_css, limit);
             (*ev).flags |= OOM_LIMIT_STATS;
-        } else {
-            (*limit).flags = 0;
         }
         if victim_css != 0 && victim_css != oom_css {
             read_memcg_stats(victim_css, own);
             (*ev).flags |= OOM_VICTIM_STATS;
-        } else {
-            (*own).flags = 0;
         }
     }
 }
@@ -334,7 +323,7 @@ fn read_oom_memcg(css: u64, id: u64, ev: &mut OomEvent) {
 /// search starts from the trigger's memcg (the trigger charged the memcg
 /// that is out of memory).
 #[tracepoint(category = "oom", name = "mark_victim")]
-pub fn oom_mark_victim(ctx: TracePointContext) -> u32 {
+pub(crate) fn oom_mark_victim(ctx: TracePointContext) -> u32 {
     match try_oom_mark_victim(&ctx) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -348,8 +337,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     }
     let base = ctx.as_ptr() as u64;
     let pid = read::<i32>(base, tpl!(mv_pid))? as u32;
-    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<OomEvent>() else {
         warn!(
             ctx,
             "ring buffer full: OOM kill of pid {} not recorded", pid
@@ -374,8 +362,8 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
         head.oom_score_adj = i32::from(adj);
         head.flags |= OOM_SCORE_ADJ;
     }
-    // SAFETY: `ev` is the reserved record; every field is written before
-    // it is submitted.
+    // SAFETY: `ev` is the reserved record, zeroed; its fields are written
+    // before it is submitted.
     unsafe {
         write_head(ev, head);
         let kb = |off: u32| {

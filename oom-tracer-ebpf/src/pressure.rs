@@ -14,7 +14,7 @@ use crate::{
 
 /// tp_btf/mm_vmscan_memcg_reclaim_begin(int order, gfp_t gfp_flags)
 #[btf_tracepoint(function = "mm_vmscan_memcg_reclaim_begin")]
-pub fn mm_vmscan_memcg_reclaim_begin(_ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn mm_vmscan_memcg_reclaim_begin(_ctx: BtfTracePointContext) -> u32 {
     match try_begin() {
         Ok(()) | Err(_) => 0,
     }
@@ -39,7 +39,7 @@ fn try_begin() -> ReadResult<()> {
 
 /// tp_btf/mm_vmscan_memcg_reclaim_end(unsigned long nr_reclaimed)
 #[btf_tracepoint(function = "mm_vmscan_memcg_reclaim_end")]
-pub fn mm_vmscan_memcg_reclaim_end(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn mm_vmscan_memcg_reclaim_end(ctx: BtfTracePointContext) -> u32 {
     match try_end(&ctx) {
         Ok(()) | Err(_) => 0,
     }

@@ -16,7 +16,7 @@ use crate::{
 };
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     match try_sched_process_exec(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -45,7 +45,7 @@ fn exec_record(task: u64, css: u64) {
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     match try_sched_process_exit(&ctx) {
         Ok(()) | Err(_) => 0,
     }

@@ -2,15 +2,15 @@
 use aya_ebpf::{
     EbpfContext as _, cty::c_void, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
-use oom_tracer_common::{Counter, EventKind, MemcgProbeEvent, SI_KERNEL, SignalEvent};
+use oom_tracer_common::{EventKind, MemcgProbeEvent, SI_KERNEL, SignalEvent};
 
 use crate::{
-    emit::{NO_WAKE, WAKE, count, header, output},
+    emit::{NO_WAKE, WAKE, header, output, reserve},
     kernel::{
         ReadResult, current_task_btf, memcg_oom_watched, read, setting, task_info_btf, task_memcg,
         task_memcg_btf,
     },
-    maps::{EVENTS, PROBE},
+    maps::PROBE,
     memstat::read_memcg_stats,
 };
 
@@ -23,7 +23,7 @@ const SI_USER: i32 = 0;
 /// tp_btf/signal_generate(int sig, struct kernel_siginfo *info,
 /// struct task_struct *task, int group, int result)
 #[btf_tracepoint(function = "signal_generate")]
-pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn signal_generate(ctx: BtfTracePointContext) -> u32 {
     match try_signal_generate(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -90,17 +90,15 @@ fn probe(task: u64) {
         return;
     }
     let Ok(css) = task_memcg(task) else { return };
-    let Some(mut entry) = EVENTS.reserve::<MemcgProbeEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<MemcgProbeEvent>() else {
         return;
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reserved record; every field is written before it
-    // is submitted.
+    // SAFETY: `ev` is the reserved record, zeroed; its fields are written
+    // before it is submitted.
     unsafe {
         (*ev).hdr = header(EventKind::MemcgProbe);
         (*ev).tgid = tgid;
-        (*ev)._pad = 0;
         read_memcg_stats(css, core::ptr::addr_of_mut!((*ev).stats));
     }
     entry.submit(WAKE);

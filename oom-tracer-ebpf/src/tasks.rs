@@ -6,18 +6,18 @@
 //! record follows the kill's.
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use oom_tracer_common::{
-    COMM_LEN, Counter, EventKind, OFFSET_ABSENT, OOM_TASKS_MAX, OomTasksEvent,
+    COMM_LEN, EventKind, OFFSET_ABSENT, OOM_TASKS_MAX, OomTask, OomTasksEvent,
 };
 
 use crate::{
-    emit::{WAKE, count, header},
+    emit::{WAKE, header, reserve},
     kernel::{ReadResult, css_id, koff, read_or_zero, task_memcg},
-    maps::{EVENTS, LAST_OOM, SCRATCH},
+    maps::{LAST_OOM, SCRATCH},
 };
 
 /// tp_btf/mark_victim(struct task_struct *task, uid_t uid), after `mark_victim`.
 #[btf_tracepoint(function = "mark_victim")]
-pub fn mark_victim_tasks(ctx: BtfTracePointContext) -> u32 {
+pub(crate) fn mark_victim_tasks(ctx: BtfTracePointContext) -> u32 {
     match try_mark_victim_tasks(&ctx) {
         Ok(()) | Err(_) => 0,
     }
@@ -33,19 +33,16 @@ fn try_mark_victim_tasks(ctx: &BtfTracePointContext) -> ReadResult<()> {
         return Ok(());
     }
     let victim: u64 = ctx.arg(0);
-    let Some(mut entry) = EVENTS.reserve::<OomTasksEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<OomTasksEvent>() else {
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reserved record; the scalar fields are written
-    // here, the tasks in `walk` (only the first `count` are read).
+    // SAFETY: `ev` is the reserved record, zeroed; the scalar fields are
+    // written here, the first `count` tasks in `walk` (the others stay zero).
     unsafe {
         (*ev).hdr = header(EventKind::OomTasks);
         (*ev).victim_pid = read_or_zero::<u32>(victim, koff!(task_pid));
         (*ev).memcg_id = css_id(css);
-        (*ev).truncated = 0;
-        (*ev)._pad = 0;
         (*ev).count = walk(css, ev);
     }
     entry.submit(WAKE);
@@ -120,16 +117,15 @@ unsafe fn walk(css: u64, ev: *mut OomTasksEvent) -> u32 {
     } else {
         c.n
     };
+    // Only the `n` tasks of this kill: the scratch's other slots hold
+    // tasks of earlier kills on this CPU.
+    let len = n * size_of::<OomTask>() as u32;
     // SAFETY: both are `OomTasksEvent`s: the per-CPU scratch the steps
-    // filled, and the reserved record.
+    // filled, and the reserved record; `len` is at most their `tasks`.
     unsafe {
         let from = core::ptr::addr_of!((*scratch).tasks);
         let to = core::ptr::addr_of_mut!((*ev).tasks);
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            to.cast(),
-            core::mem::size_of::<[oom_tracer_common::OomTask; OOM_TASKS_MAX]>() as u32,
-            from.cast(),
-        );
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(to.cast(), len, from.cast());
         (*ev).truncated = c.truncated;
     }
     n

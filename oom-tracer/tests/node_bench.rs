@@ -2,10 +2,19 @@
 //! `cargo test`) and renders what it writes.
 //!
 //! A node's worth of pods on the test containerd, driven over the CRI by the
-//! kubelet stand-in: 110 pods, 10 of them crash-looping on OOM kills at once,
-//! plus a churn of short-lived pods (several starts and stops a second). The
-//! API stand-in serves 5,000 pods of realistic size, 110 of them on this
-//! node. The agent runs with the CRI, the API and metrics on.
+//! kubelet stand-in: from 8 CPUs on, 110 pods, 10 of them crash-looping on
+//! OOM kills at once, plus a churn of short-lived pods (five starts and
+//! stops a second); on fewer CPUs, fewer in proportion (see [`Load`]: a
+//! 2-vCPU machine gets 27 pods, 3 crash loops and a churn pod every
+//! 0.8 s), as containerd and runc need the CPU to start them. The API
+//! stand-in serves 5,000 pods of realistic size, those of this node among
+//! them. The agent runs with the CRI, the API and metrics on.
+//!
+//! The runtime's failures under load are its own: they are reported
+//! (`runtime_failures`) and retried as the kubelet would, and an attempt
+//! that never ran expects nothing from the agent. Whatever happens (a
+//! pass, a failed check, a panic, SIGINT/SIGTERM), the pods and their
+//! cgroups are removed (`node_bench/cleanup.rs`).
 //!
 //! It measures the agent's RSS and CPU over time, its records per second,
 //! and writes them as JSON (`$OOM_TRACER_NODE_BENCH_OUT`, default
@@ -14,14 +23,18 @@
 //! pod and container with the right restart count.
 //!
 //! Environment: `OOM_TRACER_NODE_BENCH_SECS` (default 120), the length of
-//! the loaded phase; `OOM_TRACER_NODE_BENCH_AGENT`, the agent binary (the
-//! bench passes its release build; default: this test's own build).
+//! the loaded phase; `OOM_TRACER_NODE_BENCH_PODS`, the pods on the node
+//! (default: by the CPUs, as above; crash loops and churn follow);
+//! `OOM_TRACER_NODE_BENCH_AGENT`, the agent binary (the bench passes its
+//! release build; default: this test's own build).
 //!
 //! Its support is in `node_bench/`: `agent` (the agent's process and its
-//! records), `sampling` (its RSS and CPU over time) and `pods` (the pods
-//! the kubelet stand-in runs, as the API server lists them).
+//! records), `sampling` (its RSS and CPU over time), `pods` (the pods the
+//! kubelet stand-in runs, as the API server lists them) and `cleanup`.
 #[path = "node_bench/agent.rs"]
 mod agent;
+#[path = "node_bench/cleanup.rs"]
+mod cleanup;
 mod common;
 #[path = "node_bench/pods.rs"]
 mod pods;
@@ -38,21 +51,44 @@ use std::{
 };
 
 use agent::AgentProc;
+use cleanup::{Guard, Made};
 use common::{
     apiserver::{ApiServer, realistic_pod_json},
     kubelet::{Kubelet, Pod, require_runtime},
 };
-use pods::{Done, HOG, IDLE, api_pod, churn, crash_loop, start_pods};
+use pods::{Done, Failures, HOG, IDLE, api_pod, churn, crash_loop, run_pod, start_pods};
 use sampling::{memory_map, sampler, stats};
 use serde_json::json;
 
 pub(crate) const NODE: &str = "bench-node";
-const NODE_PODS: usize = 110;
-const CRASH_PODS: usize = 10;
 const CLUSTER_PODS: usize = 5000;
-/// A churn pod starts every this often and lives `CHURN_LIFE`.
-pub(crate) const CHURN_EVERY: Duration = Duration::from_millis(200);
+/// A churn pod lives this long.
 pub(crate) const CHURN_LIFE: Duration = Duration::from_millis(1500);
+
+/// The load, by the machine's CPUs: a full node (110 pods, 10 crash
+/// loops, a churn pod every 200 ms) from 8 CPUs on, in proportion below.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Load {
+    pub(crate) pods: usize,
+    pub(crate) crash: usize,
+    pub(crate) churn_every: Duration,
+}
+
+impl Load {
+    fn for_machine() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let pods = std::env::var("OOM_TRACER_NODE_BENCH_PODS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(110 * cpus / 8)
+            .max(10);
+        Self {
+            pods,
+            crash: pods.div_ceil(11),
+            churn_every: Duration::from_millis(200 * 110 / pods as u64),
+        }
+    }
+}
 
 fn out_path() -> PathBuf {
     std::env::var_os("OOM_TRACER_NODE_BENCH_OUT")
@@ -72,10 +108,17 @@ fn node_bench() {
         .unwrap_or(120);
     let ns = format!("node-bench-{}", std::process::id());
     let t_start = Instant::now();
+    let load = Load::for_machine();
+    eprintln!("node bench: {load:?}");
+    // Declared first: dropped last, after the agent has stopped.
+    let made = Made::new(&ns);
+    let _guard = Guard(made.clone());
+    made.on_signals();
+    let failures = Failures::default();
 
     // The cluster: 5,000 pods, all but this node's on 50 other nodes.
     let api = Arc::new(ApiServer::start());
-    api.upsert_many((0..CLUSTER_PODS - NODE_PODS).map(|i| {
+    api.upsert_many((0..CLUSTER_PODS - load.pods).map(|i| {
         realistic_pod_json(
             &format!("team-{}", i % 40),
             &format!("web-{i:05}"),
@@ -103,7 +146,14 @@ fn node_bench() {
     let stop = Arc::new(AtomicBool::new(false));
 
     // Phase 1: one pod on the node.
-    let first = rt.block_on(start_pods(&api, &ns, vec!["app-000".into()], &IDLE));
+    let first = rt.block_on(start_pods(
+        &api,
+        &made,
+        &failures,
+        &ns,
+        vec!["app-000".into()],
+        &IDLE,
+    ));
     done.pods.extend(first.into_iter().map(|(p, _)| p));
     let one_from = at();
     for _ in 0..4 {
@@ -113,23 +163,24 @@ fn node_bench() {
     let one_to = at();
     let one_pod_memory = memory_map(pid);
 
-    // Phase 2: the node fills up to 110 pods, 10 of them crash-looping.
+    // Phase 2: the node fills up, some pods crash-looping.
     let fill_from = at();
-    let crash_names: Vec<String> = (0..CRASH_PODS).map(|i| format!("oom-{i:03}")).collect();
+    let crash_names: Vec<String> = (0..load.crash).map(|i| format!("oom-{i:03}")).collect();
     let crash_pods: Vec<Pod> = rt.block_on(async {
         let mut v = Vec::new();
+        let mut k = Kubelet::connect().await;
         for name in &crash_names {
-            let mut k = Kubelet::connect().await;
-            let pod = k.run_pod(&ns, name).await;
-            api.upsert(api_pod(&pod, HOG.name, None, 0));
-            v.push(pod);
+            if let Some(pod) = run_pod(&mut k, &made, &failures, &ns, name, 4).await {
+                api.upsert(api_pod(&pod, HOG.name, None, 0));
+                v.push(pod);
+            }
         }
         v
     });
-    let idle_names: Vec<String> = (1..NODE_PODS - CRASH_PODS)
+    let idle_names: Vec<String> = (1..load.pods - load.crash)
         .map(|i| format!("app-{i:03}"))
         .collect();
-    let idle = rt.block_on(start_pods(&api, &ns, idle_names, &IDLE));
+    let idle = rt.block_on(start_pods(&api, &made, &failures, &ns, idle_names, &IDLE));
     done.pods.extend(idle.into_iter().map(|(p, _)| p));
     let fill_to = at();
 
@@ -149,10 +200,18 @@ fn node_bench() {
                         namespace: p.namespace.clone(),
                     },
                     stop.clone(),
+                    failures.clone(),
                 ))
             })
             .collect();
-        let churn = tokio::spawn(churn(api.clone(), ns.clone(), stop.clone()));
+        let churn = tokio::spawn(churn(
+            api.clone(),
+            made.clone(),
+            failures.clone(),
+            ns.clone(),
+            load,
+            stop.clone(),
+        ));
         let until = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < until {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -247,11 +306,13 @@ fn node_bench() {
         _ => f64::NAN,
     };
     let load_records = seen.counts.clone();
+    let runtime_failures = failures.all();
     let report = json!({
         "config": {
-            "node_pods": NODE_PODS, "crash_looping": CRASH_PODS, "cluster_pods": CLUSTER_PODS,
-            "api_pods_per_node_listed": NODE_PODS,
-            "churn_every_ms": CHURN_EVERY.as_millis(), "churn_life_ms": CHURN_LIFE.as_millis(),
+            "node_pods": load.pods, "crash_looping": load.crash, "cluster_pods": CLUSTER_PODS,
+            "api_pods_per_node_listed": load.pods,
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "churn_every_ms": load.churn_every.as_millis(), "churn_life_ms": CHURN_LIFE.as_millis(),
             "load_secs": secs, "agent": "agent --cri-socket --kube-api auto --node-name --kubeconfig --listen",
         },
         "phases_s": {
@@ -277,6 +338,7 @@ fn node_bench() {
         "churn": {"pods": done.churn.len(), "starts_seen": churn_starts, "exits_seen": churn_exits,
                   "wrong": churn_wrong.len(),
                   "starts_per_s": done.churn.len() as f64 / (load_to - load_from)},
+        "runtime_failures": {"count": runtime_failures.len(), "first": runtime_failures.iter().take(20).collect::<Vec<_>>()},
         "elapsed_s": t_start.elapsed().as_secs_f64(),
         "samples": samples.iter().map(|s| json!([s.at_s, s.rss_kib, s.cpu_ms])).collect::<Vec<_>>(),
     });

@@ -241,6 +241,45 @@ fn normal_exit_produces_no_oom_kill() {
     assert!(events(&recs, "restart").is_empty());
 }
 
+/// The kill records are zeroed as a whole in the kernel before they are
+/// filled: with a ring buffer of 8 KiB, every kill after the first few is
+/// written over the bytes of earlier records, and a part the programs did
+/// not write (the victim's own statistics of a container-level kill, the
+/// task slots past the count) would carry them. The tracer checks each
+/// kill record for such bytes and says so on stderr.
+#[test]
+fn kill_records_carry_no_stale_ring_bytes() {
+    let parent = parent("zeroed");
+    let (recs, stderr, out) = run(&[
+        "--ring-buffer-size",
+        "8Ki",
+        "--memory-limit",
+        "50Mi",
+        "--backoff-initial",
+        "100ms",
+        "--backoff-max",
+        "100ms",
+        "--max-restarts",
+        "5",
+        "--cgroup-parent",
+        &parent,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("unzeroed"), "{stderr}");
+    let stop = recs.last().unwrap();
+    assert_eq!(stop["oom_kills"], 6, "{stderr}");
+    // The ring wrapped with nothing lost: 6 kills with their task lists
+    // alone are over 14 KiB.
+    assert_eq!(stop["lost_events"], 0);
+    assert_eq!(stop["decode_errors"], 0);
+    let kills = events(&recs, "oom_kill");
+    assert_eq!(kills.len(), 6);
+    for k in kills {
+        assert_eq!(k["memcg"]["level"], "container", "{k}");
+        assert!(k["tasks"].as_array().is_some_and(|t| !t.is_empty()), "{k}");
+    }
+}
+
 /// The classic-tracepoint OOM source (kernels before 6.8, or where tp_btf
 /// is refused) sees the same kill, with the victim's fields from the
 /// tracepoint's own layout.

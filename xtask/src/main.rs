@@ -4,7 +4,8 @@
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
 //! - `demo`: build, then the local stress cycle under the tracer;
-//! - `test`: build, then every test (unit and privileged integration);
+//! - `lint`: rustfmt and clippy (host crates, and the eBPF crate on its target);
+//! - `test`: lint, build, then every test (unit and privileged integration);
 //! - `images`: the agent's and stress's container images from `deploy/`.
 //!
 //! Every cargo command they run gets `PROTOC` (the CRI client's build script
@@ -51,6 +52,9 @@ enum Cmd {
     /// deploy/*.Dockerfile (static musl binaries built here) into
     /// target/images/{agent,stress}.tar (OCI archives).
     Images,
+    /// What `test` checks first: rustfmt, and clippy with warnings as
+    /// errors on the host crates and on the eBPF crate for its own target.
+    Lint,
     /// Build, then run all tests (the integration tests need root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -242,23 +246,7 @@ fn cargo() -> Command {
 fn build_ebpf() -> anyhow::Result<()> {
     let bin = setup()?;
     let root = workspace_root();
-    let mut c = Command::new("rustup");
-    c.current_dir(root.join("oom-tracer-ebpf"))
-        .args(["run", NIGHTLY, "cargo", "build", "--release", "--bins"])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            [
-                &format!("--cfg=bpf_target_arch=\"{}\"", env::consts::ARCH),
-                "-Cdebuginfo=2",
-                "-Clink-arg=--btf",
-            ]
-            .join("\x1f"),
-        )
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    with_path(&mut c, &bin);
-    run(&mut c)?;
+    run(&mut ebpf_cargo(&bin, "build"))?;
     let obj = root.join("target/bpfel-unknown-none/release/oom-tracer");
     let size = std::fs::metadata(&obj).map(|m| m.len()).unwrap_or(0);
     eprintln!(
@@ -281,9 +269,14 @@ fn build(profile_release: bool) -> anyhow::Result<()> {
 
 /// The habits CI holds the code to: `cargo fmt --check` (nightly rustfmt:
 /// rustfmt.toml's import options are unstable) and clippy with every
-/// warning an error. Installs the two components where they are missing.
+/// warning an error, on the host crates and on the eBPF crate for its own
+/// target. Installs the components where they are missing.
 fn lint(bin: &Path) -> anyhow::Result<()> {
-    for (toolchain, component) in [(NIGHTLY, "rustfmt"), ("stable", "clippy")] {
+    for (toolchain, component) in [
+        (NIGHTLY, "rustfmt"),
+        ("stable", "clippy"),
+        (NIGHTLY, "clippy"),
+    ] {
         let installed = output(Command::new("rustup").args([
             "component",
             "list",
@@ -318,7 +311,33 @@ fn lint(bin: &Path) -> anyhow::Result<()> {
         ])
         .args(["--", "-D", "warnings"]);
     with_path(&mut clippy, bin);
-    run(&mut clippy).context("clippy found warnings (they are errors here)")
+    run(&mut clippy).context("clippy found warnings (they are errors here)")?;
+    let mut ebpf = ebpf_cargo(bin, "clippy");
+    ebpf.args(["--", "-D", "warnings"]);
+    run(&mut ebpf).context("clippy found warnings in the eBPF crate (they are errors here)")
+}
+
+/// `cargo +nightly <sub>` on the eBPF crate for its own target
+/// (`bpfel-unknown-none`, core built from source), as aya builds and lints
+/// its eBPF crates; the workspace's host commands exclude it.
+fn ebpf_cargo(bin: &Path, sub: &str) -> Command {
+    let mut c = Command::new("rustup");
+    c.current_dir(workspace_root().join("oom-tracer-ebpf"))
+        .args(["run", NIGHTLY, "cargo", sub, "--release", "--bins", "--lib"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            [
+                &format!("--cfg=bpf_target_arch=\"{}\"", env::consts::ARCH),
+                "-Cdebuginfo=2",
+                "-Clink-arg=--btf",
+            ]
+            .join("\x1f"),
+        )
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    with_path(&mut c, bin);
+    c
 }
 
 fn is_root() -> bool {
@@ -335,6 +354,7 @@ fn is_root() -> bool {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::BuildEbpf => build_ebpf(),
+        Cmd::Lint => lint(&setup()?),
         Cmd::Build => {
             build(true)?;
             eprintln!("xtask: built target/release/oom-tracer and target/release/stress");

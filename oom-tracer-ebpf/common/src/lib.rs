@@ -19,6 +19,8 @@ mod maps;
 mod memstats;
 pub mod names;
 mod oom;
+#[cfg(feature = "user")]
+pub mod stale;
 
 pub use events::*;
 pub use globals::*;

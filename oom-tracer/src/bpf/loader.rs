@@ -126,6 +126,8 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     let layout = tracefs::layout(&trace_root);
     let btf = aya_btf(&opts.btf_path)?;
     let mut ebpf = open(opts, &facts.offsets, &layout, &btf)?;
+    // This thread drains the ring buffer from now on.
+    super::wakeup::latency_sensitive();
     // The kernel and aya hold what they need of the object now.
     host::drop_static(OBJECT);
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -424,6 +426,7 @@ fn take_maps(
         task_list: false,
         hooks: report.status,
         startup,
+        stale_records: 0,
         ebpf,
     })
 }

@@ -1,10 +1,12 @@
 //! The kernel side as userspace sees it: BTF offsets (`offsets.rs`), the
 //! hooks and their capability probe (`hooks.rs`), loading (`loader.rs`),
-//! and the loaded tracer with its ring buffer (`tracer.rs`). Callers hand
-//! it plain options (`options.rs`).
+//! and the loaded tracer with its ring buffer (`tracer.rs`), whose reader
+//! asks the scheduler for short slices (`wakeup.rs`). Callers hand it
+//! plain options (`options.rs`).
 pub(crate) mod hooks;
 pub(crate) mod loader;
 pub(crate) mod memstat;
 pub(crate) mod offsets;
 pub(crate) mod options;
 pub(crate) mod tracer;
+mod wakeup;

@@ -5,7 +5,10 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
-use oom_tracer_common::{COUNTERS_LEN, Counter, GEN_WATCH, PressureStat, WATCH_BLOOM};
+use oom_tracer_common::{
+    COUNTERS_LEN, Counter, EventKind, GEN_WATCH, PressureStat, WATCH_BLOOM, decode::decode,
+    stale::stale_bytes,
+};
 use tokio::io::unix::AsyncFd;
 
 use crate::schema::{HookStat, HookStatus};
@@ -49,6 +52,8 @@ pub(crate) struct Tracer {
     pub(super) task_list: bool,
     /// Load + attach time.
     pub(super) startup: std::time::Duration,
+    /// Records that carried bytes the programs should have zeroed.
+    pub(super) stale_records: u64,
     // Last: the programs stay attached while the Ebpf lives.
     pub(super) ebpf: Ebpf,
 }
@@ -111,6 +116,7 @@ impl Tracer {
     pub(crate) fn drain(&mut self, each: &mut dyn FnMut(&[u8])) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
+            check_zeroed(&item, &mut self.stale_records);
             each(&item);
         }
         if let Some(l) = self.logger.as_mut() {
@@ -190,5 +196,32 @@ impl Tracer {
             ringbuf_full: sum(Counter::RingbufFull),
             read_errors: sum(Counter::ReadError),
         }
+    }
+}
+
+/// A record the programs fill in place in the ring buffer (`emit::reserve`
+/// in the eBPF crate) must carry zeroes wherever it says nothing: the
+/// programs zero it as a whole first. A record that does not is a bug in
+/// the programs (bytes of an earlier record shipped as this one's): said
+/// once as a warning, then counted. The record itself goes on.
+fn check_zeroed(bytes: &[u8], stale: &mut u64) {
+    let kind = bytes
+        .first_chunk::<4>()
+        .map(|k| EventKind::try_from(u32::from_ne_bytes(*k)));
+    let Some(Ok(kind @ (EventKind::Oom | EventKind::OomTasks | EventKind::MemcgProbe))) = kind
+    else {
+        return;
+    };
+    // A record that does not decode is the pipeline's to report.
+    let Ok(ev) = decode(bytes) else { return };
+    let Some(part) = stale_bytes(&ev) else { return };
+    *stale += 1;
+    if *stale == 1 {
+        tracing::warn!(
+            "a {kind:?} record carries non-zero bytes in {part}: the eBPF program left \
+             ring-buffer bytes unzeroed (a bug; the record is used as it is)"
+        );
+    } else {
+        tracing::debug!("{} records with unzeroed bytes so far", *stale);
     }
 }

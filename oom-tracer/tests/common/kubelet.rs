@@ -16,14 +16,15 @@ use k8s_cri::v1::{
     runtime_service_client::RuntimeServiceClient,
 };
 use tokio::net::UnixStream;
+
+mod lifecycle;
+pub(crate) use lifecycle::run_to_exit;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub(crate) const SOCKET: &str = "/run/oom-tracer-test/containerd.sock";
 pub(crate) const STRESS_IMAGE: &str = "localhost/oom-tracer/stress:test";
 /// NamespaceMode NODE: host network (the test runtime has no CNI).
 const NODE: i32 = 2;
-/// ContainerState CONTAINER_EXITED.
-const EXITED: i32 = 2;
 
 /// Fails the test, naming what to run, unless the test runtime is up.
 pub(crate) fn require_runtime() {
@@ -40,6 +41,21 @@ pub(crate) fn require_runtime() {
              containerd died; run tests/containerd/setup.sh (cargo xtask test does) and see \
              /var/log/oom-tracer-test-containerd.log"
         );
+    }
+}
+
+/// A container the runtime could not create or start.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub call: &'static str,
+    /// The container, where it was created.
+    pub container: Option<String>,
+    pub status: tonic::Status,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call, self.status.message())
     }
 }
 
@@ -246,7 +262,20 @@ impl Kubelet {
 
     /// RunPodSandbox as the kubelet does it with the cgroupfs driver.
     pub(crate) async fn run_pod(&mut self, namespace: &str, name: &str) -> Pod {
-        let uid = new_uid();
+        self.try_run_pod(namespace, name, &new_uid())
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()))
+    }
+
+    /// RunPodSandbox for pod `uid` (its cgroup: /kubepods/burstable/pod<uid>);
+    /// the runtime's error as it is.
+    pub(crate) async fn try_run_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<Pod, tonic::Status> {
+        let uid = uid.to_owned();
         let labels: HashMap<String, String> = [
             ("io.kubernetes.pod.name", name),
             ("io.kubernetes.pod.namespace", namespace),
@@ -284,17 +313,16 @@ impl Kubelet {
                 config: Some(config.clone()),
                 runtime_handler: String::new(),
             })
-            .await
-            .expect("RunPodSandbox")
+            .await?
             .into_inner()
             .pod_sandbox_id;
-        Pod {
+        Ok(Pod {
             sandbox_id,
             config,
             uid,
             name: name.into(),
             namespace: namespace.into(),
-        }
+        })
     }
 
     /// CreateContainer + StartContainer, with the kubelet's labels and attempt.
@@ -304,6 +332,19 @@ impl Kubelet {
         spec: &ContainerSpec<'_>,
         attempt: u32,
     ) -> String {
+        self.try_start(pod, spec, attempt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Kubelet::start`], with the runtime's error as it is (and the
+    /// container, where it was created but did not start).
+    pub(crate) async fn try_start(
+        &mut self,
+        pod: &Pod,
+        spec: &ContainerSpec<'_>,
+        attempt: u32,
+    ) -> Result<String, StartError> {
         let mut labels = pod.config.labels.clone();
         labels.insert("io.kubernetes.container.name".into(), spec.name.into());
         let annotations: HashMap<String, String> = [(
@@ -341,7 +382,11 @@ impl Kubelet {
                 sandbox_config: Some(pod.config.clone()),
             })
             .await
-            .expect("CreateContainer")
+            .map_err(|status| StartError {
+                call: "CreateContainer",
+                container: None,
+                status,
+            })?
             .into_inner()
             .container_id;
         self.rt
@@ -349,34 +394,12 @@ impl Kubelet {
                 container_id: id.clone(),
             })
             .await
-            .expect("StartContainer");
-        id
-    }
-
-    /// Polls ContainerStatus until the container exited: (exit code, reason).
-    pub(crate) async fn wait_exit(&mut self, id: &str, timeout: Duration) -> (i32, String) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let st = self
-                .rt
-                .container_status(ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: false,
-                })
-                .await
-                .expect("ContainerStatus")
-                .into_inner()
-                .status
-                .expect("status");
-            if st.state == EXITED {
-                return (st.exit_code, st.reason);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "container {id} did not exit in {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .map_err(|status| StartError {
+                call: "StartContainer",
+                container: Some(id.clone()),
+                status,
+            })?;
+        Ok(id)
     }
 
     pub(crate) async fn remove_container(&mut self, id: &str) {
@@ -409,57 +432,4 @@ impl Kubelet {
             })
             .await;
     }
-
-    /// The kubelet's loop for one container: start, wait for the exit,
-    /// back off (initial, doubling), restart; `starts` times in all.
-    /// Returns each attempt's (container id, exit code, reason).
-    pub(crate) async fn crash_loop(
-        &mut self,
-        pod: &Pod,
-        spec: &ContainerSpec<'_>,
-        starts: u32,
-        initial_backoff: Duration,
-    ) -> Vec<(String, i32, String)> {
-        let mut out = Vec::new();
-        let mut backoff = initial_backoff;
-        for attempt in 0..starts {
-            let id = self.start(pod, spec, attempt).await;
-            let (code, reason) = self.wait_exit(&id, Duration::from_secs(60)).await;
-            out.push((id.clone(), code, reason));
-            if attempt + 1 < starts {
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            // The kubelet keeps the last dead container; removing it at
-            // once is enough here and keeps the runtime clean.
-            self.remove_container(&id).await;
-        }
-        out
-    }
-}
-
-/// One pod with one container, run to the container's exit, as most tests
-/// need it: returns the pod and the container's id, exit code and reason.
-/// `started` runs once the container runs (e.g. to publish it to a
-/// stand-in API server, as the kubelet would).
-pub(crate) fn run_to_exit(
-    namespace: &str,
-    name: &str,
-    spec: &ContainerSpec<'_>,
-    started: impl FnOnce(&Pod, &str),
-) -> (Pod, String, i32, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut k = Kubelet::connect().await;
-        let pod = k.run_pod(namespace, name).await;
-        let id = k.start(&pod, spec, 0).await;
-        started(&pod, &id);
-        let (code, reason) = k.wait_exit(&id, Duration::from_secs(60)).await;
-        k.remove_container(&id).await;
-        k.remove_pod(&pod).await;
-        (pod, id, code, reason)
-    })
 }

@@ -149,6 +149,24 @@ impl AgentProc {
     }
 }
 
+/// An agent not stopped by [`AgentProc::stop`] (the bench failed or
+/// panicked): SIGTERM, so that it removes what it made, then SIGKILL.
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: plain syscall on our child, which has not been reaped.
+        unsafe { kill(self.child.id() as i32, 15) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }

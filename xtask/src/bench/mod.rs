@@ -25,8 +25,12 @@
 //!   into the kernel's wake-up, the tracer's work and the pipe;
 //! - OOM storm: `--storm` cgroups OOM-killed at once under the agent (and
 //!   bpftrace): records seen, the right cgroup named, lost events;
-//! - the node bench (`node.rs`, oom-tracer only): 110 pods on the test
-//!   containerd, 10 of them crash-looping on OOM kills, a churn of pods,
+//! - OOM kills with the runtime hung (`hung.rs`, oom-tracer only):
+//!   `--hung-kills` new containers OOM-killed at once under the agent whose
+//!   CRI socket accepts and never answers: kill → stdout p50/p99/max;
+//! - the node bench (`node.rs`, oom-tracer only): pods on the test
+//!   containerd (110 from 8 CPUs on, in proportion below), a tenth of them
+//!   crash-looping on OOM kills, a churn of pods,
 //!   5,000 pods served by the API stand-in, for `--node-secs`: the agent's
 //!   RSS and CPU over time, records per second, lost records, and whether
 //!   every kill and restart named the right pod, container and restart count.
@@ -39,6 +43,7 @@
 //! each program's name and load time (after the tool's spawn) are checked
 //! and written to bench.json (`programs`).
 mod breakdown;
+mod hung;
 mod measure;
 mod node;
 mod oom;
@@ -82,10 +87,44 @@ pub(crate) struct BenchArgs {
     /// Length of each exec storm, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub exec_secs: f64,
-    /// Seconds under load of the node bench (110 pods on the test
-    /// containerd); 0 skips it.
+    /// Seconds under load of the node bench (pods on the test containerd,
+    /// as many as the machine's CPUs carry); 0 skips it.
     #[arg(long, default_value_t = 120)]
     pub node_secs: u64,
+    /// New containers OOM-killed at once under the agent with its
+    /// container runtime hung (a CRI socket that accepts and never
+    /// answers); 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    pub hung_kills: usize,
+    /// Run only these parts (repeatable); all of them by default. E.g.
+    /// `--only latency` for the OOM kill → stdout latency alone.
+    #[arg(long, value_enum)]
+    pub only: Vec<Phase>,
+}
+
+/// The parts of the bench, for `--only`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Startup, idle RSS, the exec, allocation and cgroup storms.
+    Tools,
+    /// `oom-tracer run`'s idle RSS.
+    Idle,
+    /// OOM kill → stdout latency, beside bpftrace.
+    Latency,
+    /// The OOM storm, beside bpftrace.
+    Storm,
+    /// The latency broken down from outside.
+    Breakdown,
+    /// OOM kills with the container runtime hung.
+    Hung,
+    /// The node bench on the test containerd.
+    Node,
+}
+
+impl BenchArgs {
+    fn wants(&self, p: Phase) -> bool {
+        self.only.is_empty() || self.only.contains(&p)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -294,7 +333,12 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
 
     let mut phases = serde_json::Map::new();
     let t = Instant::now();
-    for r in 0..args.runs {
+    let tool_runs = if args.wants(Phase::Tools) {
+        args.runs
+    } else {
+        0
+    };
+    for r in 0..tool_runs {
         // Alternate which tool goes first.
         let order = if r % 2 == 0 {
             TOOLS
@@ -313,31 +357,50 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     phases.insert("tool_runs_s".into(), t.elapsed().as_secs_f64().into());
-    eprintln!("xtask: bench: oom-tracer run, idle RSS");
-    ctx.run_idle_rss()?;
+    if args.wants(Phase::Idle) {
+        eprintln!("xtask: bench: oom-tracer run, idle RSS");
+        ctx.run_idle_rss()?;
+    }
 
     // OOM phases: bpftrace traces alongside oom-tracer.
-    let mut bt = ctx.spawn(Tool::Bpftrace)?;
-    bt.wait_for(0, Duration::from_secs(60), |l| l.text.starts_with("ready "))?;
-    let bt_progs = ctx.programs_of(Tool::Bpftrace, &bt, false)?;
-    let t = Instant::now();
-    ctx.latency(&bt)?;
-    phases.insert("oom_latency_s".into(), t.elapsed().as_secs_f64().into());
-    let t = Instant::now();
-    ctx.oom_storm(&bt, &bt_progs)?;
-    phases.insert("oom_storm_s".into(), t.elapsed().as_secs_f64().into());
-    let bt_lines = stop_tool(Tool::Bpftrace, bt)?;
-    let bt_lost = lost_events(Tool::Bpftrace, &bt_lines)?;
-    drop(bt_lines);
+    let mut bt_lost = 0;
+    if args.wants(Phase::Latency) || args.wants(Phase::Storm) {
+        let mut bt = ctx.spawn(Tool::Bpftrace)?;
+        bt.wait_for(0, Duration::from_secs(60), |l| l.text.starts_with("ready "))?;
+        let bt_progs = ctx.programs_of(Tool::Bpftrace, &bt, false)?;
+        if args.wants(Phase::Latency) {
+            let t = Instant::now();
+            ctx.latency(&bt)?;
+            phases.insert("oom_latency_s".into(), t.elapsed().as_secs_f64().into());
+        }
+        if args.wants(Phase::Storm) {
+            let t = Instant::now();
+            ctx.oom_storm(&bt, &bt_progs)?;
+            phases.insert("oom_storm_s".into(), t.elapsed().as_secs_f64().into());
+        }
+        let bt_lines = stop_tool(Tool::Bpftrace, bt)?;
+        bt_lost = lost_events(Tool::Bpftrace, &bt_lines)?;
+    }
 
-    let t = Instant::now();
-    let breakdown = ctx.latency_breakdown()?;
-    phases.insert(
-        "latency_breakdown_s".into(),
-        t.elapsed().as_secs_f64().into(),
-    );
+    let breakdown = if args.wants(Phase::Breakdown) {
+        let t = Instant::now();
+        let b = ctx.latency_breakdown()?;
+        phases.insert(
+            "latency_breakdown_s".into(),
+            t.elapsed().as_secs_f64().into(),
+        );
+        Some(b)
+    } else {
+        None
+    };
 
-    let node = if args.node_secs > 0 {
+    if args.wants(Phase::Hung) {
+        let t = Instant::now();
+        ctx.hung_runtime()?;
+        phases.insert("hung_runtime_s".into(), t.elapsed().as_secs_f64().into());
+    }
+
+    let node = if args.node_secs > 0 && args.wants(Phase::Node) {
         let t = Instant::now();
         let r = node::run(root, args.node_secs)?;
         phases.insert("node_bench_s".into(), t.elapsed().as_secs_f64().into());
@@ -348,8 +411,10 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
 
     let elapsed = started.elapsed().as_secs_f64();
     let (mut table, mut report) = ctx.report(elapsed);
-    table.push_str(&breakdown::render(&breakdown));
-    report["latency_breakdown"] = breakdown;
+    if let Some(breakdown) = breakdown {
+        table.push_str(&breakdown::render(&breakdown));
+        report["latency_breakdown"] = breakdown;
+    }
     if let Some(node) = node {
         table.push_str(&node::render(&node));
         report["node"] = node;

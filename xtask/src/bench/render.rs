@@ -220,6 +220,40 @@ impl Ctx {
             0,
         );
         row(&mut md, "OOM storm: lost events", "oom_storm.lost", "", 0);
+        let hung = format!(
+            "runtime hung ({} new containers OOM-killed at once, the agent's CRI socket never \
+             answers)",
+            a.hung_kills
+        );
+        for (what, key, unit, dec) in [
+            ("oom_kill lines for them", "hung_runtime.records", "", 0),
+            (
+                "lines within 100 ms of the kill",
+                "hung_runtime.within_100ms",
+                "",
+                0,
+            ),
+            (
+                "kill → line on stdout, p50",
+                "hung_runtime.p50_ms",
+                " ms",
+                2,
+            ),
+            (
+                "kill → line on stdout, p99",
+                "hung_runtime.p99_ms",
+                " ms",
+                2,
+            ),
+            (
+                "kill → line on stdout, max",
+                "hung_runtime.max_ms",
+                " ms",
+                2,
+            ),
+        ] {
+            row(&mut md, &format!("{hung}: {what}"), key, unit, dec);
+        }
         row(
             &mut md,
             "storms: lost events, per tool run",
