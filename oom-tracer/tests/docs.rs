@@ -23,6 +23,7 @@ use std::{
     sync::OnceLock,
 };
 
+#[path = "docs/check.rs"]
 mod check;
 
 use check::{Doc, Problem, check_doc};
@@ -63,6 +64,8 @@ fn doc_files() -> Vec<PathBuf> {
 pub(crate) struct Help {
     pub(crate) subcommands: BTreeSet<String>,
     pub(crate) flags: BTreeSet<String>,
+    /// The flags that take a value (`--log <LOG>`).
+    pub(crate) valued: BTreeSet<String>,
     pub(crate) env: BTreeSet<String>,
 }
 
@@ -99,6 +102,9 @@ impl Help {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
                     .collect();
+                if rest[flag.len()..].starts_with(" <") {
+                    h.valued.insert(flag.clone());
+                }
                 h.flags.insert(flag);
             }
             for (i, _) in line.match_indices("[env: ") {
@@ -246,6 +252,7 @@ fn every_command_in_the_docs_is_one_the_programs_take() {
         problems.len(),
         report(&problems)
     );
+    eprintln!("checked {checked} commands, flag table cells and variables");
     // The README alone has a few dozen; fewer means the extraction broke.
     assert!(checked > 50, "only {checked} commands found in the docs");
 }

@@ -5,7 +5,7 @@
 use std::{
     fs::{File, OpenOptions},
     os::{fd::AsFd as _, unix::fs::OpenOptionsExt as _},
-    path::PathBuf,
+    path::Path,
     process::Stdio,
 };
 
@@ -43,10 +43,12 @@ impl WorkloadStdio {
                 path.clone()
             }
         };
-        let file = options.open(&path).map_err(|source| RunError::WorkloadOutput {
-            path: path.clone(),
-            source,
-        })?;
+        let file = options
+            .open(&path)
+            .map_err(|source| RunError::WorkloadOutput {
+                path: path.clone(),
+                source,
+            })?;
         announce(choice, &path);
         Ok(Self { file: Some(file) })
     }
@@ -64,7 +66,7 @@ impl WorkloadStdio {
     }
 }
 
-fn announce(choice: &WorkloadOutput, path: &PathBuf) {
+fn announce(choice: &WorkloadOutput, path: &Path) {
     if *choice == WorkloadOutput::Auto {
         tracing::info!(
             "the workload's output goes to {} (--workload-output stderr shows it here)",

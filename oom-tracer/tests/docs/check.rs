@@ -6,9 +6,35 @@ use super::{Clis, Help};
 /// Programs the docs may name that are not this repository's: they are
 /// not checked, only allowed.
 const EXTERNAL: &[&str] = &[
-    "minikube", "apt-cache", "apt-get", "python3", "curl", "jq", "git", "rustup", "cat", "ls",
-    "tail", "head", "grep", "echo", "cd", "export", "mkdir", "kill", "ctr", "docker", "buildah",
-    "bpftool", "bpftrace", "tee", "less", "time", "crictl", "journalctl", "systemctl",
+    "minikube",
+    "apt-cache",
+    "apt-get",
+    "python3",
+    "curl",
+    "jq",
+    "git",
+    "rustup",
+    "cat",
+    "ls",
+    "tail",
+    "head",
+    "grep",
+    "echo",
+    "cd",
+    "export",
+    "mkdir",
+    "kill",
+    "ctr",
+    "docker",
+    "buildah",
+    "bpftool",
+    "bpftrace",
+    "tee",
+    "less",
+    "time",
+    "crictl",
+    "journalctl",
+    "systemctl",
 ];
 
 pub(crate) struct Doc<'a> {
@@ -240,9 +266,15 @@ fn check_flags(args: &[String], help: &Help, what: &str) -> Vec<String> {
 
 fn check_tracer(args: &[String], vars: &[String], clis: &Clis) -> Vec<String> {
     let top = &clis.tracer[""];
-    let Some(at) = args.iter().position(|w| !w.starts_with('-')) else {
+    // The subcommand: the first word that is neither a flag nor its value.
+    let mut at = 0;
+    while let Some(w) = args.get(at).filter(|w| w.starts_with('-')) {
+        let takes_value = flag(w).is_some_and(|f| top.valued.contains(f)) && !w.contains('=');
+        at += if takes_value { 2 } else { 1 };
+    }
+    if at >= args.len() {
         return check_flags(args, top, "oom-tracer");
-    };
+    }
     let sub = args[at].as_str();
     let Some(help) = clis.tracer.get(sub).filter(|_| !sub.is_empty()) else {
         return vec![format!("`oom-tracer` has no subcommand {sub}")];
@@ -283,7 +315,11 @@ fn check_xtask(args: &[String], clis: &Clis) -> Vec<String> {
     if args.get(at).is_some_and(|w| w == "…") {
         return Vec::new();
     }
-    check_flags(&args[at..], &clis.xtask[&path], &format!("cargo xtask {path}"))
+    check_flags(
+        &args[at..],
+        &clis.xtask[&path],
+        &format!("cargo xtask {path}"),
+    )
 }
 
 /// A script of this repository: it exists (a bare `./name.sh` is one of
@@ -314,17 +350,23 @@ fn check_kubectl(args: &[String], root: &Path) -> Vec<String> {
     }
     let mut found = Vec::new();
     let mut want = |what: &str, text: String| {
-        if !manifests.contains(&text) {
+        if what == "file" {
+            if !root.join(text.trim_end_matches('/')).exists() {
+                found.push(format!("no file {text}"));
+            }
+        } else if !manifests.contains(&text) {
             found.push(format!("no {what} `{text}` in deploy/*.yaml"));
         }
     };
+    // `-f` is a file for these; for `logs` it means follow.
+    let takes_files = args
+        .first()
+        .is_some_and(|a| ["apply", "create", "delete", "diff", "kustomize"].contains(&a.as_str()));
     for pair in args.windows(2) {
         let (opt, val) = (pair[0].as_str(), pair[1].as_str());
         match opt {
-            "-f" | "-k" | "--filename" | "--kustomize" => {
-                if !root.join(val.trim_end_matches('/')).exists() {
-                    found.push(format!("no file {val}"));
-                }
+            "-f" | "-k" | "--filename" | "--kustomize" if takes_files => {
+                want("file", val.to_owned());
             }
             "-n" | "--namespace" => want("namespace", format!("namespace: {val}")),
             "-l" | "--selector" => {
@@ -348,7 +390,9 @@ fn check_kubectl(args: &[String], root: &Path) -> Vec<String> {
 /// A flag table's cell: its flags and variables are the subcommand's.
 fn check_table_cell(span: &str, sub: &str, clis: &Clis) -> Vec<String> {
     let Some(help) = clis.tracer.get(sub) else {
-        return vec![format!("a table for `oom-tracer {sub}`, which does not exist")];
+        return vec![format!(
+            "a table for `oom-tracer {sub}`, which does not exist"
+        )];
     };
     let mut found = Vec::new();
     for w in span.split([' ', ',']) {
@@ -388,10 +432,9 @@ fn check_variables(line: &str, clis: &Clis) -> Vec<String> {
             continue;
         }
         let flags = clis.tracer.values().flat_map(|h| &h.env);
-        let in_sources = v.strip_suffix('*').map_or_else(
-            || has_word(&clis.sources, &v),
-            |p| clis.sources.contains(p),
-        );
+        let in_sources = v
+            .strip_suffix('*')
+            .map_or_else(|| has_word(&clis.sources, &v), |p| clis.sources.contains(p));
         if !env_known(&v, flags) && !in_sources {
             found.push(format!("no flag or source reads {v}"));
         }
