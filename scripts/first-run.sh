@@ -63,13 +63,19 @@ sleep 0.2 # the stderr reader's last lines
 
 echo "first-run: milestones (time since the start):"
 first() { grep -m1 -E "$1" "$log" | cut -c1-150 | sed 's/^/  /'; }
-first ' err xtask: building bpf-linker' || true
-first ' err +Installed package `bpf-linker' || true
-first ' err +Finished `(demo|release|dev)` profile' || true
-first ' err xtask: built ' || true
-first ' out ' || true
-first ' out .*oom_kill' || true
-first ' err .*test result' || true
+first '^[^ ]+ err xtask: ' || true                       # xtask compiled, its first step
+first '^[^ ]+ err +Installed package `bpf-linker' || true
+first '^[^ ]+ err warning: oom-tracer@[^ ]+ +Finished ' || true  # the eBPF object
+first '^[^ ]+ err +Finished `(demo|release)` profile' || true
+first '^[^ ]+ err +Finished `test` profile' || true
+first '^[^ ]+ out ' || true                               # the first line of the timeline
+first '^[^ ]+ out .*(oom_kill|OOM KILL)' || true
+first '^[^ ]+ err test result' || true
+# CPU time of everything it ran (the shell's reaped children): on a busy
+# machine the wall times above stretch, this does not much; a quiet
+# machine with N CPUs needs at least this divided by N.
+cpu=$(times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+echo "first-run: CPU time (user + sys) of all it ran: ${cpu}s"
 echo "first-run: cargo xtask ${args[*]} exited $rc after $(since)"
 if [ "${FIRST_RUN_KEEP:-0}" = 1 ]; then
     echo "first-run: kept $dir (log: $log)"
