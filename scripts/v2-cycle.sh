@@ -166,7 +166,8 @@ run_tracer container container.ndjson \
 run_tracer pod pod.ndjson \
     --memory-limit none --pod-memory-limit 50Mi --max-restarts 0 --cgroup-parent "$PARENT"
 run_tracer pretty pretty.txt \
-    --memory-limit 50Mi --backoff-initial 500ms --max-restarts 1 --cgroup-parent "$PARENT" --format pretty
+    --memory-limit 50Mi --backoff-initial 500ms --max-restarts 1 --cgroup-parent "$PARENT" --format pretty \
+    --workload-output stderr # the workload's lines in pretty.stderr, not in a file of /tmp
 
 # ---------------------------------------------------------------- verify
 python3 - "$OUT_DIR" "$mem_root" "$PARENT" "$expect_version" "$LIMIT_BYTES" <<'PY'

@@ -1,6 +1,7 @@
 //! oom-tracer: what happens, at kernel level, when a container runs out of memory.
 //!
-//! Where things are (README "Layout" and "How a record flows" say more):
+//! Where things are (docs/how-it-works.md, "Layout" and "How a record
+//! flows", says more):
 //! - the modes: `run/` (the local kubelet), `agent/` (the DaemonSet),
 //!   `check.rs` (what this kernel offers), `report/` (pictures); their
 //!   flags in `cli/`, the only module they share that nothing else reads;

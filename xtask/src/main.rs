@@ -3,7 +3,8 @@
 //! - `build-ebpf`: install what the eBPF build needs (nightly rust-src,
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
-//! - `demo`: build, then the local stress cycle under the tracer;
+//! - `demo`: build with the `demo` profile (quick to compile, see
+//!   Cargo.toml), then the local stress cycle under the tracer;
 //! - `lint`: rustfmt and clippy (host crates, and the eBPF crate on its target);
 //! - `test`: lint, build, then every test (unit and privileged integration);
 //! - `images`: the agent's and stress's container images from `deploy/`.
@@ -37,11 +38,16 @@ enum Cmd {
     BuildEbpf,
     /// Build release binaries: target/release/oom-tracer and target/release/stress.
     Build,
-    /// Build, then run `oom-tracer run` on stress under a 50Mi limit for a few restarts (root).
+    /// Build target/demo/{oom-tracer,stress} (the `demo` profile: quick to
+    /// compile), then run `oom-tracer run` on stress under a 50Mi limit for
+    /// a few restarts, as a pretty timeline (root).
     Demo {
         /// Restarts before the demo ends.
         #[arg(long, default_value_t = 3)]
         restarts: u32,
+        /// Build what the demo runs, and stop there (needs no root).
+        #[arg(long)]
+        no_run: bool,
     },
     /// Build, then benchmark oom-tracer side by side with bpftrace (root).
     Bench(bench::BenchArgs),
@@ -256,13 +262,13 @@ fn build_ebpf() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(profile_release: bool) -> anyhow::Result<()> {
+/// Builds oom-tracer and stress with a cargo profile (`release`, `demo`)
+/// into `target/<profile>/`.
+fn build(profile: &str) -> anyhow::Result<()> {
     let bin = setup()?;
     let mut c = cargo();
-    c.args(["build", "--package", "oom-tracer", "--package", "stress"]);
-    if profile_release {
-        c.arg("--release");
-    }
+    c.args(["build", "--package", "oom-tracer", "--package", "stress"])
+        .args(["--profile", profile]);
     with_path(&mut c, &bin);
     run(&mut c)
 }
@@ -356,18 +362,25 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf => build_ebpf(),
         Cmd::Lint => lint(&setup()?),
         Cmd::Build => {
-            build(true)?;
+            build("release")?;
             eprintln!("xtask: built target/release/oom-tracer and target/release/stress");
             Ok(())
         }
-        Cmd::Demo { restarts } => {
-            build(true)?;
+        Cmd::Demo { restarts, no_run } => {
+            // Not the release profile: fat LTO and one codegen unit make the
+            // binary the image and the bench want, and cost a first try
+            // minutes it does not need (docs/building.md).
+            build("demo")?;
+            if no_run {
+                eprintln!("xtask: built target/demo/oom-tracer and target/demo/stress");
+                return Ok(());
+            }
             if !is_root() {
                 bail!(
                     "the demo loads eBPF programs and creates memory cgroups: run it as root (sudo -E cargo xtask demo)"
                 );
             }
-            let tracer = workspace_root().join("target/release/oom-tracer");
+            let tracer = workspace_root().join("target/demo/oom-tracer");
             run(Command::new(tracer).args([
                 "run",
                 "--memory-limit",
@@ -385,7 +398,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Minikube(cmd) => minikube::run(&workspace_root(), cmd),
         Cmd::Images => images::build(&workspace_root()),
         Cmd::Bench(args) => {
-            build(true)?;
+            build("release")?;
             if !is_root() {
                 bail!("the benchmark runs the tracer: run it as root");
             }
@@ -424,6 +437,11 @@ fn main() -> anyhow::Result<()> {
             ])
             .args(["--", "--test-threads", "2"])
             .args(&args);
+            // The docs' test checks `cargo xtask …` commands against this
+            // binary's own --help.
+            if let Ok(me) = env::current_exe() {
+                c.env("OOM_TRACER_XTASK", me);
+            }
             with_path(&mut c, &bin);
             run(&mut c)
         }

@@ -14,7 +14,7 @@ mod values;
 pub(crate) use agent::{AgentArgs, KubeApi};
 pub(crate) use check::CheckArgs;
 pub(crate) use report::ReportArgs;
-pub(crate) use run::{RestartPolicy, RunArgs};
+pub(crate) use run::{RestartPolicy, RunArgs, WorkloadOutput};
 
 use crate::logging::LogFormat;
 

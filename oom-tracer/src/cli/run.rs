@@ -1,5 +1,5 @@
 //! `oom-tracer run`'s flags.
-use std::{ffi::OsString, net::SocketAddr};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
 use clap::{Args, ValueEnum};
 
@@ -17,6 +17,27 @@ pub(crate) enum RestartPolicy {
     OnFailure,
     #[value(name = "Never")]
     Never,
+}
+
+/// Where the workload's own stdout and stderr go (`--workload-output`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WorkloadOutput {
+    /// `stderr` with `--format json`; with `--format pretty`, a new file in
+    /// the temporary directory, named in one line at startup.
+    Auto,
+    /// oom-tracer's own stderr.
+    Stderr,
+    /// This file, created or truncated.
+    File(PathBuf),
+}
+
+fn parse_workload_output(s: &str) -> Result<WorkloadOutput, String> {
+    match s {
+        "" => Err("an empty value: give `auto`, `stderr` or a file path".to_owned()),
+        "auto" => Ok(WorkloadOutput::Auto),
+        "stderr" => Ok(WorkloadOutput::Stderr),
+        path => Ok(WorkloadOutput::File(PathBuf::from(path))),
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -60,10 +81,38 @@ pub(crate) struct RunArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Where the workload's own stdout and stderr go: `stderr` (oom-tracer's
+    /// stderr; stdout stays records only), a file path (created or
+    /// truncated; every restart appends to it), or `auto`: stderr with
+    /// `--format json`, and with `--format pretty` a new file in the
+    /// temporary directory, named in one line at startup, so the timeline
+    /// stays on its own.
+    #[arg(long, env = "OOM_TRACER_WORKLOAD_OUTPUT", default_value = "auto", value_parser = parse_workload_output)]
+    pub workload_output: WorkloadOutput,
     #[command(flatten)]
     pub trace: TraceArgs,
     /// The workload and its arguments (default: the `stress` next to this binary).
     /// (Any bytes: file names need not be UTF-8.)
     #[arg(last = true, value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_output_values() {
+        assert_eq!(parse_workload_output("auto"), Ok(WorkloadOutput::Auto));
+        assert_eq!(parse_workload_output("stderr"), Ok(WorkloadOutput::Stderr));
+        assert_eq!(
+            parse_workload_output("/tmp/w.log"),
+            Ok(WorkloadOutput::File("/tmp/w.log".into()))
+        );
+        assert_eq!(
+            parse_workload_output("./stderr"),
+            Ok(WorkloadOutput::File("./stderr".into()))
+        );
+        assert!(parse_workload_output("").is_err());
+    }
 }

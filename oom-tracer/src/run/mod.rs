@@ -11,8 +11,10 @@ use std::{
     ffi::OsString, os::unix::process::ExitStatusExt as _, path::PathBuf, sync::Arc, time::Duration,
 };
 
+mod output;
 mod workload;
 
+use output::WorkloadStdio;
 use workload::{ids, kill_all, lossy, spawn, workload};
 
 use crate::{
@@ -68,14 +70,23 @@ pub(crate) enum RunError {
         "no `stress` binary next to {exe}; build it with `cargo xtask build` or give a command after `--`"
     )]
     NoStress { exe: PathBuf },
+    #[error("opening {path} for the workload's output (--workload-output)")]
+    WorkloadOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type RunPipeline = Pipeline<Tracer, FixedPod>;
 
 pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let command = workload(&args)?;
+    let format = args.output.format_or(Format::Json);
+    let (pod_uid, _) = ids(0);
+    let output = WorkloadStdio::open(&args.workload_output, format, &pod_uid)?;
     let mut signals = Signals::install()?;
-    let mut sinks = Sinks::new().with(Stdout::new(args.output.format_or(Format::Json)));
+    let mut sinks = Sinks::new().with(Stdout::new(format));
     let health = Arc::new(Health::default());
     if let Some(addr) = args.listen {
         let metrics = Arc::new(Metrics::new());
@@ -107,6 +118,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
         p: &mut p,
         args: &args,
         command: &command,
+        output: &output,
+        pod_uid: &pod_uid,
         restarts: 0,
     };
     let result = kubelet.run_pod(&hierarchy, &mut signals).await;
@@ -130,6 +143,9 @@ struct LocalKubelet<'a> {
     p: &'a mut RunPipeline,
     args: &'a RunArgs,
     command: &'a [OsString],
+    /// Where the workload's stdout and stderr go, for every start.
+    output: &'a WorkloadStdio,
+    pod_uid: &'a str,
     restarts: u32,
 }
 
@@ -141,15 +157,14 @@ impl LocalKubelet<'_> {
         hierarchy: &MemoryHierarchy,
         signals: &mut Signals,
     ) -> Result<StopReason, RunError> {
-        let (pod_uid, _) = ids(0);
         let pod_limit = self.args.pod_memory_limit.and_then(|l| l.0);
         let pods = PodCgroups::create(
             hierarchy,
             &self.args.cgroup_parent,
-            &format!("pod{pod_uid}"),
+            &format!("pod{}", self.pod_uid),
             pod_limit,
         )?;
-        let result = self.restart_loop(&pods, &pod_uid, signals).await;
+        let result = self.restart_loop(&pods, signals).await;
         if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {
             tracing::warn!("{}", errors::chain(&e));
         }
@@ -161,14 +176,13 @@ impl LocalKubelet<'_> {
     async fn restart_loop(
         &mut self,
         pods: &PodCgroups,
-        pod_uid: &str,
         signals: &mut Signals,
     ) -> Result<StopReason, RunError> {
         self.p.watch(pods.pod.id, &pods.pod.path)?;
         let pod = PodRef {
             namespace: Some(self.args.namespace.clone()),
             name: Some(self.args.pod_name.clone()),
-            uid: pod_uid.to_owned(),
+            uid: self.pod_uid.to_owned(),
         };
         let mut backoff = Backoff::new(self.args.backoff.policy());
         let mut container = self.container(&pod, pods, 0);
@@ -225,7 +239,7 @@ impl LocalKubelet<'_> {
         self.p.pods().add(ctr.id, c.clone());
         self.p.watch(ctr.id, &ctr.path)?;
         let started = std::time::Instant::now();
-        let mut child = match spawn(self.command, &ctr) {
+        let mut child = match spawn(self.command, &ctr, self.output) {
             Ok(child) => child,
             Err(e) => {
                 let _ = ctr.remove(Duration::from_secs(1));

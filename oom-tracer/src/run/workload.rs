@@ -2,7 +2,7 @@
 //! cgroup, and stopping it.
 use std::{ffi::OsString, os::fd::AsRawFd as _, time::SystemTime};
 
-use super::RunError;
+use super::{RunError, output::WorkloadStdio};
 use crate::{
     cgroup::pod::{OwnedCgroup, procs},
     cli::RunArgs,
@@ -75,6 +75,7 @@ pub(super) fn workload(args: &RunArgs) -> Result<Vec<OsString>, RunError> {
 pub(super) fn spawn(
     cmd: &[OsString],
     cgroup: &OwnedCgroup,
+    output: &WorkloadStdio,
 ) -> Result<tokio::process::Child, RunError> {
     let spawn_err = |source| RunError::Spawn {
         command: lossy(cmd).join(" "),
@@ -84,15 +85,12 @@ pub(super) fn spawn(
         .write(true)
         .open(cgroup.dir.join("cgroup.procs"))
         .map_err(spawn_err)?;
-    // The workload's stdout goes to our stderr: stdout stays pure NDJSON.
-    let stderr = std::io::stderr();
-    let as_stdout = std::os::fd::AsFd::as_fd(&stderr)
-        .try_clone_to_owned()
-        .map_err(spawn_err)?;
+    let (stdout, stderr) = output.stdio().map_err(spawn_err)?;
     let mut c = tokio::process::Command::new(&cmd[0]);
     c.args(&cmd[1..])
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::from(as_stdout))
+        .stdout(stdout)
+        .stderr(stderr)
         .kill_on_drop(true)
         // Its own process group: a terminal's Ctrl-C reaches oom-tracer,
         // which then stops the workload itself, as a runtime would.
