@@ -129,3 +129,31 @@ fn the_hold_is_bounded_by_the_trace_loop_itself() {
     });
     assert!(waited < Duration::from_millis(90), "{waited:?}");
 }
+
+#[test]
+fn records_behind_a_held_one_keep_kernel_order() {
+    let (mut p, out, _) = unnamed_pipeline();
+    p.translator.index.insert(56, "/system.slice/x");
+    run_to_completion(async {
+        exec_and_kill(&mut p.kernel);
+        p.kernel.push(&ExecEvent {
+            hdr: now_header(EventKind::Exec),
+            task: task(10, 56),
+        });
+        p.pump().await.unwrap();
+        assert!(out.events().is_empty(), "{:?}", out.events());
+        std::thread::sleep(Duration::from_nanos(handle::NAMES_WAIT_NS) + Duration::from_millis(5));
+        p.pump().await.unwrap();
+    });
+    let pids: Vec<_> = out
+        .0
+        .borrow()
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap().to_owned(), r["pid"].clone()))
+        .collect();
+    assert_eq!(
+        out.events(),
+        ["exec", "container_start", "oom_kill", "exec"]
+    );
+    assert_eq!(pids[3].1, 10, "{pids:?}");
+}
