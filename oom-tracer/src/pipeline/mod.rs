@@ -9,7 +9,11 @@
 //! 6. **sinks** (`crate::sinks`): stdout, metrics, Kubernetes Events.
 //!
 //! `handle.rs` takes one record through stages 3 to 6; this file holds the
-//! loop around it (start, pump, trace, stop).
+//! loop around it (start, pump, trace, stop). Nothing on this loop waits
+//! on I/O: the pod sources answer beside it (`PodAccessor::poll`), and a
+//! new container's first records wait at most 50 ms for its names
+//! (`handle.rs`), the `oom_kill` record being assembled whole in
+//! `translate/kill.rs`.
 //!
 //! `run` and `agent` differ only in the accessor they hand in (where
 //! containers and their metadata come from) and in what they do between
