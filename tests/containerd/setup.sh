@@ -337,9 +337,18 @@ else
     rm -f "$SOCK"
     say "starting containerd (log: $LOG)"
     printf '\n==== %s setup.sh starting containerd --config %s\n' "$(date -Is)" "$CONFIG" >>"$LOG"
-    # 9>&-: containerd must not inherit the setup lock, or it would hold it
-    # for as long as it runs and the next setup.sh would wait for nothing.
-    setsid nohup containerd --config "$CONFIG" >>"$LOG" 2>&1 </dev/null 9>&- &
+    # containerd must inherit no descriptor but stdio: not the setup lock
+    # (9), nor a lock its caller holds (`flock /tmp/privileged.lock cargo
+    # test`, whose tests restart the runtime), or it would hold that lock
+    # for as long as it runs and everyone waiting on it would wait for
+    # nothing.
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec setsid nohup containerd --config "$CONFIG" >>"$LOG" 2>&1 </dev/null
+    ) &
     pid=$!
     echo "$pid" >"$PIDFILE"
     deadline=$(($(date +%s) + START_TIMEOUT_S))
