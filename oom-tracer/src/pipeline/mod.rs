@@ -98,6 +98,8 @@ pub(crate) struct Pipeline<K, P> {
     held: Option<Held>,
     /// New containers whose records wait for names: until when (boot ns).
     naming: HashMap<u64, u64>,
+    /// Stopping: nothing waits for names any more.
+    stopping: bool,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -127,6 +129,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             breakdown: None,
             held: None,
             naming: HashMap::new(),
+            stopping: false,
         }
     }
 
@@ -279,10 +282,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         reason: StopReason,
         restarts: u32,
     ) -> Result<(), PipelineError> {
-        self.pump().await?;
         // Nothing waits for names any more.
-        self.naming.clear();
-        self.process(VecDeque::new())?;
+        self.stopping = true;
+        self.pump().await?;
         let now = self.translator.now();
         for c in self.analysis.finish() {
             self.sinks.write(&Record::new(now, c))?;

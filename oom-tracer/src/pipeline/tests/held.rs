@@ -157,3 +157,32 @@ fn records_behind_a_held_one_keep_kernel_order() {
     );
     assert_eq!(pids[3].1, 10, "{pids:?}");
 }
+
+#[test]
+fn stopping_writes_what_was_held() {
+    let (mut p, out, _) = unnamed_pipeline();
+    run_to_completion(async {
+        exec_and_kill(&mut p.kernel);
+        p.pump().await.unwrap();
+        assert!(out.events().is_empty());
+        // A second new container behind the first: not held again.
+        p.translator.index.insert(57, "/kubepods/podv/c9");
+        p.pods.containers.insert(57, unnamed_container(9, POD));
+        p.pods.unnamed.insert(57);
+        p.kernel.push(&ExecEvent {
+            hdr: now_header(EventKind::Exec),
+            task: task(11, 57),
+        });
+        p.stop(StopReason::Signal("SIGTERM".into()), 0)
+            .await
+            .unwrap();
+    });
+    let events = out.events();
+    assert_eq!(
+        events.iter().filter(|e| *e == "container_start").count(),
+        2,
+        "{events:?}"
+    );
+    assert!(events.contains(&"oom_kill".to_owned()), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("stop"));
+}
