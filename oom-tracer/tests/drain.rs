@@ -6,9 +6,9 @@
 //! answers.
 //!
 //! The bound asserted is generous (a loaded 2-core machine runs these);
-//! each test prints the measured kill → stdout latency (p50/p99/max), the
-//! numbers docs/schema.md quotes come from `cargo test --test drain --
-//! --nocapture`.
+//! each test prints the measured kill → stdout latency (p50/p99/max):
+//! `cargo test --test drain -- --test-threads 1 --nocapture`, with
+//! `OOM_TRACER_TEST_BURST=n` for bursts of `n` hogs (default 3 or 4).
 mod common;
 
 use std::{
@@ -42,9 +42,14 @@ struct Started {
     slow: bool,
 }
 
-/// `fast` pods with a hog and `slow` with a slow ramp, started one after
-/// the other as fast as the runtime allows, each run to its OOM kill.
+/// `fast` pods with a hog (`OOM_TRACER_TEST_BURST` if set) and `slow`
+/// with a slow ramp, started one after the other as fast as the runtime
+/// allows, each run to its OOM kill.
 fn burst(tag: &str, fast: usize, slow: usize) -> Vec<Started> {
+    let fast = std::env::var("OOM_TRACER_TEST_BURST")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(fast);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

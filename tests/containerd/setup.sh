@@ -337,13 +337,18 @@ else
     rm -f "$SOCK"
     say "starting containerd (log: $LOG)"
     printf '\n==== %s setup.sh starting containerd --config %s\n' "$(date -Is)" "$CONFIG" >>"$LOG"
-    # Only stdin, stdout and stderr: containerd must inherit no other fd,
-    # neither the setup lock (fd 9) nor a caller's (`flock LOCK cargo test`
-    # hands its lock's fd down to every child), or it would hold that lock
-    # for as long as it runs and the next one to take it would wait for
-    # nothing. The shell closes them and becomes containerd (same pid).
-    # shellcheck disable=SC2016
-    setsid nohup bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec containerd --config "$0"' "$CONFIG" >>"$LOG" 2>&1 </dev/null &
+    # containerd must inherit no descriptor but stdio: not the setup lock
+    # (9), nor a lock its caller holds (`flock /tmp/privileged.lock cargo
+    # test`, whose tests restart the runtime), or it would hold that lock
+    # for as long as it runs and everyone waiting on it would wait for
+    # nothing.
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec setsid nohup containerd --config "$CONFIG" >>"$LOG" 2>&1 </dev/null
+    ) &
     pid=$!
     echo "$pid" >"$PIDFILE"
     deadline=$(($(date +%s) + START_TIMEOUT_S))

@@ -162,7 +162,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// container is new, its names missing and a source may give them.
     fn names_until(&mut self, memcg: u64) -> Option<u64> {
         let &until = self.naming.get(&memcg)?;
-        if BootClock::boot_now_ns() < until && self.pods.names_pending(memcg) {
+        if !self.stopping && BootClock::boot_now_ns() < until && self.pods.names_pending(memcg) {
             return Some(until);
         }
         self.naming.remove(&memcg);

@@ -9,7 +9,11 @@
 //! 6. **sinks** (`crate::sinks`): stdout, metrics, Kubernetes Events.
 //!
 //! `handle.rs` takes one record through stages 3 to 6; this file holds the
-//! loop around it (start, pump, trace, stop).
+//! loop around it (start, pump, trace, stop). Nothing on this loop waits
+//! on I/O: the pod sources answer beside it (`PodAccessor::poll`), and a
+//! new container's first records wait at most 50 ms for its names
+//! (`handle.rs`), the `oom_kill` record being assembled whole in
+//! `translate/kill.rs`.
 //!
 //! `run` and `agent` differ only in the accessor they hand in (where
 //! containers and their metadata come from) and in what they do between
@@ -96,6 +100,8 @@ pub(crate) struct Pipeline<K, P> {
     naming: HashMap<u64, u64>,
     /// The startup check, while it runs beside the tracing.
     check: statcheck::CheckState,
+    /// Stopping: nothing waits for names any more.
+    stopping: bool,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -126,6 +132,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             held: None,
             naming: HashMap::new(),
             check: statcheck::CheckState::default(),
+            stopping: false,
         }
     }
 
@@ -279,11 +286,12 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         reason: StopReason,
         restarts: u32,
     ) -> Result<(), PipelineError> {
-        self.pump().await?;
-        // Nothing waits any more: not for the check, not for names.
+        // Nothing waits any more: not for the check, not for names. A
+        // verdict already come is applied first.
+        self.poll_check()?;
         self.end_check();
-        self.naming.clear();
-        self.process(VecDeque::new())?;
+        self.stopping = true;
+        self.pump().await?;
         let now = self.translator.now();
         for c in self.analysis.finish() {
             self.sinks.write(&Record::new(now, c))?;

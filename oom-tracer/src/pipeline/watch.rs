@@ -59,16 +59,16 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         self.pods.refresh();
     }
 
-    /// Waits at most `limit` for a pod source to answer, draining the ring
+    /// Waits at most `limit` for the pod sources to answer, draining the ring
     /// buffer meanwhile (the agent's startup: running containers are
     /// reported with their names when the runtime answers in time).
     pub(crate) async fn await_pods(&mut self, limit: Duration) -> Result<(), PipelineError> {
         self.pods.refresh();
         let end = tokio::time::Instant::now() + limit;
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
-        loop {
+        while !self.pods.answered() {
             tokio::select! {
-                () = self.pods.changed() => break,
+                () = self.pods.changed() => self.names()?,
                 () = tokio::time::sleep_until(end) => break,
                 () = self.kernel.readable() => self.pump().await?,
                 _ = tick.tick() => self.pump().await?,

@@ -5,8 +5,10 @@
 //! when it has one ([`CriLister::poll`]).
 //!
 //! At most one listing is in flight; requests made meanwhile fold into one
-//! more. While the runtime fails or answers slowly, listings back off
-//! (doubling up to [`MAX_BACKOFF`]), and every transition is logged once.
+//! more. While the runtime answers slowly or not at all (a listing that
+//! took over [`SLOW`], a timeout), listings back off (doubling up to
+//! [`MAX_BACKOFF`]); one that refuses at once is asked again after
+//! [`FIRST_BACKOFF`]. Every up/down transition is logged once.
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -21,8 +23,9 @@ const MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// A listing that took longer than this counts as the runtime being slow:
 /// the next one waits (back-off), as after a failure.
 const SLOW: Duration = Duration::from_secs(1);
-/// The first back-off after a failed or slow listing; it doubles up to
-/// [`MAX_BACKOFF`] and resets after a listing that was neither.
+/// The first back-off after a slow listing (and the only one after a
+/// quick failure); it doubles up to [`MAX_BACKOFF`] while listings stay
+/// slow and resets after one that was not.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -129,7 +132,13 @@ async fn run(mut cri: Cri, want: Arc<Notify>, tx: watch::Sender<Arc<Snapshot>>) 
             }
             Err(e) => {
                 health.failed(&what, &e);
-                backoff = Some(next(backoff));
+                // A runtime that refuses at once (down, restarting) costs
+                // nothing to ask again soon; one that hangs is let be.
+                backoff = Some(if took > SLOW {
+                    next(backoff)
+                } else {
+                    FIRST_BACKOFF
+                });
             }
         }
         tokio::time::sleep(backoff.unwrap_or(MIN_INTERVAL)).await;

@@ -73,6 +73,12 @@ pub(crate) trait PodAccessor {
         Vec::new()
     }
 
+    /// Whether every source answered at least once (the agent's startup
+    /// waits a little for that).
+    fn answered(&self) -> bool {
+        true
+    }
+
     /// Completes when a source has news for [`PodAccessor::poll`].
     async fn changed(&mut self) {
         std::future::pending::<()>().await;

@@ -45,6 +45,8 @@ pub(crate) struct NodePods {
     /// Its last answer.
     snapshot: Arc<Snapshot>,
     kube: Option<KubeSource>,
+    /// Which sources answered at least once: (CRI, API).
+    answered: (bool, bool),
     known: HashMap<u64, Container>,
     ignored: HashSet<u64>,
 }
@@ -62,6 +64,7 @@ impl NodePods {
             cri: cri.map(CriLister::spawn),
             snapshot: Arc::default(),
             kube,
+            answered: (false, false),
             known: HashMap::new(),
             ignored: HashSet::new(),
         }
@@ -243,12 +246,18 @@ impl PodAccessor for NodePods {
         let mut news = false;
         if let Some(s) = self.cri.as_mut().and_then(CriLister::poll) {
             self.snapshot = s;
-            news = true;
+            (news, self.answered.0) = (true, true);
         }
-        if let Some(k) = self.kube.as_mut() {
-            news |= k.poll();
+        if let Some(k) = self.kube.as_mut()
+            && k.poll()
+        {
+            (news, self.answered.1) = (true, true);
         }
         if news { self.rename() } else { Vec::new() }
+    }
+
+    fn answered(&self) -> bool {
+        (self.cri.is_none() || self.answered.0) && (self.kube.is_none() || self.answered.1)
     }
 
     async fn changed(&mut self) {

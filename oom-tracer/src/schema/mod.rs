@@ -262,8 +262,10 @@ pub(crate) struct Signal {
     pub container: Option<ContainerRef>,
 }
 
-/// The kernel's OOM killer chose a victim.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The kernel's OOM killer chose a victim. Assembled in one place,
+/// `pipeline::translate::kill` (`Default` lets tests name only the fields
+/// they need, so that a new field touches no test).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub(crate) struct OomKill {
     pub kind: OomKind,
     pub victim: Victim,

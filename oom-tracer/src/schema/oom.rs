@@ -2,24 +2,26 @@
 use serde::{Deserialize, Serialize};
 
 /// Whether a memory cgroup hit its limit or the whole machine ran out.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum OomKind {
+    #[default]
     Memcg,
     Global,
 }
 
 /// Which program saw the kill.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 pub(crate) enum OomSource {
     #[serde(rename = "tp_btf/mark_victim")]
+    #[default]
     TpBtf,
     #[serde(rename = "tracepoint/oom/mark_victim")]
     Tracepoint,
 }
 
 /// The process the OOM killer chose, read in the kernel at the kill.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub(crate) struct Victim {
     pub pid: u32,
     pub tgid: u32,
@@ -33,7 +35,7 @@ pub(crate) struct Victim {
 }
 
 /// The task whose allocation ran into the limit (`current` at the kill).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub(crate) struct Trigger {
     pub pid: u32,
     pub tgid: u32,

@@ -174,7 +174,6 @@ pub(crate) fn samples() -> Vec<Record> {
             pod: Some(pod()),
             container: Some(ctr()),
             breakdown: Some(breakdown()),
-            victim_breakdown: None,
             cause: Some(cause()),
             tasks: Some(vec![OomTask {
                 pid: 7,
@@ -189,6 +188,8 @@ pub(crate) fn samples() -> Vec<Record> {
                 container: Some(ctr()),
             }]),
             pressure: Some(pressure()),
+            // `victim_breakdown` null, and any field added later.
+            ..Default::default()
         }
         .into(),
         Exit {

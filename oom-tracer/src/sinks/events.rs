@@ -137,6 +137,16 @@ impl KubeEvents {
         }
     }
 
+    /// A sink posting into `tx` (tests read what it would post).
+    #[cfg(test)]
+    fn into_channel(tx: tokio::sync::mpsc::Sender<OomEvent>) -> Self {
+        Self {
+            tx,
+            dropped: 0,
+            unnamed: Unnamed::new(NAMES_WAIT, 1024),
+        }
+    }
+
     fn post(&mut self, ev: OomEvent) {
         if self.tx.try_send(ev).is_err() {
             self.dropped += 1;
@@ -194,6 +204,31 @@ impl Sink for KubeEvents {
 mod tests {
     use super::*;
     use crate::schema::{Body, tests::samples};
+
+    /// A kill written before its pod's names were known: its Event is
+    /// posted when they come, with them.
+    #[test]
+    fn the_event_of_a_kill_without_names_waits_for_them() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut sink = KubeEvents::into_channel(tx);
+        let mut kill = samples().swap_remove(5);
+        let Body::OomKill(o) = &mut kill.body else {
+            panic!("sample 5 is the oom_kill")
+        };
+        let (pod, ctr) = (o.pod.clone().unwrap(), o.container.clone().unwrap());
+        (
+            o.pod.as_mut().unwrap().name,
+            o.container.as_mut().unwrap().name,
+        ) = (None, None);
+        sink.write(&kill).unwrap();
+        assert!(rx.try_recv().is_err(), "no Event without the pod's name");
+        sink.named(&pod, &ctr).unwrap();
+        let ev = rx.try_recv().expect("posted once the names came");
+        assert_eq!(
+            (ev.pod.as_str(), ev.container.as_deref()),
+            ("stress", Some("stress"))
+        );
+    }
 
     #[test]
     fn an_event_names_the_pod_the_victim_and_the_limit() {

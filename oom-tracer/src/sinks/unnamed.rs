@@ -64,7 +64,7 @@ impl<T> Unnamed<T> {
 
     /// The items kept for container `c` of pod `pod`, whose names came.
     pub(crate) fn named(&mut self, pod: &PodRef, c: &ContainerRef) -> Vec<T> {
-        self.take(|e| e.container_id == c.id && same_uid(&e.uid, &pod.uid))
+        self.take(|e| e.container_id == c.id && (e.uid == pod.uid || same_uid(&e.uid, &pod.uid)))
     }
 
     /// The items that waited longer than the bound.

@@ -92,15 +92,10 @@ fn oom(t: &str, n: u32, pid: u32) -> Record {
                 limit_bytes: 50 << 20,
                 failcnt: Some(3),
             }),
-            victim_cgroup: None,
             source: OomSource::TpBtf,
             pod: Some(pod()),
             container: Some(ctr(n)),
-            breakdown: None,
-            victim_breakdown: None,
-            cause: None,
-            tasks: None,
-            pressure: None,
+            ..Default::default()
         },
     )
 }

@@ -129,3 +129,60 @@ fn the_hold_is_bounded_by_the_trace_loop_itself() {
     });
     assert!(waited < Duration::from_millis(90), "{waited:?}");
 }
+
+#[test]
+fn records_behind_a_held_one_keep_kernel_order() {
+    let (mut p, out, _) = unnamed_pipeline();
+    p.translator.index.insert(56, "/system.slice/x");
+    run_to_completion(async {
+        exec_and_kill(&mut p.kernel);
+        p.kernel.push(&ExecEvent {
+            hdr: now_header(EventKind::Exec),
+            task: task(10, 56),
+        });
+        p.pump().await.unwrap();
+        assert!(out.events().is_empty(), "{:?}", out.events());
+        std::thread::sleep(Duration::from_nanos(handle::NAMES_WAIT_NS) + Duration::from_millis(5));
+        p.pump().await.unwrap();
+    });
+    let pids: Vec<_> = out
+        .0
+        .borrow()
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap().to_owned(), r["pid"].clone()))
+        .collect();
+    assert_eq!(
+        out.events(),
+        ["exec", "container_start", "oom_kill", "exec"]
+    );
+    assert_eq!(pids[3].1, 10, "{pids:?}");
+}
+
+#[test]
+fn stopping_writes_what_was_held() {
+    let (mut p, out, _) = unnamed_pipeline();
+    run_to_completion(async {
+        exec_and_kill(&mut p.kernel);
+        p.pump().await.unwrap();
+        assert!(out.events().is_empty());
+        // A second new container behind the first: not held again.
+        p.translator.index.insert(57, "/kubepods/podv/c9");
+        p.pods.containers.insert(57, unnamed_container(9, POD));
+        p.pods.unnamed.insert(57);
+        p.kernel.push(&ExecEvent {
+            hdr: now_header(EventKind::Exec),
+            task: task(11, 57),
+        });
+        p.stop(StopReason::Signal("SIGTERM".into()), 0)
+            .await
+            .unwrap();
+    });
+    let events = out.events();
+    assert_eq!(
+        events.iter().filter(|e| *e == "container_start").count(),
+        2,
+        "{events:?}"
+    );
+    assert!(events.contains(&"oom_kill".to_owned()), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("stop"));
+}

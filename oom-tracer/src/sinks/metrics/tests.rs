@@ -160,6 +160,45 @@ fn the_sink_counts_records() {
     );
 }
 
+/// A kill written before its container's names were known is counted
+/// when they come, with them.
+#[test]
+fn a_kill_without_names_is_counted_when_they_come() {
+    let m = Arc::new(Metrics::new());
+    let mut sink = super::MetricsSink::new(m.clone());
+    let mut kill = crate::schema::tests::samples().swap_remove(5);
+    let crate::schema::Body::OomKill(o) = &mut kill.body else {
+        panic!("sample 5 is the oom_kill")
+    };
+    let (pod, ctr) = (o.pod.clone().unwrap(), o.container.clone().unwrap());
+    let p = o.pod.as_mut().unwrap();
+    (p.name, p.namespace) = (None, None);
+    o.container.as_mut().unwrap().name = None;
+    crate::sinks::Sink::write(&mut sink, &kill).unwrap();
+    let count = |m: &Metrics| {
+        let s = testing::parse(&m.encode());
+        let named = [
+            ("namespace", "default"),
+            ("pod", "stress"),
+            ("container", "stress"),
+            ("verdict", "memcg_oom"),
+        ];
+        let unnamed = [
+            ("namespace", ""),
+            ("pod", ""),
+            ("container", ""),
+            ("verdict", "memcg_oom"),
+        ];
+        (
+            testing::value(&s, "oom_kills_total", &named),
+            testing::value(&s, "oom_kills_total", &unnamed),
+        )
+    };
+    assert_eq!(count(&m), (None, None), "waits for the names");
+    crate::sinks::Sink::named(&mut sink, &pod, &ctr).unwrap();
+    assert_eq!(count(&m), (Some(1.0), None));
+}
+
 #[test]
 fn shared_across_threads() {
     let m = Arc::new(Metrics::new());
