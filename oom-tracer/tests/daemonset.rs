@@ -151,7 +151,15 @@ fn untranslated_fields_are_named() {
 /// machine: cgroup v1, the host's cgroup namespace): `daemonset/scenario.rs`.
 #[test]
 fn daemonset_runs_as_deployed() {
-    scenario::runs_as_deployed(false);
+    let run = scenario::runs_as_deployed(false);
+    eprintln!(
+        "the example pod {}: killed in containers {:?}; the agent's log {}; its /proc/self/cgroup: \
+         {:?}",
+        run.uid,
+        run.attempts,
+        run.log.display(),
+        run.own_cgroup
+    );
 }
 
 /// With `capability` taken out of the DaemonSet's `add` list, the agent

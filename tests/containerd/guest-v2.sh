@@ -14,7 +14,8 @@
 # before tmpfs is mounted over their directories. Then, in the guest only:
 #   1. tmpfs on /etc/oom-tracer-test (the config, copied back),
 #      /var/lib/oom-tracer-test (containerd's root, the CNI leases, the pod
-#      directories) and /var/log (the CRI logs);
+#      directories), /var/lib/cni (the CNI results cache) and /var/log (the
+#      CRI logs);
 #   2. the loopback interface up (the CRI's stream server listens on it);
 #   3. containerd (Debian's, from the shared root) with that config: on
 #      cgroup v2 with the cgroupfs driver, runc puts pods under
@@ -67,6 +68,9 @@ cp "$CONFIG" "$CNI_CONFIG" "$PAUSE_ARCHIVE" "$STAGE/" || die "cannot stage the h
 mount -t tmpfs -o mode=0755 tmpfs "$CONF_DIR" || die "tmpfs on $CONF_DIR"
 mount -t tmpfs -o mode=0711 tmpfs "$LIB_DIR" || die "tmpfs on $LIB_DIR"
 mount -t tmpfs -o mode=0755 tmpfs /var/log || die "tmpfs on /var/log"
+# The CNI library caches each attachment's result there.
+[ -d /var/lib/cni ] || die "/var/lib/cni is missing on the host (its pod network has never run: run tests/containerd/setup.sh and a pod)"
+mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni || die "tmpfs on /var/lib/cni"
 mkdir -p "$CONF_DIR/cni" "$CONF_DIR/cni-pods" "$LIB_DIR/build" "$RUN_DIR"
 cp "$STAGE/containerd.toml" "$CONFIG"
 cp "$STAGE/10-oom-tracer-test.conflist" "$CNI_CONFIG"

@@ -11,8 +11,6 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
-
 use crate::{
     checks::{agent_memory, check_read_only, check_records, json_lines},
     cluster::{Cleanup, Cluster, import_images, rt},
@@ -24,10 +22,9 @@ use crate::{
     pods::{agent_pod, example_pod},
 };
 
-/// What a run leaves to be checked again, or kept: the agent's records,
-/// the example pod's uid and the container id of each attempt.
+/// What a run leaves to be checked again, or kept: the example pod's uid
+/// and the container id of each attempt.
 pub(crate) struct Outcome {
-    pub(crate) records: Vec<Value>,
     pub(crate) uid: String,
     pub(crate) attempts: Vec<String>,
     /// The agent's CRI log file, as the runtime wrote it.
@@ -209,7 +206,6 @@ pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
         );
     }
     Outcome {
-        records,
         uid: example.uid.clone(),
         attempts,
         log: node::log_path(&agent, "agent", 0),
@@ -217,9 +213,9 @@ pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
     }
 }
 
-/// The agent's own cgroup as it sees it: /proc/self/cgroup read in the
-/// agent's cgroup namespace (the kernel writes the paths relative to the
-/// reader's namespace root). On v2 the container must have a cgroup
+/// The agent's own cgroup as it sees it: its /proc/<pid>/cgroup read from
+/// within its cgroup namespace (the kernel writes the paths relative to
+/// the reader's namespace root), as its /proc/self/cgroup reads. On v2 the container must have a cgroup
 /// namespace of its own, rooted at its cgroup, as containerd gives it:
 /// `0::/`. On v1 containerd 1.6 leaves it in the node's.
 fn cgroup_view(pid: u32, v2: bool) -> String {
@@ -229,13 +225,8 @@ fn cgroup_view(pid: u32, v2: bool) -> String {
     };
     let private = ns(&pid.to_string()) != ns("self");
     let out = std::process::Command::new("nsenter")
-        .args([
-            "--target",
-            &pid.to_string(),
-            "--cgroup",
-            "cat",
-            "/proc/self/cgroup",
-        ])
+        .args(["--target", &pid.to_string(), "--cgroup", "cat"])
+        .arg(format!("/proc/{pid}/cgroup"))
         .output()
         .expect("running nsenter (util-linux) to read the agent's cgroup view");
     assert!(
@@ -244,6 +235,23 @@ fn cgroup_view(pid: u32, v2: bool) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let seen = String::from_utf8_lossy(&out.stdout).into_owned();
+    let memory_line = seen
+        .lines()
+        .find(|l| {
+            l.starts_with("0::")
+                || l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+        })
+        .unwrap_or_else(|| panic!("no memory cgroup in the agent's /proc/self/cgroup: {seen:?}"));
+    if !v2 {
+        // v1: containerd 1.6 shares the node's cgroup namespace; the agent
+        // sees its own container's path.
+        assert!(
+            !private && memory_line.contains("/kubepods/"),
+            "the agent's view of its memory cgroup on v1: {memory_line:?} (private namespace: {private})"
+        );
+    }
     if v2 {
         assert!(
             private,
