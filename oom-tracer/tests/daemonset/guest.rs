@@ -12,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    checks::{check_records, json_lines},
+    checks::{breakdown_verdict, check_records, json_lines},
     cluster::images_dir,
     common::{deploy, require_root},
     scenario,
@@ -42,7 +42,7 @@ pub(crate) fn run_in_guest() {
         "{GUEST_ENV}=1, but /sys/fs/cgroup is not cgroup v2"
     );
     let outcome = scenario::runs_as_deployed(true);
-    std::fs::copy(&outcome.log, out.join("agent.log")).expect("copying the agent's log to OUT");
+    std::fs::write(out.join("agent.log"), &outcome.log).expect("writing the agent's log to OUT");
     let result = json!({
         "uid": outcome.uid,
         "attempts": outcome.attempts,
@@ -151,7 +151,8 @@ pub(crate) fn boot_and_check(test: &str) {
             .join("; ")
     );
     eprintln!(
-        "the agent's start in the guest: {}",
-        records[0]["breakdown"]
+        "the agent in the guest: breakdown {}; hooks {}",
+        breakdown_verdict(&records),
+        records[0]["hooks"]
     );
 }

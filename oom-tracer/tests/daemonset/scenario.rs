@@ -27,8 +27,9 @@ use crate::{
 pub(crate) struct Outcome {
     pub(crate) uid: String,
     pub(crate) attempts: Vec<String>,
-    /// The agent's CRI log file, as the runtime wrote it.
-    pub(crate) log: std::path::PathBuf,
+    /// The agent's CRI log file as the runtime wrote it (the kubelet's
+    /// part removes the file with the pod).
+    pub(crate) log: Vec<u8>,
     /// The agent's /proc/<pid>/cgroup, as the agent sees it.
     pub(crate) own_cgroup: String,
 }
@@ -208,7 +209,7 @@ pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
     Outcome {
         uid: example.uid.clone(),
         attempts,
-        log: node::log_path(&agent, "agent", 0),
+        log: std::fs::read(node::log_path(&agent, "agent", 0)).unwrap(),
         own_cgroup,
     }
 }
