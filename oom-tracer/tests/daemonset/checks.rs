@@ -202,7 +202,13 @@ fn check_why(kill: &Value, above_victim: bool) {
         "breakdown parts {parts} vs usage {usage}: {b:#}"
     );
     assert!(bytes(&b["anon_bytes"]) > 40 * MIB, "{b:#}");
-    assert!(bytes(&b["events"]["oom"]) >= 1, "{b:#}");
+    assert!(
+        bytes(&b["events"]["oom"]) >= 1,
+        "the memcg the record names ({} {}) counts no OOM in its memory.events: the kernel's OOM \
+         was in another memcg: {b:#}",
+        kill["memcg"]["level"],
+        kill["memcg"]["path"]
+    );
     assert!(
         above_victim || bytes(&b["events"]["oom_kill"]) >= 1,
         "{b:#}"
