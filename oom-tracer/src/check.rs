@@ -23,6 +23,13 @@ pub(crate) struct CheckReport {
     pub cgroup_version: Option<CgroupVersion>,
     pub memory_mount: Option<String>,
     pub memory_hierarchy_id: Option<u32>,
+    /// mountinfo's root field of that mount: `/`, or the sub-cgroup a
+    /// node in a container sees as its whole tree (a bind mount).
+    pub memory_root: Option<String>,
+    /// Whether this process has a cgroup namespace of its own (`private`;
+    /// its /proc/self/cgroup paths start at that namespace's root) or the
+    /// host's (`host`); `null` where /proc/1/ns/cgroup cannot be read.
+    pub cgroup_namespace: Option<&'static str>,
     pub cgroup_error: Option<String>,
     pub euid: u32,
     /// Effective capabilities that matter: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN.
@@ -45,6 +52,7 @@ pub(crate) fn check(args: &CheckArgs) -> CheckReport {
                 cgroup_version: Some(h.version),
                 memory_mount: Some(h.mount.display().to_string()),
                 memory_hierarchy_id: Some(h.hierarchy_id),
+                memory_root: Some(h.root.clone()),
                 cgroup_error: None,
                 ..empty()
             },
@@ -82,6 +90,8 @@ fn empty() -> CheckReport {
         cgroup_version: None,
         memory_mount: None,
         memory_hierarchy_id: None,
+        memory_root: None,
+        cgroup_namespace: cgroup_namespace(),
         cgroup_error: None,
         // SAFETY: geteuid cannot fail.
         euid: unsafe { libc::geteuid() },
@@ -90,6 +100,13 @@ fn empty() -> CheckReport {
         load_error: None,
         ok: false,
     }
+}
+
+/// `host` or `private`: this process's cgroup namespace against pid 1's.
+fn cgroup_namespace() -> Option<&'static str> {
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    let (own, init) = (ns("/proc/self/ns/cgroup")?, ns("/proc/1/ns/cgroup")?);
+    Some(if own == init { "host" } else { "private" })
 }
 
 pub(crate) fn print(report: &CheckReport, format: Format) {
@@ -107,10 +124,12 @@ pub(crate) fn print(report: &CheckReport, format: Format) {
             }
             match (&report.cgroup_version, &report.cgroup_error) {
                 (Some(v), _) => println!(
-                    "memory cgroup     {} at {} (hierarchy {})",
+                    "memory cgroup     {} at {} (hierarchy {}, mount root {}, cgroup namespace {})",
                     v.as_str(),
                     report.memory_mount.as_deref().unwrap_or("?"),
-                    report.memory_hierarchy_id.unwrap_or(0)
+                    report.memory_hierarchy_id.unwrap_or(0),
+                    report.memory_root.as_deref().unwrap_or("?"),
+                    report.cgroup_namespace.unwrap_or("unknown"),
                 ),
                 (None, Some(e)) => println!("memory cgroup     NO: {e}"),
                 _ => {}

@@ -38,6 +38,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // The breakdown check's child: answered before any flag is parsed.
+    if std::env::args_os().nth(1).as_deref() == Some(pipeline::statcheck::SUBCOMMAND.as_ref()) {
+        return pipeline::statcheck::serve_child();
+    }
     let cli = cli::Cli::parse();
     logging::init(&cli.log, cli.log_format());
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -32,6 +32,13 @@ fn breakdown(kill: &Value) -> &Value {
     b
 }
 
+/// The startup check's verdict: its one `breakdown_check` record.
+fn verdict(recs: &[Value]) -> &Value {
+    let v = events(recs, "breakdown_check");
+    assert_eq!(v.len(), 1, "one verdict: {recs:#?}");
+    v[0]
+}
+
 /// Sum of the parts that count against the limit.
 fn parts(b: &Value) -> u64 {
     u(&b["anon_bytes"])
@@ -59,8 +66,17 @@ fn the_hog_dies_of_anonymous_memory_and_the_parts_add_up() {
         &parent,
     ]);
     assert!(out.status.success(), "{stderr}");
-    let start = &recs[0];
-    assert_eq!(start["breakdown"]["enabled"], true, "{start:#}\n{stderr}");
+    // `start` says the check runs beside the tracing; its verdict follows.
+    assert_eq!(recs[0]["breakdown"]["checking"], true, "{:#}", recs[0]);
+    let check = verdict(&recs);
+    assert_eq!(check["enabled"], true, "{check:#}\n{stderr}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(a child process in a probe cgroup)"),
+        "{check:#}"
+    );
     assert!(
         stderr.contains("memory breakdown at OOM kills: on"),
         "{stderr}"
@@ -332,7 +348,7 @@ fn a_layout_that_fails_the_check_switches_the_breakdown_off() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let check = &recs[0]["breakdown"];
+    let check = verdict(&recs);
     assert_eq!(check["enabled"], false, "{check}");
     assert!(
         check["detail"].as_str().unwrap().contains("do not match"),

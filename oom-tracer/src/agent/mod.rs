@@ -77,15 +77,14 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
     let mut p =
         Pipeline::new(tracer, translator, pods, sinks, analysis).with_health(health.clone());
-    // A probe cgroup where the tree is writable; in the DaemonSet (a
-    // read-only host mount) the agent's own cgroup, which only it uses.
-    let site = if hierarchy.writable() {
-        ProbeSite::Below("/oom-tracer".into())
-    } else {
-        ProbeSite::Own
+    // The check's child goes into a probe cgroup `/oom-tracer/probe-<pid>`
+    // where the tree is writable, else into the agent's own cgroup; the
+    // agent never moves, and traces while the check runs.
+    let site = ProbeSite {
+        parent: "/oom-tracer".into(),
+        remove_parent: true,
     };
-    p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
-        .await;
+    p.check_breakdown(site, args.trace.test_corrupt_stat_layout);
     p.start(Mode::Agent, Some(hierarchy.version)).await?;
     let result = serve(&mut p, &args, &health, &mut signals, (has_cri, has_kube)).await;
     let reason = match &result {

@@ -1,21 +1,21 @@
 //! cgroup id → path. The kernel reports memcgs by id (the kernfs id, equal
-//! to the directory's inode number); records carry paths. Ids are learnt
-//! from cgroups oom-tracer creates, from `cgroup_mkdir` events, and by
-//! scanning the hierarchy on a miss. Removed cgroups stay resolvable for a
-//! while (bounded), so a container whose cgroup is gone still resolves.
+//! to the directory's inode number, in every view); records carry paths of
+//! the view (`super`'s doc). Ids are learnt from cgroups oom-tracer
+//! creates, from `cgroup_mkdir` events, and by scanning the hierarchy on a
+//! miss. Removed cgroups stay resolvable for a while (bounded), so a
+//! container whose cgroup is gone still resolves.
 use std::{
     collections::{HashMap, VecDeque},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
-use super::MemoryHierarchy;
+use super::{MemoryHierarchy, cgroup_id};
 
 /// Removed cgroups kept resolvable.
 const REMOVED_KEEP: usize = 1024;
 /// At most one full scan per this interval.
 const SCAN_INTERVAL: Duration = Duration::from_millis(500);
-/// Bound on a scan: directories visited.
-const SCAN_LIMIT: usize = 100_000;
 
 #[derive(Debug)]
 pub(crate) struct CgroupIndex {
@@ -24,6 +24,9 @@ pub(crate) struct CgroupIndex {
     removed: HashMap<u64, String>,
     removed_order: VecDeque<u64>,
     last_scan: Option<Instant>,
+    /// The kernel's full path of the view's root (`/` on a bare node),
+    /// once a cgroup's id has been found in the view.
+    kernel_root: Option<String>,
     /// Lookups no source could answer (reported in the `stop` record).
     pub unresolved: u64,
 }
@@ -36,8 +39,46 @@ impl CgroupIndex {
             removed: HashMap::new(),
             removed_order: VecDeque::new(),
             last_scan: None,
+            kernel_root: None,
             unresolved: 0,
         }
+    }
+
+    /// The view's path of cgroup `id`, which the kernel named by its full
+    /// path from the hierarchy's root (the cgroup tracepoints do, whatever
+    /// the reader's view): the path less the kernel's path of the view's
+    /// root. That root is learnt once, by finding the id under one of the
+    /// path's suffixes in the view. `None`: outside the view, or not
+    /// learnt yet and the cgroup already gone.
+    pub(crate) fn view_path(&mut self, id: u64, kernel_path: &str) -> Option<String> {
+        let Some(h) = &self.hierarchy else {
+            return Some(kernel_path.to_owned());
+        };
+        if let Some(root) = &self.kernel_root {
+            return strip_root(kernel_path, root);
+        }
+        let parts: Vec<&str> = kernel_path.split('/').filter(|c| !c.is_empty()).collect();
+        let (root, view) = (0..=parts.len()).find_map(|skip| {
+            let view = format!("/{}", parts[skip..].join("/"));
+            (cgroup_id(&h.dir(&view)).ok() == Some(id))
+                .then(|| (format!("/{}", parts[..skip].join("/")), view))
+        })?;
+        if root != "/" {
+            tracing::info!(
+                "this node's cgroups are {root}/… to the kernel: records name them as the node does, without {root}"
+            );
+        }
+        self.kernel_root = Some(root);
+        Some(view)
+    }
+
+    /// The depth in the view of a cgroup the kernel puts at `level`.
+    pub(crate) fn view_level(&self, level: u32) -> u32 {
+        let depth = self
+            .kernel_root
+            .as_deref()
+            .map_or(0, |r| r.split('/').filter(|c| !c.is_empty()).count() as u32);
+        level.saturating_sub(depth)
     }
 
     pub(crate) fn insert(&mut self, id: u64, path: impl Into<String>) {
@@ -81,26 +122,12 @@ impl CgroupIndex {
         let Some(h) = self.hierarchy.clone() else {
             return;
         };
-        let mut stack = vec![h.mount.clone()];
-        let mut seen = 0usize;
-        while let Some(dir) = stack.pop() {
-            seen += 1;
-            if seen > SCAN_LIMIT {
-                tracing::warn!("cgroup scan stopped after {SCAN_LIMIT} directories");
-                break;
-            }
-            if let (Ok(id), Some(path)) = (super::cgroup_id(&dir), h.path_of(&dir)) {
+        h.walk(|dir, id| {
+            if let Some(path) = h.path_of(dir) {
                 self.live.insert(id, path);
             }
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(e.path());
-                }
-            }
-        }
+            ControlFlow::Continue(())
+        });
     }
 
     /// Every live cgroup: (id, path).
@@ -111,6 +138,17 @@ impl CgroupIndex {
     pub(crate) fn hierarchy(&self) -> Option<&MemoryHierarchy> {
         self.hierarchy.as_ref()
     }
+}
+
+/// `path` less its leading `root`, if it is at or below `root`.
+fn strip_root(path: &str, root: &str) -> Option<String> {
+    if root == "/" {
+        return Some(path.to_owned());
+    }
+    is_under(path, root).then(|| match &path[root.trim_end_matches('/').len()..] {
+        "" => "/".to_owned(),
+        rest => rest.to_owned(),
+    })
 }
 
 /// Whether `path` is `ancestor` or below it.
@@ -152,15 +190,48 @@ mod tests {
             version: super::super::CgroupVersion::V2,
             mount: root.clone(),
             hierarchy_id: 0,
+            root: "/".into(),
         };
-        let id =
-            super::super::cgroup_id(&root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
+        let id = cgroup_id(&root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
         let mut ix = CgroupIndex::new(Some(h));
         assert_eq!(
             ix.resolve(id).as_deref(),
             Some("/kubepods/burstable/pod-x/ctr with space")
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A view rooted at a node's cgroup: kernel paths lose the node's part,
+    /// learnt from the id of a cgroup found in the view.
+    #[test]
+    fn kernel_paths_into_the_view() {
+        let mount = std::env::temp_dir().join(format!("oom-tracer-view-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mount);
+        std::fs::create_dir_all(mount.join("kubepods/podx/ctr")).unwrap();
+        let h = MemoryHierarchy {
+            version: super::super::CgroupVersion::V1,
+            mount: mount.clone(),
+            hierarchy_id: 4,
+            root: "/".into(),
+        };
+        let id = cgroup_id(&mount.join("kubepods/podx/ctr")).unwrap();
+        let mut ix = CgroupIndex::new(Some(h));
+        assert_eq!(ix.view_level(3), 3, "nothing learnt yet");
+        assert_eq!(ix.view_path(id + 1, "/docker/n1/kubepods/podx/ctr"), None);
+        assert_eq!(
+            ix.view_path(id, "/docker/n1/kubepods/podx/ctr").as_deref(),
+            Some("/kubepods/podx/ctr")
+        );
+        assert_eq!(ix.view_level(5), 3);
+        // Learnt: gone cgroups and others map without a look.
+        assert_eq!(
+            ix.view_path(0, "/docker/n1/kubepods/gone").as_deref(),
+            Some("/kubepods/gone")
+        );
+        assert_eq!(ix.view_path(0, "/docker/n1").as_deref(), Some("/"));
+        assert_eq!(ix.view_path(0, "/docker/n2/kubepods"), None, "another node");
+        std::fs::remove_dir_all(&mount).unwrap();
+        assert_eq!(strip_root("/a/b", "/"), Some("/a/b".into()));
     }
 
     #[test]

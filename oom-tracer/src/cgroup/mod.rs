@@ -1,7 +1,21 @@
 //! Memory cgroups: which hierarchy holds the memory controller (v1 or v2),
 //! pod-like cgroup pairs for `run` (`pod.rs`), and cgroup id → path
 //! resolution (`index.rs`).
-use std::path::{Path, PathBuf};
+//!
+//! One mapping between the kernel's cgroups and this process's view of
+//! them. The view is the memory hierarchy as mounted here, which on a node
+//! in a container is rooted at the node's own cgroup (a cgroup namespace,
+//! or a bind mount of a sub-cgroup: mountinfo's root field). Every path
+//! oom-tracer handles is a path of the view (`/kubepods/…`, what the
+//! kubelet on this node names it), turned into a directory by
+//! [`MemoryHierarchy::dir`]. The kernel names cgroups by id, which is the
+//! same in every view (the directory's inode), and, in the cgroup
+//! tracepoints only, by its full path from the hierarchy's root, which
+//! [`index::CgroupIndex::view_path`] maps into the view by finding the id.
+use std::{
+    ops::ControlFlow,
+    path::{Path, PathBuf},
+};
 
 pub(crate) mod index;
 pub(crate) mod pod;
@@ -52,7 +66,15 @@ pub(crate) struct MemoryHierarchy {
     /// Hierarchy id as the cgroup tracepoints report it (`root`): from
     /// /proc/cgroups on v1, 0 on v2.
     pub hierarchy_id: u32,
+    /// mountinfo's root field for the mount: the cgroup the view is rooted
+    /// at, as this process's cgroup namespace names it (`/` on a bare node
+    /// and for a hierarchy mounted inside a cgroup namespace; `/<node>` for
+    /// a bind mount of a sub-cgroup, docker's way on a v1 host).
+    pub root: String,
 }
+
+/// Bound on a walk of the view: directories visited.
+const WALK_LIMIT: usize = 100_000;
 
 impl MemoryHierarchy {
     /// Detects the memory controller from /proc/self/mountinfo and /proc/cgroups.
@@ -77,7 +99,7 @@ impl MemoryHierarchy {
         proc_cgroups: &str,
         controllers: impl Fn(&Path) -> String,
     ) -> Result<Self, CgroupError> {
-        let mut v2_mounts = Vec::new();
+        let (mut v1_mounts, mut v2_mounts) = (Vec::new(), Vec::new());
         for line in mountinfo.lines() {
             // id parent maj:min root mountpoint opts [optional...] - fstype source superopts
             let Some((pre, post)) = line.split_once(" - ") else {
@@ -87,30 +109,38 @@ impl MemoryHierarchy {
             let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next()) else {
                 continue;
             };
-            let Some(mountpoint) = pre.split_whitespace().nth(4) else {
+            let mut pre = pre.split_whitespace().skip(3);
+            let (Some(root), Some(mountpoint)) = (pre.next(), pre.next()) else {
                 continue;
             };
-            let mountpoint = PathBuf::from(unescape_mountinfo(mountpoint));
+            let m = (
+                PathBuf::from(unescape_mountinfo(mountpoint)),
+                unescape_mountinfo(root),
+            );
             match fstype {
-                "cgroup" if superopts.split(',').any(|o| o == "memory") => {
-                    let hierarchy_id = v1_hierarchy_id(proc_cgroups).unwrap_or(0);
-                    return Ok(Self {
-                        version: CgroupVersion::V1,
-                        mount: mountpoint,
-                        hierarchy_id,
-                    });
-                }
-                "cgroup2" => v2_mounts.push(mountpoint),
+                "cgroup" if superopts.split(',').any(|o| o == "memory") => v1_mounts.push(m),
+                "cgroup2" => v2_mounts.push(m),
                 _ => {}
             }
         }
-        v2_mounts
+        if let Some((mount, root)) = visible(v1_mounts) {
+            return Ok(Self {
+                version: CgroupVersion::V1,
+                mount,
+                hierarchy_id: v1_hierarchy_id(proc_cgroups).unwrap_or(0),
+                root,
+            });
+        }
+        let with_memory = v2_mounts
             .into_iter()
-            .find(|m| controllers(m).split_whitespace().any(|c| c == "memory"))
-            .map(|mount| Self {
+            .filter(|(m, _)| controllers(m).split_whitespace().any(|c| c == "memory"))
+            .collect();
+        visible(with_memory)
+            .map(|(mount, root)| Self {
                 version: CgroupVersion::V2,
                 mount,
                 hierarchy_id: 0,
+                root,
             })
             .ok_or(CgroupError::NoMemoryController)
     }
@@ -118,18 +148,6 @@ impl MemoryHierarchy {
     /// Absolute directory of a cgroup path such as `/oom-tracer/pod1`.
     pub(crate) fn dir(&self, cgroup_path: &str) -> PathBuf {
         self.mount.join(cgroup_path.trim_start_matches('/'))
-    }
-
-    /// Whether cgroups can be made here (the agent's host mount is read-only).
-    pub(crate) fn writable(&self) -> bool {
-        let Ok(c) = std::ffi::CString::new(self.mount.as_os_str().as_encoded_bytes()) else {
-            return false;
-        };
-        // SAFETY: a NUL-terminated path and an out-struct statvfs fills.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-        rc == 0 && st.f_flag & libc::ST_RDONLY == 0
     }
 
     /// The memory limit of the cgroup at `path` (`None`: unlimited or unreadable).
@@ -152,6 +170,55 @@ impl MemoryHierarchy {
         let rel = dir.strip_prefix(&self.mount).ok()?;
         Some(format!("/{}", rel.to_string_lossy()))
     }
+
+    /// Visits every cgroup directory of the view with its id, depth
+    /// first, until `f` breaks (at most [`WALK_LIMIT`] directories).
+    pub(crate) fn walk(&self, mut f: impl FnMut(&Path, u64) -> ControlFlow<()>) {
+        let mut stack = vec![self.mount.clone()];
+        let mut seen = 0usize;
+        while let Some(dir) = stack.pop() {
+            seen += 1;
+            if seen > WALK_LIMIT {
+                tracing::warn!("cgroup walk stopped after {WALK_LIMIT} directories");
+                return;
+            }
+            if let Ok(id) = cgroup_id(&dir)
+                && f(&dir, id).is_break()
+            {
+                return;
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+
+    /// The directory of cgroup `id` in the view, if the view holds it.
+    pub(crate) fn find(&self, id: u64) -> Option<PathBuf> {
+        let mut found = None;
+        self.walk(|dir, i| {
+            if i == id {
+                found = Some(dir.to_owned());
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        found
+    }
+}
+
+/// The first mount point's (mount point, root), as seen there: a later
+/// mount on the same point (a container's view mounted over the host's)
+/// hides the earlier ones.
+fn visible(mounts: Vec<(PathBuf, String)>) -> Option<(PathBuf, String)> {
+    let first = mounts.first()?.0.clone();
+    mounts.into_iter().rfind(|(m, _)| *m == first)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -216,6 +283,7 @@ memory\t4\t18\t1
         assert_eq!(h.version, CgroupVersion::V1);
         assert_eq!(h.mount, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(h.hierarchy_id, 4);
+        assert_eq!(h.root, "/");
         assert_eq!(
             h.dir("/oom-tracer/pod"),
             Path::new("/sys/fs/cgroup/memory/oom-tracer/pod")
@@ -224,6 +292,18 @@ memory\t4\t18\t1
             h.path_of(Path::new("/sys/fs/cgroup/memory/a/b")).as_deref(),
             Some("/a/b")
         );
+    }
+
+    #[test]
+    fn a_bind_of_a_sub_cgroup_keeps_its_root() {
+        let docker_v1 = "35 31 0:32 /docker/ab\\040c /sys/fs/cgroup/memory ro,relatime - cgroup cgroup rw,memory\n";
+        let h = MemoryHierarchy::from_tables(docker_v1, PROC_CGROUPS, |_| String::new()).unwrap();
+        assert_eq!(h.root, "/docker/ab c");
+        assert_eq!(h.mount, Path::new("/sys/fs/cgroup/memory"));
+        // Mounted over the host's: the later mount is the one seen.
+        let stacked = format!("{HYBRID}{docker_v1}");
+        let h = MemoryHierarchy::from_tables(&stacked, PROC_CGROUPS, |_| String::new()).unwrap();
+        assert_eq!(h.root, "/docker/ab c");
     }
 
     #[test]

@@ -284,6 +284,7 @@ mod tests {
             version: CgroupVersion::V2,
             mount: root.clone(),
             hierarchy_id: 0,
+            root: "/".into(),
         };
         // On a real cgroupfs the kernel creates control files in new
         // directories; on the fixture, create them as the kernel would.

@@ -80,10 +80,12 @@ pub(crate) struct Pipeline<K, P> {
     reported: Lost,
     /// Watched cgroups under which pods live.
     roots: Vec<u64>,
-    /// Records read during the startup check, handled after `start`.
+    /// Records held back (a kill waiting for its task list), handled next.
     backlog: Vec<RawEvent>,
     /// The startup check's verdict on the memory breakdown.
     breakdown: Option<BreakdownCheck>,
+    /// The startup check, while it runs beside the tracing.
+    check: statcheck::CheckState,
     pending: Option<PendingKill>,
 }
 
@@ -112,6 +114,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             roots: Vec::new(),
             backlog: Vec::new(),
             breakdown: None,
+            check: statcheck::CheckState::default(),
             pending: None,
         }
     }
@@ -153,6 +156,14 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     async fn process(&mut self, mut queue: VecDeque<RawEvent>) -> Result<(), PipelineError> {
         loop {
             while let Some(ev) = queue.pop_front() {
+                match &ev {
+                    RawEvent::MemcgProbe(p) => {
+                        self.probe_answer(p);
+                        continue;
+                    }
+                    RawEvent::Oom(_) if self.checking() => self.await_check(&mut queue).await?,
+                    _ => {}
+                }
                 self.handle(&ev).await?;
                 for held in self.backlog.drain(..).rev() {
                     queue.push_front(held);
@@ -168,6 +179,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// Drains the ring buffer through every stage, then reports new losses.
     pub(crate) async fn pump(&mut self) -> Result<(), PipelineError> {
+        self.poll_check()?;
         let mut events = Vec::new();
         let mut bad = Vec::new();
         self.kernel.drain(&mut |bytes| match decode(bytes) {
@@ -239,6 +251,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         restarts: u32,
     ) -> Result<(), PipelineError> {
         self.pump().await?;
+        self.end_check();
         let now = self.translator.now();
         for c in self.analysis.finish() {
             self.sinks.write(&Record::new(now, c))?;

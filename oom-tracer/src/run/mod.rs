@@ -92,9 +92,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
     let mut p = Pipeline::new(tracer, translator, FixedPod::default(), sinks, analysis)
         .with_health(health.clone());
-    let site = ProbeSite::Below(args.cgroup_parent.clone());
-    p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
-        .await;
+    // The check's child goes into a probe cgroup beside the pod; `run`
+    // removes the parent when it is empty at the end.
+    let site = ProbeSite {
+        parent: args.cgroup_parent.clone(),
+        remove_parent: false,
+    };
+    p.check_breakdown(site, args.trace.test_corrupt_stat_layout);
     p.start(Mode::Run, Some(hierarchy.version)).await?;
     host::settle();
     health.set_ready();

@@ -76,12 +76,13 @@ pub(crate) enum Body {
     NearMiss(NearMiss),
     Lost(Lost),
     Stop(Stop),
+    BreakdownCheck(BreakdownCheck),
 }
 
 impl Body {
     /// Every event name, in the order docs/schema.md lists them.
     #[cfg(test)]
-    pub(crate) const NAMES: [&'static str; 17] = [
+    pub(crate) const NAMES: [&'static str; 18] = [
         "start",
         "container_start",
         "exec",
@@ -99,6 +100,7 @@ impl Body {
         "near_miss",
         "lost",
         "stop",
+        "breakdown_check",
     ];
 
     pub(crate) fn name(&self) -> &'static str {
@@ -120,6 +122,7 @@ impl Body {
             Self::NearMiss(_) => "near_miss",
             Self::Lost(_) => "lost",
             Self::Stop(_) => "stop",
+            Self::BreakdownCheck(_) => "breakdown_check",
         }
     }
 }
@@ -147,7 +150,8 @@ into_body!(
     Cycle,
     Lost,
     Stop,
-    NearMiss
+    NearMiss,
+    BreakdownCheck
 );
 
 impl From<PressureRecord> for Body {
@@ -171,10 +175,16 @@ pub(crate) struct Start {
     pub breakdown: Option<BreakdownCheck>,
 }
 
-/// The startup check of the memory statistics' layout on this kernel.
+/// The startup check of the memory statistics' layout on this kernel: in
+/// `start` (still `checking` while it runs beside the tracing), and as
+/// its own `breakdown_check` record once it has decided.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct BreakdownCheck {
     pub enabled: bool,
+    /// The check still runs: its verdict follows as a `breakdown_check`
+    /// record, and `oom_kill` records carry the breakdown once it passed.
+    #[serde(default)]
+    pub checking: bool,
     /// What was checked and how it went, in words.
     pub detail: String,
 }

@@ -118,8 +118,9 @@ pub(crate) fn samples() -> Vec<Record> {
             },
             startup_ms: 90,
             breakdown: Some(BreakdownCheck {
-                enabled: true,
-                detail: "total_rss match".into(),
+                enabled: false,
+                checking: true,
+                detail: "checking in a child process".into(),
             }),
         }
         .into(),
@@ -314,6 +315,12 @@ pub(crate) fn samples() -> Vec<Record> {
                 run_count: 1,
                 run_time_ns: 15_000,
             }],
+        }
+        .into(),
+        BreakdownCheck {
+            enabled: true,
+            checking: false,
+            detail: "total_rss match".into(),
         }
         .into(),
     ];

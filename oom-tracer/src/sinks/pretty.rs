@@ -91,6 +91,11 @@ fn what(b: &Body) -> String {
             l.ringbuf_full, l.read_errors, l.decode_errors
         ),
         Body::Stop(s) => stop(s),
+        Body::BreakdownCheck(c) => format!(
+            "memory breakdown at OOM kills: {} ({})",
+            if c.enabled { "on" } else { "off" },
+            c.detail
+        ),
     }
 }
 

@@ -29,7 +29,22 @@ impl Agent {
 
     /// Starts `oom-tracer agent ARGS` and waits until it is ready.
     pub(crate) fn start_with(args: &[&str]) -> Self {
-        let mut child = Command::new(TRACER)
+        Self::start_wrapped(&[], args)
+    }
+
+    /// Starts `WRAPPER… oom-tracer agent ARGS` (a wrapper that ends by
+    /// exec'ing its arguments, so that the child is the agent) and waits
+    /// until it is ready.
+    pub(crate) fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(TRACER);
+                c
+            }
+            None => Command::new(TRACER),
+        };
+        let mut child = cmd
             .arg("agent")
             .args(args)
             .env("OOM_TRACER_LOG", "info")
@@ -71,6 +86,15 @@ impl Agent {
             stdout: Some(stdout),
             stderr,
         }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every record so far.
+    pub(crate) fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
     }
 
     /// Resident memory of the agent process, KiB.

@@ -17,6 +17,7 @@ pub(crate) mod agent;
 pub(crate) mod apiserver;
 pub(crate) mod deploy;
 pub(crate) mod kubelet;
+pub(crate) mod layout;
 pub(crate) mod node;
 pub(crate) mod oci;
 pub(crate) mod pki;

@@ -292,26 +292,27 @@ impl Translator {
 
     /// A mkdir or rmdir record, if the cgroup is under a watched path.
     fn cgroup_dir(&mut self, e: &CgroupEvent) -> Option<CgroupDir> {
-        let path = self.learn_path(e);
-        self.is_watched_path(&path).then_some(CgroupDir {
+        let path = self.learn_path(e)?;
+        self.is_watched_path(&path).then(|| CgroupDir {
             id: e.id,
             path,
-            level: e.level,
+            level: self.index.view_level(e.level),
         })
     }
 
-    /// The path of a cgroup event, recorded in the index unless the kernel
-    /// had to truncate it (then the index, or a scan, knows better).
-    fn learn_path(&mut self, e: &CgroupEvent) -> String {
+    /// The view's path of a cgroup event (the kernel names it from the
+    /// hierarchy's root), recorded in the index unless the kernel had to
+    /// truncate it (then the index, or a scan, knows better). `None`: a
+    /// cgroup outside this node's view.
+    fn learn_path(&mut self, e: &CgroupEvent) -> Option<String> {
         let raw = c_bytes(&e.path);
-        let path = lossless_text(raw);
-        if raw.len() + 1 < CGROUP_PATH_LEN {
+        if raw.len() + 1 < CGROUP_PATH_LEN
+            && let Some(path) = self.index.view_path(e.id, &lossless_text(raw))
+        {
             self.index.insert(e.id, path.clone());
-            return path;
+            return Some(path);
         }
-        self.index
-            .resolve(e.id)
-            .unwrap_or_else(|| format!("{path}…"))
+        self.index.resolve(e.id)
     }
 }
 
