@@ -216,9 +216,10 @@ pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
 
 /// The agent's own cgroup as it sees it: its /proc/<pid>/cgroup read from
 /// within its cgroup namespace (the kernel writes the paths relative to
-/// the reader's namespace root), as its /proc/self/cgroup reads. On v2 the container must have a cgroup
-/// namespace of its own, rooted at its cgroup, as containerd gives it:
-/// `0::/`. On v1 containerd 1.6 leaves it in the node's.
+/// the reader's namespace root), as its /proc/self/cgroup reads. On v2 the
+/// container must have a cgroup namespace of its own, rooted at its
+/// cgroup, as containerd gives it: `0::/`. On v1 containerd 1.6 leaves it
+/// in the node's, where it sees its container's path.
 fn cgroup_view(pid: u32, v2: bool) -> String {
     let ns = |p: &str| {
         std::fs::read_link(format!("/proc/{p}/ns/cgroup"))
@@ -236,23 +237,6 @@ fn cgroup_view(pid: u32, v2: bool) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let seen = String::from_utf8_lossy(&out.stdout).into_owned();
-    let memory_line = seen
-        .lines()
-        .find(|l| {
-            l.starts_with("0::")
-                || l.split(':')
-                    .nth(1)
-                    .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-        })
-        .unwrap_or_else(|| panic!("no memory cgroup in the agent's /proc/self/cgroup: {seen:?}"));
-    if !v2 {
-        // v1: containerd 1.6 shares the node's cgroup namespace; the agent
-        // sees its own container's path.
-        assert!(
-            !private && memory_line.contains("/kubepods/"),
-            "the agent's view of its memory cgroup on v1: {memory_line:?} (private namespace: {private})"
-        );
-    }
     if v2 {
         assert!(
             private,
@@ -263,6 +247,20 @@ fn cgroup_view(pid: u32, v2: bool) -> String {
             seen.trim(),
             "0::/",
             "the agent's /proc/self/cgroup in its private cgroup namespace"
+        );
+    } else {
+        let memory = seen
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+            })
+            .unwrap_or_else(|| panic!("no memory line in the agent's /proc/self/cgroup: {seen:?}"));
+        assert!(
+            !private && memory.contains("/kubepods/"),
+            "the agent's view of its memory cgroup on v1: {memory:?} (private namespace: \
+             {private})"
         );
     }
     eprintln!(
