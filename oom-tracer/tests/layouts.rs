@@ -16,7 +16,7 @@ use serde_json::Value;
 /// The records of one workload on `view`, with the agent's checks.
 fn records_on(view: View, names: Names) -> Vec<Value> {
     require_root();
-    let node = Node::new(view, &format!("{names:?}").to_lowercase());
+    let node = Node::new(view, names);
     let agent = node.agent();
     let own = || std::fs::read_to_string(format!("/proc/{}/cgroup", agent.pid())).unwrap();
     let cgroup_at_start = own();
@@ -109,7 +109,7 @@ fn kind_names_give_the_bare_nodes_records_on_every_view() {
 fn a_check_that_cannot_run_costs_only_the_breakdown() {
     require_root();
     let names = Names::Cgroupfs;
-    let node = Node::new(View::Bind { read_only: true }, "outside");
+    let node = Node::new(View::Bind { read_only: true }, names);
     let agent = node.agent_in(false);
     node.oom_kill(names);
     let stderr = agent.stderr_text();
