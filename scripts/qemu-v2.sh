@@ -82,8 +82,9 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v depmod >/dev/null || missing+=(kmod)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "apt-get install ${missing[*]} failed"
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    # The package lists may be absent or stale on a fresh machine.
+    apt_install || { apt-get update -qq && apt_install; } || die "apt-get install ${missing[*]} failed"
 fi
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (install busybox-static)"
 
@@ -101,10 +102,26 @@ else
         say "KERNEL_PKG not set: the kernel linux-image-amd64 depends on now, $want"
     fi
     name=${want%%=*}
-    if [ "$name" != "$want" ]; then
-        version=${want#*=}
+    candidate() { apt-cache policy "$name" 2>/dev/null | awk '/Candidate:/ {print $2; exit}'; }
+    known() { # apt knows $name (at version $1, if given)
+        if [ -n "$1" ]; then
+            apt-cache madison "$name" 2>/dev/null | awk -F' [|] ' '{print $2}' | grep -qxF "$1"
+        else
+            [ -n "$(candidate)" ] && [ "$(candidate)" != "(none)" ]
+        fi
+    }
+    pinned=
+    [ "$name" != "$want" ] && pinned=${want#*=}
+    # A fresh machine's package lists may lack it: update them once (not
+    # when the pinned .deb was downloaded before).
+    if ! known "$pinned" && { [ -z "$pinned" ] || [ -z "$(first "$WORK/${name}_${pinned//:/%3a}_"*.deb)" ]; }; then
+        say "apt-get update (apt does not know $want)"
+        apt-get update -qq || say "apt-get update failed"
+    fi
+    if [ -n "$pinned" ]; then
+        version=$pinned
     else
-        version=$(apt-cache policy "$name" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')
+        version=$(candidate)
     fi
     if [ -z "$version" ] || [ "$version" = "(none)" ]; then
         die "apt has no package $name (list them: apt-cache search --names-only '^linux-image-[0-9].*-amd64-unsigned\$')"
@@ -259,7 +276,11 @@ grep -E '^qemu-v2-guest:' "$OUT/console.log" >&2 || true
 rc=3
 [ -f "$OUT/rc" ] && rc=$(cat "$OUT/rc")
 case $rc in 0) result=PASS ;; 1) result=FAIL ;; 2) result="cannot run (exit 2)" ;; *) result="no result from the guest" ;; esac
-cycle=$(tail -n1 "$OUT/v2-out/summary.txt" 2>/dev/null || echo "no v2-out/summary.txt")
+if [ -n "${QEMU_V2_CMD:-}" ]; then
+    cycle="the guest command's output: v2-cycle.log"
+else
+    cycle=$(tail -n1 "$OUT/v2-out/summary.txt" 2>/dev/null || echo "no v2-out/summary.txt")
+fi
 {
     echo "kernel package: $PKG_NAME $PKG_VERSION"
     echo "kernel file: $(basename "$KERNEL_DEB")"

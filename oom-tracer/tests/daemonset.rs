@@ -15,7 +15,9 @@
 //! Its support is in `daemonset/`: `cluster` (the node, the API server,
 //! the images, the cleanup), `pods` (the pods of `deploy/`, translated),
 //! `lifecycle` (the kubelet's steps: admit, start, crash loop, status) and
-//! `checks` (what is read back: memory, mounts, the log, the records).
+//! `checks` (what is read back: memory, mounts, the log, the records) and
+//! `scenario` (the run itself, which `daemonset_v2.rs` also runs in a
+//! cgroup v2 guest).
 #[path = "daemonset/checks.rs"]
 mod checks;
 #[path = "daemonset/cluster.rs"]
@@ -25,22 +27,21 @@ mod common;
 mod lifecycle;
 #[path = "daemonset/pods.rs"]
 mod pods;
+#[path = "daemonset/scenario.rs"]
+mod scenario;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use checks::{agent_memory, check_read_only, check_records, json_lines};
+use checks::json_lines;
 use cluster::{Cleanup, Cluster, images_dir, import_images, rt};
 use common::{
     deploy,
     kubelet::{Kubelet, require_runtime},
-    node::{self, Prober},
+    node,
     podspec::{self, Node},
 };
-use lifecycle::{EXITED, RUNNING, crash_loop, start_agent};
-use pods::{agent_pod, example_pod};
+use lifecycle::{EXITED, start_agent};
+use pods::agent_pod;
 use serde_json::{Value, json};
 
 /// The images hold one static binary each, with the ENTRYPOINT and USER
@@ -146,168 +147,19 @@ fn untranslated_fields_are_named() {
     }
 }
 
-/// The DaemonSet's pod and the example pod on the real runtime: three OOM
-/// kills, each reported with the pod's identity, read from the agent's
-/// CRI log; probes from the pod network; the agent within its limits.
+/// The DaemonSet's pod and the example pod on the real runtime (this
+/// machine: cgroup v1, the host's cgroup namespace): `daemonset/scenario.rs`.
 #[test]
 fn daemonset_runs_as_deployed() {
-    require_runtime();
-    import_images();
-    let cluster = Cluster::start("oom-tracer", "oom-tracer");
-    let agent = agent_pod(&cluster, |_| {});
-    let example = example_pod(&cluster);
-    let mut cleanup = Cleanup::default();
-    let rt = rt();
-    let mut k = rt.block_on(Kubelet::connect());
-
-    let (_, ip, agent_id, created) =
-        rt.block_on(start_agent(&mut k, &cluster, &agent, &mut cleanup));
-    let ip: IpAddr = ip.parse().unwrap();
-    let c = &agent.containers[0];
-    let readiness = c.readiness.clone().expect("a readinessProbe");
-    let liveness = c.liveness.clone().expect("a livenessProbe");
-    // Start → ready: from the container's start (the runtime's started_at)
-    // to the first success of a tight (20 ms) poll of the readiness endpoint.
-    let ready = node::wait_http_ok(
-        SocketAddr::new(ip, readiness.port),
-        &readiness.path,
-        Duration::from_secs(60),
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let st = rt.block_on(k.status(&agent_id));
-    assert!(
-        ready.is_some(),
-        "{ip}:{}{} never answered (agent state {}, exit {}); its log:\n{}",
-        readiness.port,
-        readiness.path,
-        st.state,
-        st.exit_code,
-        std::fs::read_to_string(node::log_path(&agent, "agent", 0)).unwrap_or_default()
-    );
-    let ready_after = now.saturating_sub(Duration::from_nanos(st.started_at as u64));
-    let created_to_ready = created.elapsed();
-    // Then the kubelet's own probes, on its schedule, for the whole run.
-    let probers = [Prober::start(&readiness, ip), Prober::start(&liveness, ip)];
-    std::thread::sleep(Duration::from_secs(2));
-    let (pid, idle_rss_kib, idle_memcg) = agent_memory(&agent, &agent_id);
-    let writable_below = check_read_only(&agent, pid, cluster.node.recursive_read_only);
-
-    cleanup.pod(&example);
-    node::prepare(&example);
-    let attempts = rt.block_on(crash_loop(
-        &mut k,
-        &cluster,
-        &example,
-        &agent_id,
-        &mut cleanup,
-    ));
-    // The last records drain (bulk records every 100 ms).
-    std::thread::sleep(Duration::from_secs(1));
-
-    // The agent: never restarted, within its memory limit, probes passing.
-    let st = rt.block_on(k.status(&agent_id));
-    assert_eq!(st.state, RUNNING, "the agent exited: {}", st.exit_code);
-    let memcg = node::memcg_dir(&agent, &agent_id);
-    let peak = node::read_u64(&memcg.join("memory.max_usage_in_bytes"))
-        .or_else(|| node::read_u64(&memcg.join("memory.peak")))
-        .unwrap();
-    let failcnt = node::read_u64(&memcg.join("memory.failcnt")).unwrap_or(0);
-    let limit = c.memory_limit.expect("a memory limit") as u64;
-    assert!(peak < limit, "memcg peak {peak} >= limit {limit}");
-    assert_eq!(
-        failcnt, 0,
-        "the agent's memcg hit its limit {failcnt} times"
-    );
-    let [readiness_probe, liveness_probe] = probers;
-    let ready_results = readiness_probe.stop();
-    let live_results = liveness_probe.stop();
-    assert!(
-        Prober::worst_failure_run(&live_results) < liveness.failure_threshold,
-        "the liveness probe failed {} times in a row: the kubelet would have restarted the \
-         agent: {live_results:?}",
-        liveness.failure_threshold
-    );
-    assert!(
-        !live_results.is_empty() && ready_results.iter().all(|(_, r)| node::probe_ok(r)),
-        "readiness {ready_results:?}, liveness {live_results:?}"
-    );
-
-    // Stopped as the kubelet stops a pod: SIGTERM, then the grace period.
-    rt.block_on(k.stop_container(&agent_id, agent.grace_period));
-    let st = rt.block_on(k.status(&agent_id));
-    assert_eq!((st.state, st.exit_code), (EXITED, 0), "{}", st.reason);
-
-    // Its log, as `kubectl logs` reads it: JSON lines only (json_lines
-    // checks every line of both streams), the diagnostics with time, level
-    // and message, and the records of the three kills.
-    let (records, diagnostics) = json_lines(&node::log_path(&agent, "agent", 0));
-    assert!(!diagnostics.is_empty());
-    for d in &diagnostics {
-        for key in ["timestamp", "level", "message"] {
-            assert!(d[key].is_string(), "diagnostic without {key}: {d}");
-        }
-    }
-    check_records(&records, &example, &attempts);
-    // With only BPF and PERFMON, under the runtime's default seccomp
-    // profile, no hook is refused for want of a privilege: whatever is
-    // missing is missing from the kernel, not from the pod spec.
-    let hooks = diagnostics
-        .iter()
-        .filter_map(|d| d["message"].as_str())
-        .find(|m| m.starts_with("hooks active: "))
-        .unwrap_or_else(|| panic!("no \"hooks active\" startup line: {diagnostics:#?}"));
-    for refusal in ["Operation not permitted", "missing CAP_"] {
-        assert!(
-            !hooks.contains(refusal),
-            "a hook was refused in the pod's security context: {hooks}"
-        );
-    }
-    let active = hooks["hooks active: ".len()..]
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .split(", ")
-        .filter(|h| !h.is_empty() && *h != "none")
-        .count();
-    assert!(active > 0, "{hooks}");
-    let load = diagnostics
-        .iter()
-        .filter_map(|d| d["message"].as_str())
-        .find(|m| m.starts_with("loaded and attached "))
-        .unwrap_or("no \"loaded and attached\" line");
-    // The API source: this node's pods, with the service account's token.
-    let requests = cluster.api.requests();
-    assert!(
-        requests.iter().any(|r| r.contains("/api/v1/pods")
-            && r.contains(&format!("spec.nodeName%3D{}", cluster.node.name))),
-        "{requests:?}"
-    );
-    let refused = cluster.api.unauthorized();
-    assert!(
-        refused.is_empty(),
-        "requests without the token: {refused:?}"
-    );
-
+    let run = scenario::runs_as_deployed(false);
     eprintln!(
-        "measure: {active} hooks active ({load}); agent container start -> /readyz {} ms \
-         ({} ms from CreateContainer); idle RSS {idle_rss_kib} KiB; idle memcg usage {} KiB; memcg peak {} KiB of {} KiB; \
-         readiness probes {} ok; liveness probes {} ok",
-        ready_after.as_millis(),
-        created_to_ready.as_millis(),
-        idle_memcg / 1024,
-        peak / 1024,
-        limit / 1024,
-        ready_results.len(),
-        live_results.len()
+        "the example pod {}: killed in containers {:?}; the agent's log {} bytes; its /proc/self/cgroup: \
+         {:?}",
+        run.uid,
+        run.attempts,
+        run.log.len(),
+        run.own_cgroup
     );
-    if !writable_below.is_empty() {
-        eprintln!(
-            "finding: the runtime has no recursive read-only mounts, so these mounts beneath \
-             the agent's readOnly volumes stay writable: {writable_below:?}"
-        );
-    }
 }
 
 /// With `capability` taken out of the DaemonSet's `add` list, the agent

@@ -72,6 +72,18 @@ impl CgroupIndex {
         Some(view)
     }
 
+    /// The view's path of cgroup `id` whose full path the kernel had to
+    /// truncate (a node in a container adds its own prefix to the
+    /// kubelet's long names): looked for below the deepest directory the
+    /// truncated path names whole.
+    pub(crate) fn view_path_truncated(&mut self, id: u64, kernel_prefix: &str) -> Option<String> {
+        let (h, root) = (self.hierarchy.as_ref()?, self.kernel_root.as_deref()?);
+        let view = strip_root(kernel_prefix, root)?;
+        let whole = view.rsplit_once('/').map_or("", |(head, _)| head);
+        let dir = h.find_below(&h.dir(whole), id)?;
+        h.path_of(&dir)
+    }
+
     /// The depth in the view of a cgroup the kernel puts at `level`.
     pub(crate) fn view_level(&self, level: u32) -> u32 {
         let depth = self
@@ -230,6 +242,12 @@ mod tests {
         );
         assert_eq!(ix.view_path(0, "/docker/n1").as_deref(), Some("/"));
         assert_eq!(ix.view_path(0, "/docker/n2/kubepods"), None, "another node");
+        // Truncated by the kernel: found below its last whole directory.
+        assert_eq!(
+            ix.view_path_truncated(id, "/docker/n1/kubepods/podx/ct")
+                .as_deref(),
+            Some("/kubepods/podx/ctr")
+        );
         std::fs::remove_dir_all(&mount).unwrap();
         assert_eq!(strip_root("/a/b", "/"), Some("/a/b".into()));
     }

@@ -173,43 +173,53 @@ impl MemoryHierarchy {
 
     /// Visits every cgroup directory of the view with its id, depth
     /// first, until `f` breaks (at most [`WALK_LIMIT`] directories).
-    pub(crate) fn walk(&self, mut f: impl FnMut(&Path, u64) -> ControlFlow<()>) {
-        let mut stack = vec![self.mount.clone()];
-        let mut seen = 0usize;
-        while let Some(dir) = stack.pop() {
-            seen += 1;
-            if seen > WALK_LIMIT {
-                tracing::warn!("cgroup walk stopped after {WALK_LIMIT} directories");
-                return;
-            }
-            if let Ok(id) = cgroup_id(&dir)
-                && f(&dir, id).is_break()
-            {
-                return;
-            }
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(e.path());
-                }
-            }
-        }
+    pub(crate) fn walk(&self, f: impl FnMut(&Path, u64) -> ControlFlow<()>) {
+        walk_below(&self.mount, f);
     }
 
-    /// The directory of cgroup `id` in the view, if the view holds it.
-    pub(crate) fn find(&self, id: u64) -> Option<PathBuf> {
+    /// The directory of cgroup `id` at or below `dir`, if it is there.
+    pub(crate) fn find_below(&self, dir: &Path, id: u64) -> Option<PathBuf> {
         let mut found = None;
-        self.walk(|dir, i| {
+        walk_below(dir, |d, i| {
             if i == id {
-                found = Some(dir.to_owned());
+                found = Some(d.to_owned());
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
         });
         found
+    }
+
+    /// The directory of cgroup `id` in the view, if the view holds it.
+    pub(crate) fn find(&self, id: u64) -> Option<PathBuf> {
+        self.find_below(&self.mount, id)
+    }
+}
+
+/// [`MemoryHierarchy::walk`] from `start`.
+fn walk_below(start: &Path, mut f: impl FnMut(&Path, u64) -> ControlFlow<()>) {
+    let mut stack = vec![start.to_owned()];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        seen += 1;
+        if seen > WALK_LIMIT {
+            tracing::warn!("cgroup walk stopped after {WALK_LIMIT} directories");
+            return;
+        }
+        if let Ok(id) = cgroup_id(&dir)
+            && f(&dir, id).is_break()
+        {
+            return;
+        }
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
     }
 }
 

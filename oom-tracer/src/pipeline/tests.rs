@@ -214,6 +214,32 @@ fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
     });
 }
 
+/// A kill read while the breakdown's startup check runs waits for its
+/// verdict, so that it is translated with it; nothing is reordered.
+#[test]
+fn a_kill_during_the_check_waits_for_its_verdict() {
+    let (mut p, out) = pipeline(None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        p.fake_check(Duration::from_millis(100), Ok(()));
+        p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
+        oom_then_exit(&mut p.kernel, 9);
+        p.pump().await.unwrap();
+        p.stop(StopReason::Signal("SIGTERM".into()), 0)
+            .await
+            .unwrap();
+    });
+    let events = out.events();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert!(at("breakdown_check") < at("oom_kill"), "{events:?}");
+    assert!(at("signal") < at("breakdown_check"), "{events:?}");
+    assert!(at("oom_kill") < at("exit"), "{events:?}");
+    assert_eq!(out.last("breakdown_check")["enabled"], true);
+}
+
 #[test]
 fn records_flow_through_every_stage_in_order() {
     let (mut p, out) = pipeline(None);

@@ -91,10 +91,16 @@ pub(crate) struct Node {
     pub root: String,
     /// The base all test nodes live below (removed on drop).
     base: Option<PathBuf>,
+    /// The first directory of the kubelet's tree made for the node (on
+    /// the bare node, where the tree may be there already).
+    made: Option<PathBuf>,
 }
 
 impl Node {
-    pub(crate) fn new(view: View, tag: &str) -> Self {
+    /// A node whose kubelet names pods `names`: its kubepods tree down to
+    /// the pods' QoS level is there before the agent starts, as on a node.
+    pub(crate) fn new(view: View, names: Names) -> Self {
+        let tag = format!("{names:?}").to_lowercase();
         assert!(
             Path::new(MEMORY).join("cgroup.procs").is_file(),
             "{MEMORY} is not a cgroup v1 memory hierarchy: these layouts are built on one"
@@ -107,10 +113,19 @@ impl Node {
                 Some(Path::new(MEMORY).join(base.trim_start_matches('/'))),
             ),
         };
-        let node = Self { view, root, base };
+        let mut node = Self {
+            view,
+            root,
+            base,
+            made: None,
+        };
         if node.base.is_some() {
             std::fs::create_dir_all(node.dir("/agent")).unwrap();
         }
+        let (pod, _) = names.paths();
+        let qos = node.dir(&pod).parent().unwrap().to_owned();
+        node.made = first_missing(&qos);
+        std::fs::create_dir_all(&qos).unwrap();
         node
     }
 
@@ -141,10 +156,11 @@ impl Node {
             // Enter the node's cgroup, then a cgroup namespace (rooted
             // there) and a mount namespace, and mount the hierarchy again.
             View::Namespace { read_only } => format!(
-                "echo $$ > {node_procs} && exec unshare -C -m sh -c 'umount {MEMORY} && \
-                 mount -t cgroup -o memory{ro} cgroup {MEMORY} && \
-                 echo $$ > {MEMORY}/agent/cgroup.procs && exec \"$@\"' sh \"$@\"",
+                "echo $$ > {node_procs} && exec unshare -C -m sh -c 'echo $$ > {procs} && \
+                 umount {MEMORY} && mount -t cgroup -o memory{ro} cgroup {MEMORY} && \
+                 exec \"$@\"' sh \"$@\"",
                 node_procs = self.dir("").join("cgroup.procs").display(),
+                procs = procs.display(),
                 ro = ro(read_only),
             ),
             // Enter the agent's cgroup; bind the node's cgroup over the
@@ -170,12 +186,7 @@ impl Node {
     pub(crate) fn oom_kill(&self, names: Names) {
         let (_, ctr) = names.paths();
         let dir = self.dir(&ctr);
-        // The first directory made here: removed with what is below it.
-        let made = dir
-            .ancestors()
-            .take_while(|d| !d.exists())
-            .last()
-            .map(Path::to_owned);
+        let made = first_missing(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("memory.limit_in_bytes"), LIMIT.to_string()).unwrap();
         let st = Command::new("sh")
@@ -185,6 +196,7 @@ impl Node {
                 stress().display()
             ))
             .arg(dir.join("cgroup.procs"))
+            .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(!st.success(), "stress is OOM-killed in {}", dir.display());
@@ -197,6 +209,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if self.base.is_none() {
+            if let Some(made) = &self.made {
+                remove_tree(made);
+            }
             return;
         }
         for names in [Names::Cgroupfs, Names::Systemd, Names::Kind] {
@@ -218,6 +233,14 @@ impl Drop for Node {
             let _ = std::fs::remove_dir(base.parent().unwrap());
         }
     }
+}
+
+/// The first of `dir` and its ancestors that does not exist yet.
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.exists())
+        .last()
+        .map(Path::to_owned)
 }
 
 /// Removes `dir` and its parents up to and with `top` (empty cgroups).
@@ -259,7 +282,8 @@ pub(crate) fn of_container<'a>(recs: &'a [Value], ctr_path: &str) -> Vec<&'a Val
         .filter(|r| {
             let ev = r["event"].as_str().unwrap_or("");
             match ev {
-                "container_start" | "container_exit" => r["cgroup"] == ctr_path,
+                "container_start" => r["cgroup"] == ctr_path,
+                "container_exit" => r["container"]["id"] == CTR_ID,
                 "oom_kill" => r["victim_cgroup"] == ctr_path,
                 _ => false,
             }
@@ -296,7 +320,7 @@ pub(crate) fn differences(at: &str, want: &Value, got: &Value, out: &mut Vec<Str
             let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
             let slack = if PRESENCE.contains(&key) || at.contains(".events.") {
                 f64::INFINITY
-            } else if key.ends_with("_bytes") && !key.contains("limit") {
+            } else if (key == "bytes" || key.ends_with("_bytes")) && !key.contains("limit") {
                 (2 << 20) as f64
             } else if key.ends_with("_pct") {
                 5.0
@@ -323,6 +347,6 @@ pub(crate) fn differences(at: &str, want: &Value, got: &Value, out: &mut Vec<Str
 }
 
 /// Fields that differ from run to run by nature.
-const IGNORED: [&str; 6] = ["time", "pid", "tgid", "pressure", "elapsed_ms", "at"];
+const IGNORED: [&str; 6] = ["time", "pid", "tgid", "pressure", "ran_ms", "at"];
 /// Counters whose value depends on the run; only their presence counts.
 const PRESENCE: [&str; 2] = ["failcnt", "reclaims"];

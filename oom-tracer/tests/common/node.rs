@@ -115,9 +115,30 @@ pub(crate) fn prepare(plan: &PodPlan) {
     create_pod_cgroup(&plan.cgroup);
 }
 
+/// On cgroup v2 a controller's files exist in a cgroup only where its
+/// parent enables the controller: the kubelet enables them from the root
+/// down to the pod cgroups (and runc, below those, for the containers).
+const V2_CONTROLLERS: &str = "+cpu +memory +pids";
+
+fn enable_v2_controllers(root: &Path, rel: &str) {
+    if !root.join("cgroup.subtree_control").exists() {
+        return; // v1
+    }
+    let mut dir = root.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating the cgroup {}: {e}", dir.display()));
+        let control = dir.join("cgroup.subtree_control");
+        std::fs::write(&control, V2_CONTROLLERS)
+            .unwrap_or_else(|e| panic!("writing {V2_CONTROLLERS} to {}: {e}", control.display()));
+        dir.push(part);
+    }
+}
+
 fn create_pod_cgroup(cg: &PodCgroup) {
     let rel = cg.path.trim_start_matches('/');
     for h in hierarchies() {
+        enable_v2_controllers(&h, rel);
         let dir = h.join(rel);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("creating the pod cgroup {}: {e}", dir.display()));
@@ -158,6 +179,14 @@ pub(crate) fn memcg_dir(plan: &PodPlan, container_id: &str) -> PathBuf {
 /// A number from a cgroup file.
 pub(crate) fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A count from a v2 cgroup's memory.events (`max`, `oom`, `oom_kill`).
+pub(crate) fn memory_event(memcg: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(memcg.join("memory.events"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Removes the pod's files (`dir`) and its cgroup (`cgroup`, e.g.

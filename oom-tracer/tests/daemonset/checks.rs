@@ -112,12 +112,22 @@ fn for_pod<'a>(records: &'a [Value], event: &str, uid: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The agent's records about the example pod: each kill and each exit,
-/// with the pod's identity, the restart count, the limit and the verdict.
-pub(crate) fn check_records(records: &[Value], example: &PodPlan, attempts: &[String]) {
-    assert_eq!(records.first().map(|r| &r["event"]), Some(&json!("start")));
+/// The agent's records about the example pod `uid`: its start on cgroup
+/// `version` with the memory breakdown on, each kill and each exit, with
+/// the pod's identity, the restart count, the memcg (the node's path), the
+/// limit, the breakdown, the cause, the task list and the verdict.
+pub(crate) fn check_records(records: &[Value], version: &str, uid: &str, attempts: &[String]) {
+    let start = &records[0];
+    assert_eq!(start["event"], "start", "{start}");
     assert_eq!(records.last().map(|r| &r["event"]), Some(&json!("stop")));
-    let kills = for_pod(records, "oom_kill", &example.uid);
+    assert_eq!(start["mode"], "agent", "{start}");
+    assert_eq!(start["cgroup_version"], version, "{start}");
+    let verdict = breakdown_verdict(records);
+    assert_eq!(
+        verdict["enabled"], true,
+        "the memory breakdown's startup check: {verdict:#}"
+    );
+    let kills = for_pod(records, "oom_kill", uid);
     assert_eq!(kills.len(), KILLS as usize, "{kills:#?}");
     for (i, kill) in kills.iter().enumerate() {
         assert_eq!(kill["pod"]["namespace"], "default", "{kill}");
@@ -125,9 +135,25 @@ pub(crate) fn check_records(records: &[Value], example: &PodPlan, attempts: &[St
         assert_eq!(kill["container"]["name"], "stress", "{kill}");
         assert_eq!(kill["container"]["id"], attempts[i].as_str(), "{kill}");
         assert_eq!(kill["container"]["restart_count"], i, "{kill}");
+        // The node's own paths, as the kubelet (cgroupfs driver) names
+        // them. The pod's limit is its one container's (50Mi), and the pod
+        // cgroup also holds the pause container, so the kernel may find
+        // either at its limit first: the record must name the one it did.
+        let pod = format!("/kubepods/burstable/pod{uid}");
+        let container = format!("{pod}/{}", attempts[i]);
+        assert_eq!(kill["victim_cgroup"], container.as_str(), "{kill}");
+        let level = kill["memcg"]["level"].as_str().unwrap_or_default();
+        let path = match level {
+            "container" => &container,
+            "pod" => &pod,
+            other => panic!("the limit hit is the container's or the pod's, not {other:?}: {kill}"),
+        };
+        assert_eq!(kill["memcg"]["path"], path.as_str(), "{kill}");
         assert_eq!(kill["memcg"]["limit_bytes"], 52428800, "{kill}");
+        check_why(kill, version == "v1" && level == "pod");
+        eprintln!("kill {i}: the {level}'s limit, {}", kill["cause"]["text"]);
     }
-    let exits = for_pod(records, "container_exit", &example.uid);
+    let exits = for_pod(records, "container_exit", uid);
     assert_eq!(exits.len(), KILLS as usize, "{exits:#?}");
     for (i, exit) in exits.iter().enumerate() {
         assert_eq!(exit["container"]["restart_count"], i, "{exit}");
@@ -135,4 +161,72 @@ pub(crate) fn check_records(records: &[Value], example: &PodPlan, attempts: &[St
         assert_eq!(exit["reason"], "OOMKilled", "{exit}");
         assert_eq!(exit["verdict"], "memcg_oom", "{exit}");
     }
+}
+
+/// The verdict of the breakdown's startup check: `start.breakdown`, or,
+/// while that says `checking`, the `breakdown_check` record that follows.
+pub(crate) fn breakdown_verdict(records: &[Value]) -> &Value {
+    let at_start = &records[0]["breakdown"];
+    if at_start["checking"] != true {
+        return at_start;
+    }
+    records
+        .iter()
+        .find(|r| r["event"] == "breakdown_check")
+        .unwrap_or_else(|| panic!("start says checking, and no breakdown_check record follows"))
+}
+
+fn bytes(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not a byte count: {v}"))
+}
+
+/// Why the example pod died, as each kill must say it: the breakdown
+/// (its parts add up to the usage within a huge page, nearly all of it
+/// anonymous memory, the memcg's events count the OOM and the kill), the
+/// cause (anonymous memory) and the task list naming the victim. A v1
+/// memcg counts a kill only where the victim's task is (`above_victim`:
+/// the kill is in a child), v2 also in the ancestors.
+fn check_why(kill: &Value, above_victim: bool) {
+    const MIB: u64 = 1 << 20;
+    let b = &kill["breakdown"];
+    assert!(b.is_object(), "the kill carries no breakdown: {kill:#}");
+    let usage = bytes(&kill["memcg"]["usage_bytes"]);
+    let parts: u64 = ["anon_bytes", "file_bytes", "shmem_bytes", "kernel_bytes"]
+        .iter()
+        .map(|k| bytes(&b[k]))
+        .sum::<u64>()
+        + b["sock_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        parts.abs_diff(usage) <= 2 * MIB,
+        "breakdown parts {parts} vs usage {usage}: {b:#}"
+    );
+    assert!(bytes(&b["anon_bytes"]) > 40 * MIB, "{b:#}");
+    assert!(
+        bytes(&b["events"]["oom"]) >= 1,
+        "the memcg the record names ({} {}) counts no OOM in its memory.events: the kernel's OOM \
+         was in another memcg: {b:#}",
+        kill["memcg"]["level"],
+        kill["memcg"]["path"]
+    );
+    assert!(
+        above_victim || bytes(&b["events"]["oom_kill"]) >= 1,
+        "{b:#}"
+    );
+    let cause = &kill["cause"];
+    assert_eq!(cause["part"], "anon", "{cause:#}");
+    assert!(
+        cause["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("anonymous memory ")),
+        "{cause:#}"
+    );
+    let victim = kill["victim"]["pid"].clone();
+    let tasks = kill["tasks"].as_array().expect("a task list");
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["victim"] == true && t["comm"] == "stress" && t["pid"] == victim),
+        "the task list does not name the victim {victim}: {tasks:#?}"
+    );
 }

@@ -68,8 +68,10 @@ enum CheckError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the kernel did not answer the probe in 3 s (is signal_generate attached?)")]
+    #[error("the kernel did not answer the probe in 10 s")]
     NoAnswer,
+    #[error("tp_btf/signal_generate, which answers the probe, is not attached")]
+    NoProbeHook,
     #[error("the tracer stopped before the check ended")]
     Cancelled,
     #[error("the child is in memcg {memcg}, not in the probe cgroup {wanted}")]
@@ -120,6 +122,15 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     fn launch_check(&mut self, site: ProbeSite, corrupt: bool) -> Result<(), CheckError> {
+        if !self
+            .kernel
+            .hooks()
+            .active
+            .iter()
+            .any(|h| h == "tp_btf/signal_generate")
+        {
+            return Err(CheckError::NoProbeHook);
+        }
         let mut layouts = self.kernel.stat_layouts().map_err(CheckError::NoLayout)?;
         if corrupt {
             for l in &mut layouts {
@@ -201,15 +212,58 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// At the end: a check still running is stopped; its child and probe
     /// cgroup are removed before this returns.
     pub(super) fn end_check(&mut self) {
-        if let Some(r) = self.check.running.take() {
+        if let Some(r) = &self.check.running {
             self.kernel.probe(r.tgid, false);
-            drop(r.answers);
             tracing::info!("memory breakdown check stopped before its verdict");
+        }
+        self.check.end();
+    }
+}
+
+impl CheckState {
+    /// Stops a check still running and waits until its thread has removed
+    /// what it made (at most a few seconds: its waits end when the answers
+    /// channel closes, and the cgroup's removal is bounded).
+    fn end(&mut self) {
+        if let Some(r) = self.running.take() {
+            drop(r.answers);
             let _ = r.thread.join();
         }
-        if let Some(t) = self.check.cleanup.take() {
+        if let Some(t) = self.cleanup.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// However the pipeline ends (an error before `stop` too), the check's
+/// child and probe cgroup are gone before the process exits.
+impl Drop for CheckState {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+#[cfg(test)]
+impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
+    /// A check whose verdict `v` comes after `after` (the pipeline's tests).
+    pub(super) fn fake_check(&mut self, after: Duration, v: Result<(), String>) {
+        let (answers, _) = mpsc::channel();
+        let (verdict_tx, verdict) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(after);
+            let layout = StatLayout {
+                index: Vec::new(),
+                events: [None; 3],
+                how: "test".into(),
+            };
+            let _ = verdict_tx.send(v.map(|()| (layout, "test".into())));
+        });
+        self.check.running = Some(Running {
+            tgid: 0,
+            answers,
+            verdict,
+            thread,
+        });
     }
 }
 

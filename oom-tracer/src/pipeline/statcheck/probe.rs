@@ -27,8 +27,10 @@ use crate::{
     errors,
 };
 
-/// How long the kernel may take to answer one probe.
-const ANSWER_WAIT: Duration = Duration::from_secs(3);
+/// How long one probe may take to be answered: the answer comes through
+/// the ring buffer, which the tracer drains when it traces (an agent may
+/// list a slow runtime's containers first).
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// Tries where the numbers may move under the check (the tracer's own
 /// cgroup, which the tracer's own allocations share).
 const TRIES_SHARED: usize = 3;

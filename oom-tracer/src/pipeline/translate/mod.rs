@@ -214,14 +214,18 @@ impl Translator {
     }
 
     /// The view's path of a cgroup event (the kernel names it from the
-    /// hierarchy's root), recorded in the index unless the kernel had to
-    /// truncate it (then the index, or a scan, knows better). `None`: a
-    /// cgroup outside this node's view.
+    /// hierarchy's root, truncated to `CGROUP_PATH_LEN`), recorded in the
+    /// index; else the index's, or a scan's. `None`: a cgroup outside
+    /// this node's view.
     fn learn_path(&mut self, e: &CgroupEvent) -> Option<String> {
         let raw = c_bytes(&e.path);
-        if raw.len() + 1 < CGROUP_PATH_LEN
-            && let Some(path) = self.index.view_path(e.id, &lossless_text(raw))
-        {
+        let text = lossless_text(raw);
+        let path = if raw.len() + 1 < CGROUP_PATH_LEN {
+            self.index.view_path(e.id, &text)
+        } else {
+            self.index.view_path_truncated(e.id, &text)
+        };
+        if let Some(path) = path {
             self.index.insert(e.id, path.clone());
             return Some(path);
         }
