@@ -63,10 +63,11 @@ sleep 0.2 # the stderr reader's last lines
 
 echo "first-run: milestones (time since the start):"
 first() { grep -m1 -E "$1" "$log" | cut -c1-150 | sed 's/^/  /'; }
+last() { sed -n '/ out /q;p' "$log" | grep -E "$1" | tail -1 | cut -c1-150 | sed 's/^/  /'; }
 first '^[^ ]+ err xtask: ' || true                       # xtask compiled, its first step
 first '^[^ ]+ err +Installed package `bpf-linker' || true
 first '^[^ ]+ err warning: oom-tracer@[^ ]+ +Finished ' || true  # the eBPF object
-first '^[^ ]+ err +Finished `(demo|release)` profile' || true
+last '^[^ ]+ err +Finished `(dev|release)` profile' || true  # the last build before the run
 first '^[^ ]+ err +Finished `test` profile' || true
 first '^[^ ]+ out ' || true                               # the first line of the timeline
 first '^[^ ]+ out .*(oom_kill|OOM KILL)' || true
