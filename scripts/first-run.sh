@@ -75,7 +75,9 @@ first '^[^ ]+ err test result' || true
 # CPU time of everything it ran (the shell's reaped children): on a busy
 # machine the wall times above stretch, this does not much; a quiet
 # machine with N CPUs needs at least this divided by N.
-cpu=$(times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+# (`times` in this shell, not in a pipeline's subshell, which has no children.)
+times >"$dir/times"
+cpu=$(tail -1 "$dir/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 echo "first-run: CPU time (user + sys) of all it ran: ${cpu}s"
 echo "first-run: cargo xtask ${args[*]} exited $rc after $(since)"
 if [ "${FIRST_RUN_KEEP:-0}" = 1 ]; then
