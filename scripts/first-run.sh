@@ -63,10 +63,11 @@ sleep 0.2 # the stderr reader's last lines
 
 echo "first-run: milestones (time since the start):"
 first() { grep -m1 -E "$1" "$log" | cut -c1-150 | sed 's/^/  /'; }
+last() { sed -n '/ out /q;p' "$log" | grep -E "$1" | tail -1 | cut -c1-150 | sed 's/^/  /'; }
 first '^[^ ]+ err xtask: ' || true                       # xtask compiled, its first step
 first '^[^ ]+ err +Installed package `bpf-linker' || true
 first '^[^ ]+ err warning: oom-tracer@[^ ]+ +Finished ' || true  # the eBPF object
-first '^[^ ]+ err +Finished `(demo|release)` profile' || true
+last '^[^ ]+ err +Finished `(dev|release)` profile' || true  # the last build before the run
 first '^[^ ]+ err +Finished `test` profile' || true
 first '^[^ ]+ out ' || true                               # the first line of the timeline
 first '^[^ ]+ out .*(oom_kill|OOM KILL)' || true
@@ -74,7 +75,9 @@ first '^[^ ]+ err test result' || true
 # CPU time of everything it ran (the shell's reaped children): on a busy
 # machine the wall times above stretch, this does not much; a quiet
 # machine with N CPUs needs at least this divided by N.
-cpu=$(times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+# (`times` in this shell, not in a pipeline's subshell, which has no children.)
+times >"$dir/times"
+cpu=$(tail -1 "$dir/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 echo "first-run: CPU time (user + sys) of all it ran: ${cpu}s"
 echo "first-run: cargo xtask ${args[*]} exited $rc after $(since)"
 if [ "${FIRST_RUN_KEEP:-0}" = 1 ]; then

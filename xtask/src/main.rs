@@ -3,8 +3,9 @@
 //! - `build-ebpf`: install what the eBPF build needs (nightly rust-src,
 //!   bpf-linker built against nightly's own libLLVM) and build the object;
 //! - `build`: release binaries `target/release/{oom-tracer,stress}`;
-//! - `demo`: build with the `demo` profile (quick to compile, see
-//!   Cargo.toml), then the local stress cycle under the tracer;
+//! - `demo`: build with the dev profile (quick to compile, and shared
+//!   with `test`; see Cargo.toml), then the local stress cycle under the
+//!   tracer;
 //! - `lint`: rustfmt and clippy (host crates, and the eBPF crate on its target);
 //! - `test`: lint, build, then every test (unit and privileged integration);
 //! - `images`: the agent's and stress's container images from `deploy/`.
@@ -38,9 +39,10 @@ enum Cmd {
     BuildEbpf,
     /// Build release binaries: target/release/oom-tracer and target/release/stress.
     Build,
-    /// Build target/demo/{oom-tracer,stress} (the `demo` profile: quick to
-    /// compile), then run `oom-tracer run` on stress under a 50Mi limit for
-    /// a few restarts, as a pretty timeline (root).
+    /// Build target/debug/{oom-tracer,stress} (the dev profile: quick to
+    /// compile, and shared with `test`), then run `oom-tracer run` on
+    /// stress under a 50Mi limit for a few restarts, as a pretty timeline
+    /// (root).
     Demo {
         /// Restarts before the demo ends.
         #[arg(long, default_value_t = 3)]
@@ -262,8 +264,8 @@ fn build_ebpf() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds oom-tracer and stress with a cargo profile (`release`, `demo`)
-/// into `target/<profile>/`.
+/// Builds oom-tracer and stress with a cargo profile (`release`, `dev`)
+/// into `target/release/` or `target/debug/`.
 fn build(profile: &str) -> anyhow::Result<()> {
     let bin = setup()?;
     let mut c = cargo();
@@ -369,10 +371,12 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo { restarts, no_run } => {
             // Not the release profile: fat LTO and one codegen unit make the
             // binary the image and the bench want, and cost a first try
-            // minutes it does not need (docs/building.md).
-            build("demo")?;
+            // minutes it does not need (docs/building.md). The dev profile
+            // also reuses what `cargo xtask` itself compiled, and `test`
+            // reuses what the demo compiled.
+            build("dev")?;
             if no_run {
-                eprintln!("xtask: built target/demo/oom-tracer and target/demo/stress");
+                eprintln!("xtask: built target/debug/oom-tracer and target/debug/stress");
                 return Ok(());
             }
             if !is_root() {
@@ -380,7 +384,7 @@ fn main() -> anyhow::Result<()> {
                     "the demo loads eBPF programs and creates memory cgroups: run it as root (sudo -E cargo xtask demo)"
                 );
             }
-            let tracer = workspace_root().join("target/demo/oom-tracer");
+            let tracer = workspace_root().join("target/debug/oom-tracer");
             run(Command::new(tracer).args([
                 "run",
                 "--memory-limit",
