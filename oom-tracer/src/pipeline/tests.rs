@@ -1,6 +1,6 @@
 //! The pipeline with a fake kernel and fake pods: every stage, in order,
 //! and the three places where `run` and `agent` used to disagree.
-use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, time::Duration};
 
 use oom_tracer_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, SI_KERNEL, SignalEvent, TaskInfo,
@@ -185,12 +185,17 @@ fn run_to_completion<F: Future>(f: F) -> F::Output {
 /// exec → kill → exit 137 of the main process, as a shell reports its
 /// child's OOM kill.
 fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
+    oom_then_exit_at(k, exit_code, 0);
+}
+
+/// `oom_then_exit`, its kernel times `base_ms` later.
+fn oom_then_exit_at(k: &mut FakeKernel, exit_code: u32, base_ms: u64) {
     k.push(&ExecEvent {
-        hdr: header(EventKind::Exec, 1),
+        hdr: header(EventKind::Exec, base_ms + 1),
         task: task(7, CTR),
     });
     k.push(&SignalEvent {
-        hdr: header(EventKind::Signal, 5),
+        hdr: header(EventKind::Signal, base_ms + 5),
         target: task(8, CTR),
         sender: task(8, CTR),
         sig: 9,
@@ -198,24 +203,41 @@ fn oom_then_exit(k: &mut FakeKernel, exit_code: u32) {
         ..Default::default()
     });
     let mut oom = translate::tests::oom_event(8, CTR, CTR);
-    oom.hdr = header(EventKind::Oom, 5);
+    oom.hdr = header(EventKind::Oom, base_ms + 5);
     k.push(&oom);
     k.push(&ExitEvent {
-        hdr: header(EventKind::Exit, 6),
+        hdr: header(EventKind::Exit, base_ms + 6),
         task: task(8, CTR),
         exit_code: 9,
         _pad: 0,
     });
     k.push(&ExitEvent {
-        hdr: header(EventKind::Exit, 7),
+        hdr: header(EventKind::Exit, base_ms + 7),
         task: task(7, CTR),
         exit_code,
         _pad: 0,
     });
 }
 
-/// A kill read while the breakdown's startup check runs waits for its
-/// verdict, so that it is translated with it; nothing is reordered.
+/// exec → kill → exit of `oom_then_exit`, at the boot clock's now (a
+/// kill read during the startup check is held from its kernel time).
+fn oom_then_exit_now(k: &mut FakeKernel) {
+    oom_then_exit_at(k, 9, BootClock::boot_now_ns() / 1_000_000);
+}
+
+/// Pumps as `trace_until` does while a record is held, for at most `max`.
+async fn pump_while_held(p: &mut TestPipeline, max: Duration) {
+    let until = std::time::Instant::now() + max;
+    p.pump().await.unwrap();
+    while p.held.is_some() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        p.pump().await.unwrap();
+    }
+}
+
+/// A kill read while the breakdown's startup check runs is held for its
+/// verdict (a bounded time), so that it is translated with it; nothing is
+/// reordered, and the drain is not blocked meanwhile.
 #[test]
 fn a_kill_during_the_check_waits_for_its_verdict() {
     let (mut p, out) = pipeline(None);
@@ -224,10 +246,10 @@ fn a_kill_during_the_check_waits_for_its_verdict() {
         .build()
         .unwrap();
     rt.block_on(async {
-        p.fake_check(Duration::from_millis(100), Ok(()));
+        p.fake_check(Duration::from_millis(20), Ok(()));
         p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
-        oom_then_exit(&mut p.kernel, 9);
-        p.pump().await.unwrap();
+        oom_then_exit_now(&mut p.kernel);
+        pump_while_held(&mut p, Duration::from_secs(2)).await;
         p.stop(StopReason::Signal("SIGTERM".into()), 0)
             .await
             .unwrap();
@@ -237,6 +259,34 @@ fn a_kill_during_the_check_waits_for_its_verdict() {
     assert!(at("breakdown_check") < at("oom_kill"), "{events:?}");
     assert!(at("signal") < at("breakdown_check"), "{events:?}");
     assert!(at("oom_kill") < at("exit"), "{events:?}");
+    assert_eq!(out.last("breakdown_check")["enabled"], true);
+}
+
+/// A check slower than the bound does not hold the kill longer: it goes
+/// without the breakdown, and the verdict still comes.
+#[test]
+fn a_kill_waits_for_a_slow_check_only_a_bounded_time() {
+    let (mut p, out) = pipeline(None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        p.fake_check(Duration::from_millis(600), Ok(()));
+        p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
+        oom_then_exit_now(&mut p.kernel);
+        pump_while_held(&mut p, Duration::from_secs(2)).await;
+        assert!(p.held.is_none(), "the kill is held past its bound");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        p.pump().await.unwrap();
+        p.stop(StopReason::Signal("SIGTERM".into()), 0)
+            .await
+            .unwrap();
+    });
+    let events = out.events();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert!(at("oom_kill") < at("breakdown_check"), "{events:?}");
+    assert_eq!(out.last("oom_kill")["breakdown"], serde_json::Value::Null);
     assert_eq!(out.last("breakdown_check")["enabled"], true);
 }
 
