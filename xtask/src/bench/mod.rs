@@ -269,8 +269,9 @@ fn machine() -> Value {
         .unwrap_or(f64::NAN);
     // The OOM killer prints each kill (KERN_ERR) on the console when the
     // console log level lets it through: on a serial console (a VM's
-    // ttyS0) that costs the OOMing CPU close to a millisecond with
-    // preemption off, which every tool woken by the kill may wait behind.
+    // ttyS0) that costs the OOMing CPU close to a millisecond in the
+    // kernel (not preempted on PREEMPT_NONE), which every tool woken by
+    // the kill may wait behind.
     let cmdline = read("/proc/cmdline");
     let consoles: Vec<&str> = cmdline
         .split_whitespace()
