@@ -225,3 +225,39 @@ fn check_zeroed(bytes: &[u8], stale: &mut u64) {
         tracing::debug!("{} records with unzeroed bytes so far", *stale);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use oom_tracer_common::{EventHeader, OomEvent, decode::as_bytes};
+
+    use super::*;
+
+    fn kill() -> OomEvent {
+        OomEvent {
+            hdr: EventHeader {
+                kind: EventKind::Oom as u32,
+                cpu: 0,
+                boot_ns: 1,
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_kill_with_stale_statistics_is_counted_and_a_clean_one_is_not() {
+        let mut stale = 0;
+        check_zeroed(&as_bytes(&kill()), &mut stale);
+        assert_eq!(stale, 0);
+        let mut k = kill();
+        // The victim's own statistics, not read (no OOM_VICTIM_STATS), with
+        // an earlier record's bytes in them.
+        k.victim_stats.events[3] = 0xdead;
+        check_zeroed(&as_bytes(&k), &mut stale);
+        check_zeroed(&as_bytes(&k), &mut stale);
+        assert_eq!(stale, 2);
+        // Other kinds are not looked at; short records are the decoder's.
+        check_zeroed(&[1, 0, 0, 0], &mut stale);
+        check_zeroed(&[], &mut stale);
+        assert_eq!(stale, 2);
+    }
+}

@@ -267,7 +267,23 @@ fn machine() -> Value {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::NAN);
+    // The OOM killer prints each kill (KERN_ERR) on the console when the
+    // console log level lets it through: on a serial console (a VM's
+    // ttyS0) that costs the OOMing CPU close to a millisecond in the
+    // kernel (not preempted on PREEMPT_NONE), which every tool woken by
+    // the kill may wait behind.
+    let cmdline = read("/proc/cmdline");
+    let consoles: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix("console="))
+        .collect();
+    let console_loglevel = read("/proc/sys/kernel/printk")
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<u32>().ok());
     json!({
+        "consoles": consoles,
+        "console_loglevel": console_loglevel,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_model": model,
         "memory_gib": (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,

@@ -65,6 +65,13 @@ order alternating between runs. In the OOM phases bpftrace runs alongside \
 oom-tracer: `oom-tracer run` drives the latency kills, and the agent traces the \
 storm. Latency: oom-tracer's is CLOCK_REALTIME at the read minus the record's \
 `time`; bpftrace's is CLOCK_MONOTONIC at the read minus its `nsecs`.
+- OOM latency on a VM with a serial console (`console=ttyS0`) and a console log level \
+above 3 (/proc/sys/kernel/printk; bench.json `machine`): the OOM killer writes each kill's \
+line to the console on the OOMing CPU, in the kernel, which a PREEMPT_NONE kernel does not \
+preempt (about 0.8 ms on a Firecracker \
+VM), and a tool woken by the kill that finds no other CPU free waits behind it. Measured on \
+such a 2-vCPU VM: kill → stdout p50 0.8-1.2 ms at level 4, 0.11-0.12 ms at level 1 \
+(bpftrace 0.07-0.48 ms). Which tool gets the free CPU first decides the comparison there.
 - CPU comes from /proc/<pid>/stat in 10 ms ticks, so values under 1 % are rough. The \
 machine's other work runs too, and both tools also trace any other container under \
 kubepods.
