@@ -87,3 +87,100 @@ fn run_reports_its_own_restarts() {
     };
     assert!(s.discovered);
 }
+
+/// The container of [`container`] as the cgroup path tells it, no names.
+fn unnamed(restarts: u32) -> Container {
+    crate::pods::fake::unnamed_container(restarts, 1)
+}
+
+fn restarts(out: &[(Timestamp, Body)]) -> Vec<(Timestamp, u32, u64, ExitReason)> {
+    out.iter()
+        .filter_map(|(t, b)| match b {
+            Body::Restart(r) => Some((*t, r.restart_count, r.backoff_ms, r.last_reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A slow runtime: neither the exit nor the next start had names, the
+/// first cgroup is gone, and both names come at once, the later start
+/// first: the restart is written then, with the start's time.
+#[test]
+fn names_after_the_exit_and_the_restart_still_give_the_restart() {
+    let mut l = Lifecycle::default();
+    l.started(10, &unnamed(0), 7, at(0), false);
+    let x = l.exited(10, &unnamed(0), &end(7, 500, Some(9), None, true));
+    assert_eq!(x.unwrap().reason, ExitReason::OomKilled);
+    l.removed(10);
+    let out = l.started(11, &unnamed(1), 9, at(800), false);
+    assert_eq!(out.len(), 1, "no restart without names: {out:?}");
+    assert!(l.waits_for_names(10) && l.waits_for_names(11));
+    let out = l.named(vec![(11, container(1)), (10, container(0))]);
+    assert_eq!(
+        restarts(&out),
+        [(at(800), 1, 300, ExitReason::OomKilled)],
+        "{out:?}"
+    );
+    assert!(!l.waits_for_names(10) && !l.waits_for_names(11));
+    // The next restart, named in time, follows the one named late.
+    l.exited(11, &container(1), &end(9, 900, None, Some(1), false));
+    let out = l.started(12, &container(2), 5, at(1_000), false);
+    let Body::Restart(r) = &out[1] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((r.restart_count, r.backoff_ms), (2, 100));
+    assert_eq!(r.last_reason, ExitReason::Error);
+}
+
+/// The start is named in time but the exit before it was not: the
+/// restart waits for the exit's names (not paired with an older exit).
+#[test]
+fn a_named_start_waits_for_the_unnamed_exit_before_it() {
+    let mut l = Lifecycle::default();
+    l.started(10, &container(0), 7, at(0), false);
+    l.exited(10, &container(0), &end(7, 100, Some(9), None, true));
+    l.started(11, &unnamed(1), 8, at(200), false);
+    l.exited(11, &unnamed(1), &end(8, 400, None, Some(2), false));
+    l.removed(11);
+    let out = l.started(12, &container(2), 9, at(1_400), false);
+    assert_eq!(out.len(), 1, "the exit at 100 is not its previous one");
+    let out = l.named(vec![(11, container(1))]);
+    assert_eq!(
+        restarts(&out),
+        [
+            (at(200), 1, 100, ExitReason::OomKilled),
+            (at(1_400), 2, 1_000, ExitReason::Error)
+        ],
+        "{out:?}"
+    );
+}
+
+/// An unnamed start that turns out to be its container's first has no
+/// restart; nothing waits after its names came.
+#[test]
+fn a_first_start_named_late_is_no_restart() {
+    let mut l = Lifecycle::default();
+    l.started(10, &unnamed(0), 7, at(0), false);
+    assert!(l.named(vec![(10, container(0))]).is_empty());
+    assert!(!l.waits_for_names(10));
+    l.started(20, &unnamed(0), 7, at(0), true);
+    assert!(!l.waits_for_names(20), "a container found running is no restart");
+}
+
+/// What waits for names is bounded in number and in time.
+#[test]
+fn what_waits_for_names_is_bounded() {
+    let mut l = Lifecycle::default();
+    let n = late::MAX_WAITING as u64 + 10;
+    for i in 0..n {
+        l.started(100 + i, &unnamed(0), 7, at(i), false);
+        l.exited(100 + i, &unnamed(0), &end(7, i + 1, Some(9), None, true));
+    }
+    assert!(!l.waits_for_names(100), "the oldest went");
+    assert!(l.waits_for_names(100 + n - 1));
+    // Ten minutes later, the old ones are gone.
+    l.started(1, &unnamed(0), 7, at(601_000 + n), false);
+    l.exited(1, &unnamed(0), &end(7, 601_000 + n, Some(9), None, true));
+    assert!(!l.waits_for_names(100 + n - 1));
+    assert!(l.waits_for_names(1));
+}
