@@ -328,13 +328,70 @@ impl PodAccessor for NodePods {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const UNIFIED: &str = "25 30 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    const UID: &str = "01234567-89ab-cdef-0123-456789abcdef";
+
+    fn pods() -> NodePods {
+        let h = MemoryHierarchy::from_tables(UNIFIED, "", |_| "memory".into()).unwrap();
+        NodePods::new(h, None, None)
+    }
+
+    fn path(cid: &str) -> String {
+        format!("/kubepods/burstable/pod{UID}/{cid}")
+    }
+
+    /// The runtime's listing came after the container's cgroup was gone
+    /// (a slow runtime): it still names the container, for a while.
+    #[test]
+    fn names_that_come_after_the_cgroup_is_gone_still_name_it() {
+        let mut p = pods();
+        let cid = "a".repeat(64);
+        assert_eq!(p.learn(7, &path(&cid), "stress"), Learned::Container);
+        assert!(p.container(7).unwrap().container.name.is_none());
+        p.forget(7);
+        let pod = PodRef {
+            namespace: Some("team-a".into()),
+            name: Some("oom-loop".into()),
+            uid: UID.into(),
+        };
+        let ctr = ContainerRef {
+            name: Some("hog".into()),
+            id: cid.clone(),
+            restart_count: Some(1),
+        };
+        let mut s = Snapshot::default();
+        s.containers.insert(cid, (pod, ctr));
+        p.snapshot = Arc::new(s);
+        assert_eq!(p.rename(), [7]);
+        let c = p.container(7).unwrap();
+        assert_eq!(c.container.name.as_deref(), Some("hog"));
+        assert_eq!(c.container.restart_count, Some(1));
+        assert!(p.rename().is_empty(), "named once");
+    }
+
+    #[test]
+    fn forgotten_containers_are_kept_within_bounds() {
+        let mut p = pods();
+        for i in 0..RETIRED_MAX as u64 + 10 {
+            let cid = format!("{i:064x}");
+            assert_eq!(p.learn(i, &path(&cid), "stress"), Learned::Container);
+            p.forget(i);
+        }
+        assert_eq!(p.retired.len(), RETIRED_MAX);
+        assert!(p.container(0).is_none(), "the oldest went");
+        assert!(p.container(RETIRED_MAX as u64 + 9).is_some());
+        assert!(p.known.is_empty());
+    }
+
     #[test]
     fn the_runtimes_init_is_not_a_container_start() {
         for comm in ["runc:[2:INIT]", "runc", "4", "memfd:runc_clon"] {
-            assert!(super::is_runtime_init(comm), "{comm}");
+            assert!(is_runtime_init(comm), "{comm}");
         }
         for comm in ["stress", "pause", "java", "node-4", ""] {
-            assert!(!super::is_runtime_init(comm), "{comm}");
+            assert!(!is_runtime_init(comm), "{comm}");
         }
     }
 }
