@@ -69,7 +69,9 @@ impl Late {
 
     /// Whether `cgroup` waits for its names here.
     pub(super) fn waits(&self, cgroup: u64) -> bool {
-        self.starts.iter().any(|s| s.cgroup == cgroup && s.named.is_none())
+        self.starts
+            .iter()
+            .any(|s| s.cgroup == cgroup && s.named.is_none())
             || self.exits.iter().any(|e| e.cgroup == cgroup)
     }
 
@@ -101,9 +103,9 @@ impl Late {
     /// Whether a container of pod `uid` ended after `after` and up to
     /// `before` without a name: it may be the one a start pairs with.
     pub(super) fn blocks(&self, uid: &str, after: Option<Timestamp>, before: Timestamp) -> bool {
-        self.exits.iter().any(|e| {
-            e.pod_uid == uid && e.exit.at <= before && after.is_none_or(|a| e.exit.at > a)
-        })
+        self.exits
+            .iter()
+            .any(|e| e.pod_uid == uid && e.exit.at <= before && after.is_none_or(|a| e.exit.at > a))
     }
 
     /// The start that the exit `e` of container `name` (named just now)

@@ -142,11 +142,7 @@ impl Lifecycle {
             }
             return out;
         }
-        let open = |named| OpenStart {
-            cgroup,
-            at,
-            named,
-        };
+        let open = |named| OpenStart { cgroup, at, named };
         let Some(k) = key(c) else {
             // Its restart, if it is one, waits for its names.
             self.late.opened(open(None));
@@ -273,7 +269,6 @@ impl Lifecycle {
         self.tracked.remove(&cgroup);
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -164,7 +164,10 @@ fn a_first_start_named_late_is_no_restart() {
     assert!(l.named(vec![(10, container(0))]).is_empty());
     assert!(!l.waits_for_names(10));
     l.started(20, &unnamed(0), 7, at(0), true);
-    assert!(!l.waits_for_names(20), "a container found running is no restart");
+    assert!(
+        !l.waits_for_names(20),
+        "a container found running is no restart"
+    );
 }
 
 /// What waits for names is bounded in number and in time.

@@ -73,7 +73,10 @@ fn a_restart_is_written_when_the_names_come() {
     let restart = out.last("restart");
     let start = out.last("container_start");
     let exit = out.last("container_exit");
-    assert!(start["container"]["name"].is_null(), "written before the names");
+    assert!(
+        start["container"]["name"].is_null(),
+        "written before the names"
+    );
     assert_eq!(restart["time"], start["time"], "the start's time");
     assert_eq!(restart["container"]["name"], "stress");
     assert_eq!(restart["container"]["id"], "c1");
