@@ -187,12 +187,20 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         }
     }
 
-    /// Takes in what the pod sources answered: names of containers.
+    /// Takes in what the pod sources answered: names of containers, and
+    /// the `restart` records that waited for them (at their start's time).
     fn names(&mut self) -> Result<(), PipelineError> {
+        let mut waiting = Vec::new();
         for id in self.pods.poll() {
             if let Some(c) = self.pods.container(id) {
                 self.sinks.named(&c.pod, &c.container)?;
+                if self.lifecycle.waits_for_names(id) {
+                    waiting.push((id, c.clone()));
+                }
             }
+        }
+        for (at, body) in self.lifecycle.named(waiting) {
+            self.write(&mut Record::new(at, body), 0)?;
         }
         Ok(())
     }

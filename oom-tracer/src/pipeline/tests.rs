@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod held;
+mod late_restart;
 
 /// Raw records and counters, as the ring buffer would hand them over.
 #[derive(Default)]

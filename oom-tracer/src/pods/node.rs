@@ -4,8 +4,9 @@
 //! missing or down: records then carry the uid and id from the path and
 //! null names, and names are filled in as soon as a source knows them.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -16,6 +17,12 @@ use crate::{
     kubepath::{self, Kind},
     schema::{ContainerRef, PodRef},
 };
+
+/// How long a container whose cgroup is gone, still without names, is
+/// kept so that names coming later name it (its `restart` waits for them).
+const RETIRED_FOR: Duration = Duration::from_secs(600);
+/// How many such containers are kept at most (the oldest goes).
+const RETIRED_MAX: usize = 256;
 
 /// cgroup directory names that root the kubelet's pods.
 pub(crate) fn is_kubepods_root(path: &str) -> bool {
@@ -48,6 +55,8 @@ pub(crate) struct NodePods {
     /// Which sources answered at least once: (CRI, API).
     answered: (bool, bool),
     known: HashMap<u64, Container>,
+    /// Containers forgotten (cgroup gone) before they were named, and when.
+    retired: VecDeque<(u64, Instant, Container)>,
     ignored: HashSet<u64>,
 }
 
@@ -66,6 +75,7 @@ impl NodePods {
             kube,
             answered: (false, false),
             known: HashMap::new(),
+            retired: VecDeque::new(),
             ignored: HashSet::new(),
         }
     }
@@ -90,25 +100,51 @@ impl NodePods {
         c.pod.name.is_some() && c.pod.namespace.is_some() && c.container.name.is_some()
     }
 
+    /// The container in cgroup `id`, known or retired.
+    fn entry(&mut self, id: u64) -> Option<&mut Container> {
+        if self.known.contains_key(&id) {
+            return self.known.get_mut(&id);
+        }
+        self.retired
+            .iter_mut()
+            .find(|r| r.0 == id)
+            .map(|r| &mut r.2)
+    }
+
+    /// Drops retired containers kept too long or beyond the bound.
+    fn prune_retired(&mut self) {
+        self.retired.retain(|r| r.1.elapsed() < RETIRED_FOR);
+        while self.retired.len() > RETIRED_MAX {
+            self.retired.pop_front();
+        }
+    }
+
     /// Fills in what the sources know now about every container still
-    /// without names; returns those that have them now.
+    /// without names (retired ones too: a runtime's listing includes
+    /// exited containers); returns those that have them now.
     fn rename(&mut self) -> Vec<u64> {
+        self.prune_retired();
+        let retired = self.retired.iter().map(|r| (r.0, &r.2));
         let unnamed: Vec<(u64, String, String)> = self
             .known
             .iter()
+            .map(|(&id, c)| (id, c))
+            .chain(retired)
             .filter(|(_, c)| !Self::named(c))
-            .map(|(&id, c)| (id, c.pod.uid.clone(), c.container.id.clone()))
+            .map(|(id, c)| (id, c.pod.uid.clone(), c.container.id.clone()))
             .collect();
         let mut named = Vec::new();
         for (id, uid, cid) in unnamed {
             if self.snapshot.sandboxes.contains_key(&cid) {
                 // Taken for a container before the runtime said otherwise.
-                self.known.remove(&id);
-                self.ignored.insert(id);
+                if self.known.remove(&id).is_some() {
+                    self.ignored.insert(id);
+                }
+                self.retired.retain(|r| r.0 != id);
                 continue;
             }
             let (pod, ctr) = self.identity(&uid, &cid);
-            if let Some(c) = self.known.get_mut(&id) {
+            if let Some(c) = self.entry(id) {
                 (c.pod, c.container) = (pod, ctr);
                 if Self::named(c) {
                     named.push(id);
@@ -173,16 +209,17 @@ impl NodePods {
 
 impl PodAccessor for NodePods {
     fn container(&mut self, id: u64) -> Option<&Container> {
-        let c = self.known.get(&id)?;
+        let c = self.entry(id)?;
         if c.container.name.is_none() || c.pod.name.is_none() {
             // The API often learns a container after the kernel does.
-            let (pod, ctr) = self.identity(&c.pod.uid, &c.container.id);
-            if let Some(c) = self.known.get_mut(&id) {
+            let (uid, cid) = (c.pod.uid.clone(), c.container.id.clone());
+            let (pod, ctr) = self.identity(&uid, &cid);
+            if let Some(c) = self.entry(id) {
                 c.pod = pod;
                 c.container = ctr;
             }
         }
-        self.known.get(&id)
+        self.entry(id).map(|c| &*c)
     }
 
     fn learn(&mut self, id: u64, path: &str, comm: &str) -> Learned {
@@ -233,7 +270,12 @@ impl PodAccessor for NodePods {
     }
 
     fn forget(&mut self, id: u64) {
-        self.known.remove(&id);
+        if let Some(c) = self.known.remove(&id)
+            && !Self::named(&c)
+        {
+            self.retired.push_back((id, Instant::now(), c));
+            self.prune_retired();
+        }
         self.ignored.remove(&id);
     }
 
@@ -286,13 +328,70 @@ impl PodAccessor for NodePods {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const UNIFIED: &str = "25 30 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    const UID: &str = "01234567-89ab-cdef-0123-456789abcdef";
+
+    fn pods() -> NodePods {
+        let h = MemoryHierarchy::from_tables(UNIFIED, "", |_| "memory".into()).unwrap();
+        NodePods::new(h, None, None)
+    }
+
+    fn path(cid: &str) -> String {
+        format!("/kubepods/burstable/pod{UID}/{cid}")
+    }
+
+    /// The runtime's listing came after the container's cgroup was gone
+    /// (a slow runtime): it still names the container, for a while.
+    #[test]
+    fn names_that_come_after_the_cgroup_is_gone_still_name_it() {
+        let mut p = pods();
+        let cid = "a".repeat(64);
+        assert_eq!(p.learn(7, &path(&cid), "stress"), Learned::Container);
+        assert!(p.container(7).unwrap().container.name.is_none());
+        p.forget(7);
+        let pod = PodRef {
+            namespace: Some("team-a".into()),
+            name: Some("oom-loop".into()),
+            uid: UID.into(),
+        };
+        let ctr = ContainerRef {
+            name: Some("hog".into()),
+            id: cid.clone(),
+            restart_count: Some(1),
+        };
+        let mut s = Snapshot::default();
+        s.containers.insert(cid, (pod, ctr));
+        p.snapshot = Arc::new(s);
+        assert_eq!(p.rename(), [7]);
+        let c = p.container(7).unwrap();
+        assert_eq!(c.container.name.as_deref(), Some("hog"));
+        assert_eq!(c.container.restart_count, Some(1));
+        assert!(p.rename().is_empty(), "named once");
+    }
+
+    #[test]
+    fn forgotten_containers_are_kept_within_bounds() {
+        let mut p = pods();
+        for i in 0..RETIRED_MAX as u64 + 10 {
+            let cid = format!("{i:064x}");
+            assert_eq!(p.learn(i, &path(&cid), "stress"), Learned::Container);
+            p.forget(i);
+        }
+        assert_eq!(p.retired.len(), RETIRED_MAX);
+        assert!(p.container(0).is_none(), "the oldest went");
+        assert!(p.container(RETIRED_MAX as u64 + 9).is_some());
+        assert!(p.known.is_empty());
+    }
+
     #[test]
     fn the_runtimes_init_is_not_a_container_start() {
         for comm in ["runc:[2:INIT]", "runc", "4", "memfd:runc_clon"] {
-            assert!(super::is_runtime_init(comm), "{comm}");
+            assert!(is_runtime_init(comm), "{comm}");
         }
         for comm in ["stress", "pause", "java", "node-4", ""] {
-            assert!(!super::is_runtime_init(comm), "{comm}");
+            assert!(!is_runtime_init(comm), "{comm}");
         }
     }
 }

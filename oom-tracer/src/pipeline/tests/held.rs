@@ -12,7 +12,7 @@ use crate::{
 
 /// A boot-clock header of now (the hold is measured from the kernel time
 /// of the container's first record).
-fn now_header(kind: EventKind) -> EventHeader {
+pub(super) fn now_header(kind: EventKind) -> EventHeader {
     EventHeader {
         kind: kind as u32,
         cpu: 0,
