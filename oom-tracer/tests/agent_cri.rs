@@ -211,10 +211,11 @@ fn agent_restart_rediscovers_containers() {
     let rt = rt();
     let mut k = rt.block_on(Kubelet::connect());
     let pod = rt.block_on(k.run_pod("team-d", "rediscover"));
-    // Slow ramp: about 5 s to the 50Mi limit.
+    // Slow ramp: about 10 s to the 50Mi limit, so that the second agent
+    // is tracing before the kill even on a loaded machine.
     let slow = ContainerSpec {
         name: "slow",
-        args: &["--step", "2Mi", "--interval", "200ms"],
+        args: &["--step", "1Mi", "--interval", "200ms"],
         memory_limit: Some(50 << 20),
     };
     let first = Agent::start(&[]);
