@@ -252,6 +252,38 @@ mod tests {
         assert_eq!(strip_root("/a/b", "/"), Some("/a/b".into()));
     }
 
+    /// kind's container scope below a node's prefix: longer than the
+    /// kernel's 255 bytes, found by id below its pod's slice.
+    #[test]
+    fn a_truncated_kind_scope() {
+        let mount = std::env::temp_dir().join(format!("oom-tracer-trunc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mount);
+        let pod = "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod5f0c1b2a_3d4e_4f60_8a9b_0c1d2e3f4a5b.slice";
+        let ctr = format!("{pod}/cri-containerd-{}.scope", "7a".repeat(32));
+        std::fs::create_dir_all(mount.join(&ctr[1..])).unwrap();
+        let h = MemoryHierarchy {
+            version: super::super::CgroupVersion::V1,
+            mount: mount.clone(),
+            hierarchy_id: 4,
+            root: "/".into(),
+        };
+        let node = "/oom-tracer-test/layouts-16218/node-kind";
+        let mut ix = CgroupIndex::new(Some(h));
+        let pod_id = cgroup_id(&mount.join(&pod[1..])).unwrap();
+        assert_eq!(
+            ix.view_path(pod_id, &format!("{node}{pod}")).as_deref(),
+            Some(pod)
+        );
+        let id = cgroup_id(&mount.join(&ctr[1..])).unwrap();
+        let full = format!("{node}{ctr}");
+        assert!(full.len() > 255);
+        assert_eq!(
+            ix.view_path_truncated(id, &full[..255]).as_deref(),
+            Some(ctr.as_str())
+        );
+        std::fs::remove_dir_all(&mount).unwrap();
+    }
+
     #[test]
     fn under() {
         assert!(is_under("/a/b", "/a"));
