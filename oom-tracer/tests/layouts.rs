@@ -13,6 +13,14 @@ mod common;
 use common::{layout::*, *};
 use serde_json::Value;
 
+/// The layouts share the bare node's kubepods tree and the node cgroups'
+/// names: one test at a time (`cargo xtask test` runs two threads).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The records of one workload on `view`, with the agent's checks.
 fn records_on(view: View, names: Names) -> Vec<Value> {
     require_root();
@@ -74,6 +82,7 @@ fn verdict(agent: &agent::Agent, view: View) -> Value {
 
 /// Every view against the bare node, for one way of naming the pods.
 fn every_view(names: Names) {
+    let _g = serial();
     let bare = records_on(View::Bare, names);
     let mut problems = Vec::new();
     for view in &View::ALL[1..] {
@@ -113,6 +122,7 @@ fn kind_names_give_the_bare_nodes_records_on_every_view() {
 #[test]
 fn a_check_that_cannot_run_costs_only_the_breakdown() {
     require_root();
+    let _g = serial();
     let names = Names::Cgroupfs;
     let view = View::Bind { read_only: true };
     let node = Node::new(view, names);

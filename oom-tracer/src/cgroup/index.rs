@@ -27,6 +27,10 @@ pub(crate) struct CgroupIndex {
     /// The kernel's full path of the view's root (`/` on a bare node),
     /// once a cgroup's id has been found in the view.
     kernel_root: Option<String>,
+    /// Kernel paths of cgroups not found in the view when their event came
+    /// (the kernel reports a mkdir a moment before the directory shows):
+    /// looked up again on the id's first miss. Bounded.
+    deferred: HashMap<u64, String>,
     /// Lookups no source could answer (reported in the `stop` record).
     pub unresolved: u64,
 }
@@ -40,6 +44,7 @@ impl CgroupIndex {
             removed_order: VecDeque::new(),
             last_scan: None,
             kernel_root: None,
+            deferred: HashMap::new(),
             unresolved: 0,
         }
     }
@@ -84,6 +89,30 @@ impl CgroupIndex {
         h.path_of(&dir)
     }
 
+    /// The view's path of a cgroup event's kernel path (cut at
+    /// `cut` bytes or not); else kept to be looked up again on a miss.
+    pub(crate) fn learn_kernel_path(
+        &mut self,
+        id: u64,
+        kernel_path: &str,
+        cut: bool,
+    ) -> Option<String> {
+        let path = if cut {
+            self.view_path_truncated(id, kernel_path)
+        } else {
+            self.view_path(id, kernel_path)
+        };
+        match &path {
+            Some(p) => self.insert(id, p.clone()),
+            None if self.deferred.len() < REMOVED_KEEP => {
+                self.deferred
+                    .insert(id, format!("{}{kernel_path}", if cut { "…" } else { "" }));
+            }
+            None => {}
+        }
+        path
+    }
+
     /// The depth in the view of a cgroup the kernel puts at `level`.
     pub(crate) fn view_level(&self, level: u32) -> u32 {
         let depth = self
@@ -99,6 +128,7 @@ impl CgroupIndex {
 
     /// A cgroup was removed: keep it resolvable, in a bounded cache.
     pub(crate) fn remove(&mut self, id: u64) {
+        self.deferred.remove(&id);
         if let Some(p) = self.live.remove(&id) {
             self.removed.insert(id, p);
             self.removed_order.push_back(id);
@@ -117,6 +147,17 @@ impl CgroupIndex {
         }
         if let Some(p) = self.live.get(&id).or_else(|| self.removed.get(&id)) {
             return Some(p.clone());
+        }
+        if let Some(kp) = self.deferred.remove(&id) {
+            let found = match kp.strip_prefix('…') {
+                Some(cut) => self.view_path_truncated(id, cut),
+                None => self.view_path(id, &kp),
+            };
+            if let Some(p) = found {
+                self.insert(id, p.clone());
+                return Some(p);
+            }
+            self.deferred.insert(id, kp);
         }
         if self.last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL) {
             self.scan();
@@ -250,6 +291,38 @@ mod tests {
         );
         std::fs::remove_dir_all(&mount).unwrap();
         assert_eq!(strip_root("/a/b", "/"), Some("/a/b".into()));
+    }
+
+    /// kind's container scope below a node's prefix: longer than the
+    /// kernel's 255 bytes, found by id below its pod's slice.
+    #[test]
+    fn a_truncated_kind_scope() {
+        let mount = std::env::temp_dir().join(format!("oom-tracer-trunc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mount);
+        let pod = "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod5f0c1b2a_3d4e_4f60_8a9b_0c1d2e3f4a5b.slice";
+        let ctr = format!("{pod}/cri-containerd-{}.scope", "7a".repeat(32));
+        std::fs::create_dir_all(mount.join(&ctr[1..])).unwrap();
+        let h = MemoryHierarchy {
+            version: super::super::CgroupVersion::V1,
+            mount: mount.clone(),
+            hierarchy_id: 4,
+            root: "/".into(),
+        };
+        let node = "/oom-tracer-test/layouts-16218/node-kind";
+        let mut ix = CgroupIndex::new(Some(h));
+        let pod_id = cgroup_id(&mount.join(&pod[1..])).unwrap();
+        assert_eq!(
+            ix.view_path(pod_id, &format!("{node}{pod}")).as_deref(),
+            Some(pod)
+        );
+        let id = cgroup_id(&mount.join(&ctr[1..])).unwrap();
+        let full = format!("{node}{ctr}");
+        assert!(full.len() > 255);
+        assert_eq!(
+            ix.view_path_truncated(id, &full[..255]).as_deref(),
+            Some(ctr.as_str())
+        );
+        std::fs::remove_dir_all(&mount).unwrap();
     }
 
     #[test]

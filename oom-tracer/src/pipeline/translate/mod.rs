@@ -219,14 +219,8 @@ impl Translator {
     /// this node's view.
     fn learn_path(&mut self, e: &CgroupEvent) -> Option<String> {
         let raw = c_bytes(&e.path);
-        let text = lossless_text(raw);
-        let path = if raw.len() + 1 < CGROUP_PATH_LEN {
-            self.index.view_path(e.id, &text)
-        } else {
-            self.index.view_path_truncated(e.id, &text)
-        };
-        if let Some(path) = path {
-            self.index.insert(e.id, path.clone());
+        let cut = raw.len() + 1 >= CGROUP_PATH_LEN;
+        if let Some(path) = self.index.learn_kernel_path(e.id, &lossless_text(raw), cut) {
             return Some(path);
         }
         self.index.resolve(e.id)
