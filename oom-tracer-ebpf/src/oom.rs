@@ -11,21 +11,22 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use oom_tracer_common::{
-    Counter, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
+    EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS, OOM_MEMCG_AT_LIMIT,
     OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF,
-    OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
+    OOM_SOURCE_TRACEPOINT, OOM_STACKS, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS, OomEvent,
     RUNTIME_TASK_LIST, TaskInfo,
 };
 
 use crate::{
-    emit::{NO_WAKE, WAKE, count, header},
+    emit::{NO_WAKE, WAKE, header, reserve},
     kernel::{
         ReadResult, btf_load, css_id, css_id_btf, css_parent, current_info, current_task,
         current_task_btf, is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read,
         read_data_loc, read_or_zero, task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
-    maps::{EVENTS, LAST_OOM, RUNTIME},
+    maps::{LAST_OOM, RUNTIME},
     memstat::read_memcg_stats,
+    stacks,
 };
 
 /// tp_btf/mark_victim(struct task_struct *task, uid_t uid)
@@ -43,8 +44,7 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if !memcg_oom_watched(victim_css) {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<OomEvent>() else {
         warn!(ctx, "ring buffer full: an OOM kill was not recorded");
         return Ok(());
     };
@@ -85,6 +85,7 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     // record is submitted (the statistics in `fill_stats`).
     unsafe {
         write_head(ev, head);
+        take_stacks(ctx.as_ptr(), &mut *ev);
         read_victim_mm(victim, &mut *ev);
         // The victim's css is a BTF pointer: its memcg fields lie beyond
         // `struct cgroup_subsys_state` for the verifier, so they are read
@@ -101,6 +102,18 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
         entry.submit(wake_for(oom_css));
     }
     Ok(())
+}
+
+/// The trigger's user stack and the kernel stack of its failed charge
+/// (`current` is the trigger), where call sites are on.
+#[inline(always)]
+fn take_stacks(ctx: *mut core::ffi::c_void, ev: &mut OomEvent) {
+    if !stacks::enabled() {
+        return;
+    }
+    ev.user_stack_id = stacks::stack_id(ctx, true);
+    ev.kernel_stack_id = stacks::stack_id(ctx, false);
+    ev.flags |= OOM_STACKS;
 }
 
 /// The wakeup for a kill record: none where `mark_victim_tasks` follows
@@ -348,8 +361,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     }
     let base = ctx.as_ptr() as u64;
     let pid = read::<i32>(base, tpl!(mv_pid))? as u32;
-    let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = reserve::<OomEvent>() else {
         warn!(
             ctx,
             "ring buffer full: OOM kill of pid {} not recorded", pid
@@ -378,6 +390,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     // it is submitted.
     unsafe {
         write_head(ev, head);
+        take_stacks(ctx.as_ptr(), &mut *ev);
         let kb = |off: u32| {
             read::<u64>(base, off).map(|v| {
                 if v > u64::MAX >> 10 {

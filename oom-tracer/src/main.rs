@@ -31,6 +31,7 @@ mod report;
 mod run;
 mod schema;
 mod sinks;
+mod symbols;
 mod tracefs;
 
 use std::process::ExitCode;

@@ -54,6 +54,12 @@ struct Args {
     /// fills the same way). The process's own RSS stays small.
     #[arg(long, env = "STRESS_TMPFS_FILE")]
     tmpfs_file: Option<std::path::PathBuf>,
+    /// Touch each step's pages from two functions, `grow_fast` (5 pages in
+    /// 7) and `grow_slow` (2 in 7), taking turns page group by page group:
+    /// the call sites a tracer sees must give `grow_fast` about 71% of the
+    /// bytes. Step lines carry `fast_bytes` and `slow_bytes`.
+    #[arg(long, env = "STRESS_TWO_SITES")]
+    two_sites: bool,
 }
 
 /// Runs the allocation in a child copy of this program and outlives it.
@@ -165,6 +171,61 @@ fn run_with_victim_sibling() -> ExitCode {
     }
 }
 
+/// Pages `grow_fast` and `grow_slow` touch in turn. A cycle of 7 pages
+/// shares no factor with the kernel's batches (powers of two), so where a
+/// growth step is noticed falls on each function in proportion to its pages.
+const FAST_PAGES: usize = 5;
+const SLOW_PAGES: usize = 2;
+
+/// Touches `pages` pages of `block` from `first` on. Never inlined: the
+/// page faults, and so the stacks a tracer takes, are in this function.
+#[inline(never)]
+fn grow_fast(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
+    touch(block, first, pages, page)
+}
+
+/// As [`grow_fast`], for the slower site.
+#[inline(never)]
+fn grow_slow(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
+    touch(block, first, pages, page)
+}
+
+/// Writes one byte of each page; returns the bytes touched.
+#[inline(always)]
+fn touch(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
+    let mut n = 0;
+    for p in first..(first + pages).min(block.len().div_ceil(page)) {
+        block[p * page] = 1;
+        n += page.min(block.len() - p * page);
+    }
+    std::hint::black_box(block);
+    n
+}
+
+/// A step of `--two-sites`: `block`'s pages touched by the two functions
+/// in turn (no transparent huge pages, so each fault is one page). Returns
+/// the bytes each touched.
+fn two_sites(block: &mut [u8], page: usize) -> (u64, u64) {
+    // SAFETY: `block` is a live allocation; madvise only advises.
+    unsafe {
+        let addr = block.as_mut_ptr() as usize & !(page - 1);
+        libc::madvise(
+            addr as *mut libc::c_void,
+            block.len(),
+            libc::MADV_NOHUGEPAGE,
+        );
+    }
+    let (mut fast, mut slow) = (0u64, 0u64);
+    let pages = block.len().div_ceil(page);
+    let mut p = 0;
+    while p < pages {
+        fast += grow_fast(block, p, FAST_PAGES, page) as u64;
+        slow += grow_slow(block, p + FAST_PAGES, SLOW_PAGES, page) as u64;
+        p += FAST_PAGES + SLOW_PAGES;
+    }
+    (fast, slow)
+}
+
 /// Appends `bytes` zero bytes to `file` (a file in a tmpfs: shmem).
 fn append(file: &mut std::fs::File, bytes: u64) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -210,6 +271,7 @@ fn main() -> ExitCode {
     let page = page_size();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     let mut allocated: u64 = 0;
+    let (mut fast, mut slow) = (0u64, 0u64);
     let mut stdout = std::io::stdout().lock();
     for step in 1u64.. {
         let mut len = args.step;
@@ -242,6 +304,21 @@ fn main() -> ExitCode {
         // page is resident until written. Touch every page so each is
         // charged to the memcg now.
         let mut block = vec![0u8; len_usize];
+        if args.two_sites {
+            let (f, s) = two_sites(&mut block, page);
+            fast += f;
+            slow += s;
+            blocks.push(block);
+            allocated += len;
+            let _ = writeln!(
+                stdout,
+                "{{\"event\":\"step\",\"step\":{step},\"allocated_bytes\":{allocated},\"fast_bytes\":{fast},\"slow_bytes\":{slow},\"elapsed_ms\":{}}}",
+                start.elapsed().as_millis()
+            );
+            let _ = stdout.flush();
+            thread::sleep(args.interval);
+            continue;
+        }
         for i in (0..len_usize).step_by(page) {
             block[i] = (step as u8) | 1;
         }
@@ -286,6 +363,16 @@ mod tests {
         assert!(parse_bytes("banana").is_err());
         assert!(parse_bytes("5Xi").is_err());
         assert!(parse_bytes("99999999999999999999Gi").is_err());
+    }
+
+    #[test]
+    fn two_sites_touch_five_pages_in_seven_from_the_fast_one() {
+        let page = 4096;
+        let mut block = vec![0u8; 70 * page + 100];
+        let (fast, slow) = two_sites(&mut block, page);
+        assert_eq!(fast + slow, block.len() as u64);
+        assert_eq!(fast, 50 * page as u64 + 100);
+        assert_eq!(slow, 20 * page as u64);
     }
 
     #[test]

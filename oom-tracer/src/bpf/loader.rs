@@ -118,14 +118,60 @@ impl KernelFacts {
 }
 
 /// Loads the object, attaches what this kernel allows, and returns the
-/// tracer. Fails only when no OOM source could attach.
+/// tracer. Fails only when no OOM source could attach. Call sites that
+/// keep a program from loading (or the object) are turned off, with a
+/// line saying why, and the rest loaded again without them.
 pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
+    if !opts.callsites {
+        tracing::info!("call sites off (--callsites false)");
+        return load_with(opts, false);
+    }
+    let first = match load_with(opts, true) {
+        Ok(t) if t.callsites_failed.is_none() => return Ok(t),
+        other => other,
+    };
+    let why = match &first {
+        Ok(t) => t.callsites_failed.clone().unwrap_or_default(),
+        Err(e) => crate::errors::chain(e),
+    };
+    let mut second = load_with(opts, false)?;
+    // The same programs failing without stacks: the stacks were not the
+    // cause; keep the first load (call sites on where they loaded).
+    if let Ok(mut first) = first
+        && missing_stack_hooks(&first) == missing_stack_hooks(&second)
+    {
+        drop(second);
+        if let Some(maps) = first.callsites_maps.take() {
+            first.callsites = Some(maps);
+        }
+        first.callsites_failed = None;
+        return Ok(first);
+    }
+    tracing::warn!(
+        "call sites off: the programs that take stacks did not load with them ({why}); loaded them without"
+    );
+    second.callsites_failed = Some(why);
+    Ok(second)
+}
+
+/// The programs that take stacks and did not attach.
+fn missing_stack_hooks(t: &Tracer) -> Vec<String> {
+    let labels = [MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP].map(|h| h.label());
+    t.hooks()
+        .missing
+        .iter()
+        .filter(|m| labels.contains(&m.hook))
+        .map(|m| m.hook.clone())
+        .collect()
+}
+
+fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, LoadError> {
     let started = Instant::now();
     let facts = KernelFacts::read(&opts.btf_path)?;
     let trace_root = tracefs::root()?;
     let layout = tracefs::layout(&trace_root);
     let btf = aya_btf(&opts.btf_path)?;
-    let mut ebpf = open(opts, &facts.offsets, &layout, &btf)?;
+    let mut ebpf = open(opts, callsites, &facts.offsets, &layout, &btf)?;
     // The kernel and aya hold what they need of the object now.
     host::drop_static(OBJECT);
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -142,11 +188,13 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         layout,
         skip: &opts.skip_hooks,
         report: Report::default(),
+        stacks: callsites.then(String::new),
     };
     let btf_oom = attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
     attacher.lifecycle(&facts);
     let task_list = attacher.analysis(btf_oom);
     let report = attacher.report;
+    let stacks_failed = attacher.stacks.filter(|e| !e.is_empty());
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
         tracing::info!(
             "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its usage at the limit"
@@ -167,7 +215,19 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     if task_list {
         set_runtime(&mut ebpf, RUNTIME_TASK_LIST)?;
     }
+    let callsite_maps = if callsites {
+        Some(super::callsites::CallsiteMaps::take(&mut ebpf)?)
+    } else {
+        None
+    };
     let mut tracer = take_maps(ebpf, logger, report, startup)?;
+    // Held aside until `load` knows the stacks were not what failed.
+    if stacks_failed.is_some() {
+        tracer.callsites_maps = callsite_maps;
+    } else {
+        tracer.callsites = callsite_maps;
+    }
+    tracer.callsites_failed = stacks_failed;
     tracer.stat_layouts = facts.stat_layouts;
     tracer.task_list = task_list;
     drop(btf);
@@ -189,6 +249,7 @@ fn aya_btf(path: &Path) -> Result<Btf, LoadError> {
 /// read-only globals (the verifier then sees them as constants).
 fn open(
     opts: &LoadOptions,
+    callsites: bool,
     offsets: &KernelOffsets,
     layout: &TracepointLayout,
     btf: &Btf,
@@ -198,7 +259,7 @@ fn open(
         alloc_step_bytes: opts.alloc_step_bytes.max(1),
         memory_hierarchy: opts.memory_hierarchy,
         probe_signal: libc::SIGWINCH as u32,
-        _pad2: 0,
+        callsites: u32::from(callsites),
         watch_all: 0,
         oom_all: u32::from(opts.oom_all),
         _pad: 0,
@@ -224,6 +285,8 @@ struct Attacher<'a> {
     layout: TracepointLayout,
     skip: &'a [String],
     report: Report,
+    /// With call sites on: why programs that take stacks failed ("": none).
+    stacks: Option<String>,
 }
 
 impl Attacher<'_> {
@@ -251,6 +314,11 @@ impl Attacher<'_> {
                 true
             }
             Err(e) => {
+                if let Some(why) = self.stacks.as_mut()
+                    && hooks::TAKES_STACKS.contains(&hook.program)
+                {
+                    *why = format!("{}: {e}", hook.label());
+                }
                 self.report.missing(hook, e);
                 false
             }
@@ -422,6 +490,9 @@ fn take_maps(
         pressure,
         stat_layouts: Ok(Vec::new()),
         task_list: false,
+        callsites: None,
+        callsites_maps: None,
+        callsites_failed: None,
         hooks: report.status,
         startup,
         ebpf,

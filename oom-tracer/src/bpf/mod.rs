@@ -2,6 +2,7 @@
 //! hooks and their capability probe (`hooks.rs`), loading (`loader.rs`),
 //! and the loaded tracer with its ring buffer (`tracer.rs`). Callers hand
 //! it plain options (`options.rs`).
+pub(crate) mod callsites;
 pub(crate) mod hooks;
 pub(crate) mod loader;
 pub(crate) mod memstat;

@@ -52,6 +52,10 @@ pub(crate) struct TraceArgs {
     /// instead. The OOM source cannot be skipped.
     #[arg(long = "skip-hook", env = "OOM_TRACER_SKIP_HOOKS", value_delimiter = ',', value_parser = parse_hook)]
     pub skip_hooks: Vec<String>,
+    /// Call sites: the trigger's stacks at each OOM kill and the code that
+    /// grew the container (a user stack at each `--alloc-step` of growth).
+    #[arg(long, env = "OOM_TRACER_CALLSITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub callsites: bool,
     /// Kernel BTF to read struct offsets from (for kernels that ship it elsewhere).
     #[arg(long, env = "OOM_TRACER_BTF", default_value = VMLINUX)]
     pub btf: PathBuf,
@@ -80,6 +84,7 @@ impl TraceArgs {
                 OomSource::Tracepoint => OomSourceChoice::Tracepoint,
             },
             skip_hooks: self.skip_hooks.clone(),
+            callsites: self.callsites,
             btf_path: self.btf.clone(),
         }
     }

@@ -24,6 +24,7 @@ use std::{
 use oom_tracer_common::decode::{RawEvent, decode};
 use tokio::time::MissedTickBehavior;
 
+mod callsites;
 mod enrich;
 mod handle;
 pub(crate) mod kernel;
@@ -94,6 +95,8 @@ pub(crate) struct Pipeline<K, P> {
     held: Option<Held>,
     /// New containers whose records wait for names: until when (boot ns).
     naming: HashMap<u64, u64>,
+    /// Names the frames of call sites.
+    symbols: crate::symbols::Symbols,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -123,6 +126,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             breakdown: None,
             held: None,
             naming: HashMap::new(),
+            symbols: crate::symbols::Symbols::new(),
         }
     }
 

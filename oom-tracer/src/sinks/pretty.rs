@@ -3,8 +3,8 @@
 use crate::{
     quantity::format_bytes as bytes,
     schema::{
-        Alloc, AllocKind, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start,
-        Stop,
+        Alloc, AllocKind, Body, Callsites, ContainerExit, Cycle, Exec, Exit, OomKill, Record,
+        Signal, Start, Stop,
     },
 };
 
@@ -202,7 +202,70 @@ fn oom_kill(o: &OomKill) -> String {
             secs(p.window_ms)
         ));
     }
+    if let Some(c) = &o.callsites {
+        line.push_str(&callsites(c));
+    }
     line
+}
+
+/// `; top sites: grow_fast 40.0 MiB (71.4%), grow_slow …; at the kill:
+/// grow_fast (shallow) / kernel shmem_get_folio_gfp`.
+fn callsites(c: &Callsites) -> String {
+    let mut out = String::new();
+    if !c.top.is_empty() {
+        let sites: Vec<String> = c
+            .top
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} ({:.1}%){}",
+                    s.stack.top_label(),
+                    bytes(s.bytes),
+                    s.share_pct,
+                    if s.stack.shallow { " [shallow]" } else { "" }
+                )
+            })
+            .collect();
+        out.push_str(&format!("; top sites: {}", sites.join(", ")));
+    }
+    let user = &c.trigger_user;
+    let kernel = &c.trigger_kernel;
+    out.push_str(&format!(
+        "; at the kill: {}{} / kernel {}",
+        user.missing
+            .as_deref()
+            .map_or_else(|| user.top_label(), str::to_owned),
+        if user.shallow { " [shallow]" } else { "" },
+        kernel_site(kernel)
+    ));
+    out
+}
+
+/// The innermost kernel frame below the OOM killer's own: where the
+/// charge came from.
+fn kernel_site(k: &crate::schema::Stack) -> String {
+    if let Some(m) = &k.missing {
+        return m.clone();
+    }
+    const OOM_PATH: [&str; 12] = [
+        "mark_victim",
+        "__oom_kill_process",
+        "oom_kill_process",
+        "out_of_memory",
+        "mem_cgroup_out_of_memory",
+        "mem_cgroup_oom",
+        "try_charge_memcg",
+        "obj_cgroup_charge",
+        "charge_memcg",
+        "__mem_cgroup_charge",
+        "mem_cgroup_charge",
+        "bpf_trace_run2",
+    ];
+    k.frames
+        .iter()
+        .filter_map(|f| f.symbol.as_deref())
+        .find(|s| !OOM_PATH.contains(s) && !s.starts_with("__bpf_trace") && !s.starts_with("bpf_"))
+        .map_or_else(|| k.top_label(), str::to_owned)
 }
 
 fn exit(e: &Exit) -> String {

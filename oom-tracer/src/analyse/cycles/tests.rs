@@ -101,6 +101,7 @@ fn oom(t: &str, n: u32, pid: u32) -> Record {
             cause: None,
             tasks: None,
             pressure: None,
+            callsites: None,
         },
     )
 }

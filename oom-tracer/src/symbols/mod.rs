@@ -1,0 +1,165 @@
+//! Naming the frames of stacks the kernel took: kernel addresses through
+//! `/proc/kallsyms`, user addresses through the ELF file they lie in
+//! (blazesym: ELF symbols, demangled). A process that grows is remembered
+//! (its executable mappings and their build ids, at its first growth
+//! step), so that its frames can still be placed once it is gone: named
+//! where the file on this host has the same build id, else `module+offset`
+//! with the build id. A frame is never named from a file whose build id
+//! differs, or is unknown.
+pub(crate) mod maps;
+
+use std::{collections::HashMap, path::PathBuf};
+
+use blazesym::{
+    MaybeDefault,
+    symbolize::{
+        Input, Symbolized, Symbolizer,
+        source::{Elf, Kernel, Source},
+    },
+};
+use maps::Mapping;
+
+use crate::schema::Frame;
+
+/// Processes remembered at most (their mappings: a few hundred bytes each).
+const KNOWN_MAX: usize = 4096;
+
+/// Names frames; remembers the mappings of processes that grow.
+pub(crate) struct Symbols {
+    symbolizer: Symbolizer,
+    known: HashMap<u32, Vec<Mapping>>,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbols {
+    pub(crate) fn new() -> Self {
+        Self {
+            symbolizer: Symbolizer::new(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// Remembers the mappings of process `tgid`, once (the first growth
+    /// step of a process: its binaries are mapped by then).
+    pub(crate) fn learn(&mut self, tgid: u32) {
+        if self.known.contains_key(&tgid) || self.known.len() >= KNOWN_MAX {
+            return;
+        }
+        if let Some(m) = maps::read(tgid) {
+            self.known.insert(tgid, m);
+        }
+    }
+
+    /// The process ended: its pid may be reused.
+    pub(crate) fn forget(&mut self, tgid: u32) {
+        self.known.remove(&tgid);
+    }
+
+    /// Kernel frames, named from `/proc/kallsyms` (unnamed where it shows
+    /// no addresses: kptr_restrict without CAP_SYSLOG).
+    pub(crate) fn kernel(&self, ips: &[u64]) -> Vec<Frame> {
+        let addrs = lookup_addrs(ips);
+        let src = Source::Kernel(Kernel {
+            vmlinux: MaybeDefault::None,
+            debug_syms: false,
+            ..Kernel::default()
+        });
+        let names = self
+            .symbolizer
+            .symbolize(&src, Input::AbsAddr(&addrs))
+            .unwrap_or_default();
+        ips.iter()
+            .enumerate()
+            .map(|(i, &ip)| Frame {
+                addr: format!("{ip:#x}"),
+                symbol: names.get(i).and_then(name),
+                module: Some("kernel".to_owned()),
+                ..Frame::default()
+            })
+            .collect()
+    }
+
+    /// User frames of process `tgid`: from its live mappings, else from
+    /// those remembered while it grew.
+    pub(crate) fn user(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
+        let live = maps::read(tgid);
+        let alive = live.is_some();
+        if let Some(m) = live {
+            self.known.insert(tgid, m);
+        }
+        let empty = Vec::new();
+        let mappings = self.known.get(&tgid).unwrap_or(&empty);
+        let addrs = lookup_addrs(ips);
+        let mut frames: Vec<Frame> = ips
+            .iter()
+            .map(|ip| Frame {
+                addr: format!("{ip:#x}"),
+                ..Frame::default()
+            })
+            .collect();
+        // Per mapping: the frames in it, then one symbolization call.
+        for m in mappings {
+            let idx: Vec<usize> = (0..addrs.len())
+                .filter(|&i| addrs[i] >= m.start && addrs[i] < m.end)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let offsets: Vec<u64> = idx.iter().map(|&i| addrs[i] - m.start + m.offset).collect();
+            for (&i, &o) in idx.iter().zip(&offsets) {
+                frames[i].module = Some(m.path.clone());
+                frames[i].offset = Some(o);
+                frames[i].build_id.clone_from(&m.build_id);
+            }
+            let Some(file) = readable_file(tgid, m, alive) else {
+                continue;
+            };
+            let src = Source::Elf(Elf {
+                debug_syms: false,
+                ..Elf::new(file)
+            });
+            let names = self
+                .symbolizer
+                .symbolize(&src, Input::FileOffset(&offsets))
+                .unwrap_or_default();
+            for (&i, n) in idx.iter().zip(&names) {
+                frames[i].symbol = name(n);
+            }
+        }
+        frames
+    }
+}
+
+/// The address to look up for each frame: the first is where the task
+/// was; the others are return addresses, which point past their call (at
+/// a function's end, into the next function): one byte back is the call.
+fn lookup_addrs(ips: &[u64]) -> Vec<u64> {
+    ips.iter()
+        .enumerate()
+        .map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) })
+        .collect()
+}
+
+/// A file to read mapping `m`'s symbols from: the process's own while it
+/// lives; afterwards the same path on this host, if its build id is the
+/// one the process had (never a file that may differ).
+fn readable_file(tgid: u32, m: &Mapping, alive: bool) -> Option<PathBuf> {
+    if alive && let Some(p) = maps::live_file(tgid, m) {
+        return Some(p);
+    }
+    let want = m.build_id.as_ref()?;
+    let host = PathBuf::from(&m.path);
+    (maps::build_id(&host).as_ref() == Some(want)).then_some(host)
+}
+
+fn name(s: &Symbolized<'_>) -> Option<String> {
+    match s {
+        Symbolized::Sym(sym) => Some(sym.name.to_string()),
+        Symbolized::Unknown(_) => None,
+    }
+}
