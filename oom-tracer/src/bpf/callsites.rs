@@ -1,15 +1,9 @@
 //! Call sites, as the kernel keeps them: the stacks (`STACKS`) and the
 //! ramp's bytes per (memcg, user stack) (`CALLSITES`). Read at a kill.
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData, StackTraceMap},
-};
-use oom_tracer_common::{
-    CALLSITES_MAX, CallsiteKey,
-    names::{MAP_CALLSITES, MAP_STACKS},
-};
+use std::collections::HashSet;
 
-use super::loader::LoadError;
+use aya::maps::{HashMap, MapData, StackTraceMap};
+use oom_tracer_common::{CALLSITES_MAX, CallsiteKey};
 
 /// A stack as the kernel gave it: its frames' addresses, innermost first,
 /// or why there are none.
@@ -43,18 +37,22 @@ pub(crate) struct CallsiteMaps {
     sums: HashMap<MapData, CallsiteKey, u64>,
     /// Stacks of kills' triggers, by memcg, removed with the memcg.
     triggers: Vec<(u64, u32)>,
+    /// Processes that ended: their sums are dropped at the next walk (the
+    /// memory they grew went with them).
+    ended: HashSet<u32>,
 }
 
 impl CallsiteMaps {
-    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
-        let mut take =
-            |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap { name });
-        let map_err = |name| move |source| LoadError::Map { name, source };
-        Ok(Self {
-            stacks: StackTraceMap::try_from(take(MAP_STACKS)?).map_err(map_err(MAP_STACKS))?,
-            sums: HashMap::try_from(take(MAP_CALLSITES)?).map_err(map_err(MAP_CALLSITES))?,
+    pub(super) fn new(
+        stacks: StackTraceMap<MapData>,
+        sums: HashMap<MapData, CallsiteKey, u64>,
+    ) -> Self {
+        Self {
+            stacks,
+            sums,
             triggers: Vec::new(),
-        })
+            ended: HashSet::new(),
+        }
     }
 
     /// The stack `id` (a negative id: the helper's errno).
@@ -71,14 +69,21 @@ impl CallsiteMaps {
     /// The `top` largest sites of the memcgs `memcgs`, with the total.
     /// Walks the whole map (at most `CALLSITES_MAX` entries, two syscalls
     /// each): about a millisecond per thousand entries.
-    pub(crate) fn sites(&self, memcgs: &[u64], top: usize) -> RawCallsites {
+    pub(crate) fn sites(&mut self, memcgs: &[u64], top: usize) -> RawCallsites {
         let mut mine: Vec<(u64, u32, u32)> = Vec::new();
+        let mut stale = Vec::new();
         let entries = self.sums.iter().filter_map(Result::ok);
         for (key, bytes) in entries.take(CALLSITES_MAX as usize) {
-            if memcgs.contains(&key.memcg_id) {
+            if self.ended.contains(&key.tgid) {
+                stale.push(key);
+            } else if memcgs.contains(&key.memcg_id) {
                 mine.push((bytes, key.tgid, key.stack_id));
             }
         }
+        for key in stale {
+            let _ = self.sums.remove(&key);
+        }
+        self.ended.clear();
         // One stack of one process in two memcgs (it moved): summed.
         mine.sort_unstable_by_key(|&(_, tgid, id)| (tgid, id));
         mine.dedup_by(|b, a| {
@@ -88,7 +93,7 @@ impl CallsiteMaps {
             }
             same
         });
-        mine.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        mine.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
         RawCallsites {
             trigger: None,
             total_bytes: mine.iter().map(|s| s.0).sum(),
@@ -98,6 +103,17 @@ impl CallsiteMaps {
                 .take(top)
                 .map(|&(bytes, tgid, id)| (bytes, tgid, self.stack(id as i32)))
                 .collect(),
+        }
+    }
+
+    /// Process `tgid` ended (or, with `false`, grows again: a pid reused).
+    pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
+        if ended {
+            if self.ended.len() < CALLSITES_MAX as usize {
+                self.ended.insert(tgid);
+            }
+        } else {
+            self.ended.remove(&tgid);
         }
     }
 

@@ -8,18 +8,20 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader, include_bytes_aligned,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTraceMap},
 };
 use oom_tracer_common::{
     KernelOffsets, OFFSET_ABSENT, RUNTIME_TASK_LIST, Settings, TracepointLayout,
     names::{
-        GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_PRESSURE,
-        MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_WATCHED, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
+        GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_CALLSITES, MAP_COUNTERS, MAP_EVENTS,
+        MAP_PRESSURE, MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_STACKS, MAP_WATCHED,
+        PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
     },
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
+    callsites::CallsiteMaps,
     hooks::{
         self, ANALYSIS, Attach, CGROUP_ATTACH_TP, FALLBACKS, Hook, LIFECYCLE, MARK_VICTIM_BTF,
         MARK_VICTIM_TASKS, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
@@ -117,55 +119,10 @@ impl KernelFacts {
     }
 }
 
-/// Loads the object, attaches what this kernel allows, and returns the
-/// tracer. Fails only when no OOM source could attach. Call sites that
-/// keep a program from loading (or the object) are turned off, with a
-/// line saying why, and the rest loaded again without them.
-pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
-    if !opts.callsites {
-        tracing::info!("call sites off (--callsites false)");
-        return load_with(opts, false);
-    }
-    let first = match load_with(opts, true) {
-        Ok(t) if t.callsites_failed.is_none() => return Ok(t),
-        other => other,
-    };
-    let why = match &first {
-        Ok(t) => t.callsites_failed.clone().unwrap_or_default(),
-        Err(e) => crate::errors::chain(e),
-    };
-    let mut second = load_with(opts, false)?;
-    // The same programs failing without stacks: the stacks were not the
-    // cause; keep the first load (call sites on where they loaded).
-    if let Ok(mut first) = first
-        && missing_stack_hooks(&first) == missing_stack_hooks(&second)
-    {
-        drop(second);
-        if let Some(maps) = first.callsites_maps.take() {
-            first.callsites = Some(maps);
-        }
-        first.callsites_failed = None;
-        return Ok(first);
-    }
-    tracing::warn!(
-        "call sites off: the programs that take stacks did not load with them ({why}); loaded them without"
-    );
-    second.callsites_failed = Some(why);
-    Ok(second)
-}
-
-/// The programs that take stacks and did not attach.
-fn missing_stack_hooks(t: &Tracer) -> Vec<String> {
-    let labels = [MARK_VICTIM_BTF, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP].map(|h| h.label());
-    t.hooks()
-        .missing
-        .iter()
-        .filter(|m| labels.contains(&m.hook))
-        .map(|m| m.hook.clone())
-        .collect()
-}
-
-fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, LoadError> {
+/// Loads the object (with call sites or without: `callsites`), attaches
+/// what this kernel allows, and returns the tracer. Fails only when no OOM
+/// source could attach. See `startup::load`.
+pub(super) fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, LoadError> {
     let started = Instant::now();
     let facts = KernelFacts::read(&opts.btf_path)?;
     let trace_root = tracefs::root()?;
@@ -216,7 +173,7 @@ fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, LoadError> {
         set_runtime(&mut ebpf, RUNTIME_TASK_LIST)?;
     }
     let callsite_maps = if callsites {
-        Some(super::callsites::CallsiteMaps::take(&mut ebpf)?)
+        Some(take_callsite_maps(&mut ebpf)?)
     } else {
         None
     };
@@ -455,6 +412,15 @@ fn set_runtime(ebpf: &mut Ebpf, flags: u32) -> Result<(), LoadError> {
     })
 }
 
+/// The stack maps of call sites.
+fn take_callsite_maps(ebpf: &mut Ebpf) -> Result<CallsiteMaps, LoadError> {
+    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap { name });
+    let map_err = |name| move |source| LoadError::Map { name, source };
+    let stacks = StackTraceMap::try_from(take(MAP_STACKS)?).map_err(map_err(MAP_STACKS))?;
+    let sums = HashMap::try_from(take(MAP_CALLSITES)?).map_err(map_err(MAP_CALLSITES))?;
+    Ok(CallsiteMaps::new(stacks, sums))
+}
+
 /// The maps userspace reads, and the tracer that holds them.
 fn take_maps(
     mut ebpf: Ebpf,
@@ -500,28 +466,5 @@ fn take_maps(
 }
 
 #[cfg(test)]
-mod tests {
-    use oom_tracer_common::names::{GLOBALS, MAPS, PROGRAMS};
-
-    use super::OBJECT;
-
-    /// The object defines every name the loader and the hook table use.
-    #[test]
-    fn the_object_has_every_name_the_loader_uses() {
-        let has = |name: &str| {
-            OBJECT
-                .windows(name.len() + 1)
-                .any(|w| w[..name.len()] == *name.as_bytes() && w[name.len()] == 0)
-        };
-        for name in MAPS.iter().chain(&GLOBALS).chain(&PROGRAMS) {
-            assert!(has(name), "{name} is not in the eBPF object");
-        }
-        for hook in super::LIFECYCLE.iter().chain([
-            &super::MARK_VICTIM_BTF,
-            &super::MARK_VICTIM_TP,
-            &super::RSS_STAT_TP,
-        ]) {
-            assert!(PROGRAMS.contains(&hook.program), "{}", hook.program);
-        }
-    }
-}
+#[path = "loader/tests.rs"]
+mod tests;

@@ -8,4 +8,5 @@ pub(crate) mod loader;
 pub(crate) mod memstat;
 pub(crate) mod offsets;
 pub(crate) mod options;
+pub(crate) mod startup;
 pub(crate) mod tracer;

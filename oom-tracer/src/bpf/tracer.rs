@@ -82,6 +82,12 @@ impl Tracer {
         Some(raw)
     }
 
+    pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
+        if let Some(maps) = self.callsites.as_mut() {
+            maps.process_ended(tgid, ended);
+        }
+    }
+
     pub(crate) fn forget_callsites(&mut self, memcg: u64) {
         if let Some(maps) = self.callsites.as_mut() {
             maps.forget(memcg);

@@ -241,8 +241,12 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// exits forgotten, and a kill's call sites are read and named.
     fn grow_or_kill(&mut self, ev: &RawEvent, memcg: u64) -> Option<Callsites> {
         match ev {
-            RawEvent::Alloc(a) => self.symbols.learn(a.task.tgid),
-            RawEvent::Exit(x) if x.task.pid == x.task.tgid => self.symbols.forget(x.task.tgid),
+            RawEvent::Alloc(a) if self.symbols.learn(a.task.tgid) => {
+                self.kernel.process_ended(a.task.tgid, false);
+            }
+            RawEvent::Exit(x) if x.task.pid == x.task.tgid && self.symbols.forget(x.task.tgid) => {
+                self.kernel.process_ended(x.task.tgid, true);
+            }
             RawEvent::Oom(e) => {
                 let memcgs = callsites::memcgs_of(e, memcg);
                 let raw = self.kernel.callsites(e, &memcgs, callsites::TOP_SITES)?;

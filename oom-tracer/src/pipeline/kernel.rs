@@ -43,6 +43,8 @@ pub(crate) trait Kernel {
     }
     /// The memcg is gone: drop its call sites.
     fn forget_callsites(&mut self, _memcg: u64) {}
+    /// Process `tgid` ended (its sites go), or grows (`false`).
+    fn process_ended(&mut self, _tgid: u32, _ended: bool) {}
 }
 
 impl Kernel for Tracer {
@@ -108,5 +110,9 @@ impl Kernel for Tracer {
 
     fn forget_callsites(&mut self, memcg: u64) {
         Tracer::forget_callsites(self, memcg);
+    }
+
+    fn process_ended(&mut self, tgid: u32, ended: bool) {
+        Tracer::process_ended(self, tgid, ended);
     }
 }

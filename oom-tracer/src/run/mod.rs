@@ -18,10 +18,7 @@ use workload::{ids, kill_all, lossy, spawn, workload};
 use crate::{
     analyse::Analysis,
     backoff::Backoff,
-    bpf::{
-        loader::{self, LoadError},
-        tracer::Tracer,
-    },
+    bpf::{loader::LoadError, startup, tracer::Tracer},
     cgroup::{CgroupError, MemoryHierarchy, index::CgroupIndex, pod::PodCgroups},
     cli::{RestartPolicy, RunArgs},
     errors,
@@ -84,7 +81,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
         tracing::info!("metrics on http://{local}/metrics");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = loader::load(&args.trace.load_options(hierarchy.hierarchy_id, false))?;
+    let tracer = startup::load(&args.trace.load_options(hierarchy.hierarchy_id, false))?;
     let translator = Translator::new(
         BootClock::measure(),
         CgroupIndex::new(Some(hierarchy.clone())),

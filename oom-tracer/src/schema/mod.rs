@@ -370,6 +370,10 @@ pub(crate) struct Cycle {
     /// restart (tmpfs kept by an `emptyDir`, a pod-level limit).
     #[serde(default)]
     pub cause_carried_over: bool,
+    /// The call sites that grew the container, at the attempt's first OOM
+    /// kill (its `callsites.top`); empty where call sites are off.
+    #[serde(default)]
+    pub top_sites: Vec<Site>,
 }
 
 /// A memory cgroup was created or removed.

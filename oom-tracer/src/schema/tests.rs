@@ -269,6 +269,7 @@ pub(crate) fn samples() -> Vec<Record> {
             }),
             cause: Some(cause()),
             cause_carried_over: false,
+            top_sites: callsites().top,
         }
         .into(),
         Body::CgroupMkdir(CgroupDir {

@@ -45,19 +45,21 @@ impl Symbols {
     }
 
     /// Remembers the mappings of process `tgid`, once (the first growth
-    /// step of a process: its binaries are mapped by then).
-    pub(crate) fn learn(&mut self, tgid: u32) {
+    /// step of a process: its binaries are mapped by then). Returns
+    /// whether it was new.
+    pub(crate) fn learn(&mut self, tgid: u32) -> bool {
         if self.known.contains_key(&tgid) || self.known.len() >= KNOWN_MAX {
-            return;
+            return false;
         }
-        if let Some(m) = maps::read(tgid) {
-            self.known.insert(tgid, m);
-        }
+        let m = maps::read(tgid).unwrap_or_default();
+        self.known.insert(tgid, m);
+        true
     }
 
-    /// The process ended: its pid may be reused.
-    pub(crate) fn forget(&mut self, tgid: u32) {
-        self.known.remove(&tgid);
+    /// The process ended: its pid may be reused. Returns whether it was
+    /// known (it grew).
+    pub(crate) fn forget(&mut self, tgid: u32) -> bool {
+        self.known.remove(&tgid).is_some()
     }
 
     /// Kernel frames, named from `/proc/kallsyms` (unnamed where it shows
