@@ -63,10 +63,19 @@ fn stack(raw: RawStack, name: impl FnOnce(&[u64]) -> Vec<Frame>) -> Stack {
     match raw {
         RawStack::Frames(ips) => {
             let depth = u32::try_from(ips.len()).unwrap_or(u32::MAX);
+            let shallow = depth <= SHALLOW_DEPTH;
+            let mut frames = name(&ips);
+            if shallow {
+                // The first frame is where the task was; a caller found by
+                // a chain that stopped at once may not be its caller.
+                for f in frames.iter_mut().skip(1) {
+                    f.unsure = true;
+                }
+            }
             Stack {
-                frames: name(&ips),
+                frames,
                 depth,
-                shallow: depth <= SHALLOW_DEPTH,
+                shallow,
                 missing: None,
             }
         }
@@ -113,6 +122,7 @@ mod tests {
         });
         assert!(s.shallow);
         assert_eq!(s.depth, 2);
+        assert!(!s.frames[0].unsure && s.frames[1].unsure);
         let s = stack(RawStack::NotTaken(14), |_| unreachable!());
         assert!(s.missing.unwrap().starts_with("not_taken"));
         assert!(s.frames.is_empty());

@@ -58,18 +58,28 @@ pub(crate) struct Frame {
     pub module: Option<String>,
     pub offset: Option<u64>,
     pub build_id: Option<String>,
+    /// A caller in a `shallow` stack: the frame-pointer chain of code
+    /// built without frame pointers may lead to a frame that is not the
+    /// caller (an outer one, or none at all): do not take it as the caller.
+    pub unsure: bool,
 }
 
 impl Frame {
-    /// `symbol`, else `module+0xoffset`, else the address.
+    /// `symbol`, else `module+0xoffset`, else the address; `?` after an
+    /// `unsure` frame.
     pub(crate) fn label(&self) -> String {
-        match (&self.symbol, &self.module, self.offset) {
+        let name = match (&self.symbol, &self.module, self.offset) {
             (Some(s), _, _) => s.clone(),
             (None, Some(m), Some(o)) => {
                 let base = m.rsplit('/').next().unwrap_or(m);
                 format!("{base}+{o:#x}")
             }
             _ => self.addr.clone(),
+        };
+        if self.unsure {
+            format!("{name}?")
+        } else {
+            name
         }
     }
 }

@@ -374,6 +374,7 @@ fn callsites() -> Callsites {
         module: Some("/usr/bin/stress".into()),
         offset: Some(0x21234),
         build_id: Some("4f1c".into()),
+        unsure: s.is_none(),
     };
     let stack = Stack {
         frames: vec![frame(Some("stress::grow_fast")), frame(None)],

@@ -241,31 +241,26 @@ fn callsites(c: &Callsites) -> String {
     out
 }
 
-/// The innermost kernel frame below the OOM killer's own: where the
-/// charge came from.
+/// The kernel frame that asked for the memory: the one below the OOM
+/// killer's and the memcg charge's own frames.
 fn kernel_site(k: &crate::schema::Stack) -> String {
     if let Some(m) = &k.missing {
         return m.clone();
     }
-    const OOM_PATH: [&str; 12] = [
-        "mark_victim",
-        "__oom_kill_process",
-        "oom_kill_process",
-        "out_of_memory",
-        "mem_cgroup_out_of_memory",
-        "mem_cgroup_oom",
-        "try_charge_memcg",
-        "obj_cgroup_charge",
-        "charge_memcg",
-        "__mem_cgroup_charge",
-        "mem_cgroup_charge",
-        "bpf_trace_run2",
-    ];
-    k.frames
+    let own = |s: &str| {
+        s.starts_with("bpf_")
+            || s.contains("oom")
+            || s.contains("mark_victim")
+            || s.contains("charge")
+            || s.starts_with("__traceiter")
+    };
+    let last_own = k
+        .frames
         .iter()
-        .filter_map(|f| f.symbol.as_deref())
-        .find(|s| !OOM_PATH.contains(s) && !s.starts_with("__bpf_trace") && !s.starts_with("bpf_"))
-        .map_or_else(|| k.top_label(), str::to_owned)
+        .rposition(|f| f.symbol.as_deref().is_some_and(own));
+    last_own
+        .and_then(|i| k.frames.get(i + 1))
+        .map_or_else(|| k.top_label(), crate::schema::Frame::label)
 }
 
 fn exit(e: &Exit) -> String {
