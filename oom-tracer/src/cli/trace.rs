@@ -63,6 +63,10 @@ pub(crate) struct TraceArgs {
     /// startup check must fail and the breakdown stay off.
     #[arg(long, hide = true, env = "OOM_TRACER_TEST_CORRUPT_STAT_LAYOUT", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) test_corrupt_stat_layout: bool,
+    /// Tests only: name call sites as if every process were gone by the
+    /// time its kill is read (from the mappings remembered while it grew).
+    #[arg(long, hide = true, env = "OOM_TRACER_TEST_CALLSITES_AS_GONE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) test_callsites_as_gone: bool,
 }
 
 impl TraceArgs {

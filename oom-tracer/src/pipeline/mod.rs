@@ -100,6 +100,11 @@ pub(crate) struct Pipeline<K, P> {
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
+    /// Tests: name call sites as if their processes were gone.
+    pub(crate) fn callsites_as_gone(&mut self, on: bool) {
+        self.symbols.as_gone = on;
+    }
+
     pub(crate) fn new(
         kernel: K,
         translator: Translator,

@@ -89,6 +89,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
     let mut p = Pipeline::new(tracer, translator, FixedPod::default(), sinks, analysis)
         .with_health(health.clone());
+    p.callsites_as_gone(args.trace.test_callsites_as_gone);
     let site = ProbeSite::Below(args.cgroup_parent.clone());
     p.check_breakdown(site, args.trace.test_corrupt_stat_layout)
         .await;

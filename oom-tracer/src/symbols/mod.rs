@@ -28,6 +28,8 @@ const KNOWN_MAX: usize = 4096;
 pub(crate) struct Symbols {
     symbolizer: Symbolizer,
     known: HashMap<u32, Vec<Mapping>>,
+    /// Tests: every process is taken as gone at its kill.
+    pub as_gone: bool,
 }
 
 impl Default for Symbols {
@@ -41,6 +43,7 @@ impl Symbols {
         Self {
             symbolizer: Symbolizer::new(),
             known: HashMap::new(),
+            as_gone: false,
         }
     }
 
@@ -89,7 +92,7 @@ impl Symbols {
     /// User frames of process `tgid`: from its live mappings, else from
     /// those remembered while it grew.
     pub(crate) fn user(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
-        let live = maps::read(tgid);
+        let live = if self.as_gone { None } else { maps::read(tgid) };
         let alive = live.is_some();
         if let Some(m) = live {
             self.known.insert(tgid, m);
