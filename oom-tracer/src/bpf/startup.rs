@@ -17,7 +17,14 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         return load_with(opts, false);
     }
     let first = match load_with(opts, true) {
-        Ok(t) if t.callsites_failed.is_none() => return Ok(t),
+        Ok(t) if t.callsites_failed.is_none() => {
+            tracing::info!(
+                "call sites: on (stacks at each OOM kill and each growth step; at most {} stacks and {} sums in the kernel)",
+                oom_tracer_common::STACKS_MAX,
+                oom_tracer_common::CALLSITES_MAX
+            );
+            return Ok(t);
+        }
         other => other,
     };
     let why = match &first {
