@@ -82,6 +82,10 @@ impl Tracer {
         Some(raw)
     }
 
+    pub(crate) fn has_callsites(&self) -> bool {
+        self.callsites.is_some()
+    }
+
     pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
         if let Some(maps) = self.callsites.as_mut() {
             maps.process_ended(tgid, ended);

@@ -240,6 +240,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// remembered (its mappings name its frames once it is gone), one that
     /// exits forgotten, and a kill's call sites are read and named.
     fn grow_or_kill(&mut self, ev: &RawEvent, memcg: u64) -> Option<Callsites> {
+        if !self.kernel.has_callsites() {
+            return None;
+        }
         match ev {
             RawEvent::Alloc(a) if self.symbols.learn(a.task.tgid) => {
                 self.kernel.process_ended(a.task.tgid, false);

@@ -41,6 +41,10 @@ pub(crate) trait Kernel {
     fn callsites(&mut self, _e: &OomEvent, _memcgs: &[u64], _top: usize) -> Option<RawCallsites> {
         None
     }
+    /// Whether call sites are on.
+    fn has_callsites(&self) -> bool {
+        false
+    }
     /// The memcg is gone: drop its call sites.
     fn forget_callsites(&mut self, _memcg: u64) {}
     /// Process `tgid` ended (its sites go), or grows (`false`).
@@ -114,5 +118,9 @@ impl Kernel for Tracer {
 
     fn process_ended(&mut self, tgid: u32, ended: bool) {
         Tracer::process_ended(self, tgid, ended);
+    }
+
+    fn has_callsites(&self) -> bool {
+        Tracer::has_callsites(self)
     }
 }

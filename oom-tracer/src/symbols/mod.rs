@@ -7,17 +7,16 @@
 //! with the build id. A frame is never named from a file whose build id
 //! differs, or is unknown.
 pub(crate) mod maps;
+mod worker;
 
-use std::{collections::HashMap, path::PathBuf};
-
-use blazesym::{
-    MaybeDefault,
-    symbolize::{
-        Input, Symbolized, Symbolizer,
-        source::{Elf, Kernel, Source},
-    },
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
 };
+
 use maps::Mapping;
+use worker::{Ask, Worker};
 
 use crate::schema::Frame;
 
@@ -26,8 +25,11 @@ const KNOWN_MAX: usize = 4096;
 
 /// Names frames; remembers the mappings of processes that grow.
 pub(crate) struct Symbols {
-    symbolizer: Symbolizer,
+    /// Started at first use (with call sites on), reading kallsyms first.
+    worker: Option<Worker>,
     known: HashMap<u32, Vec<Mapping>>,
+    /// Until when the frames of the kill being named may wait for names.
+    deadline: Instant,
     /// Tests: every process is taken as gone at its kill.
     pub as_gone: bool,
 }
@@ -41,20 +43,42 @@ impl Default for Symbols {
 impl Symbols {
     pub(crate) fn new() -> Self {
         Self {
-            symbolizer: Symbolizer::new(),
+            worker: None,
             known: HashMap::new(),
+            deadline: Instant::now(),
             as_gone: false,
         }
     }
 
+    /// The naming thread, started at first use; it reads `/proc/kallsyms`
+    /// first (a few hundred milliseconds, before any kill needs it).
+    fn worker(&mut self) -> &Worker {
+        self.worker.get_or_insert_with(|| {
+            let w = Worker::start();
+            w.warm(vec![Ask::Kernel(vec![0])]);
+            w
+        })
+    }
+
+    /// The frames of one kill may wait for names this long, in all.
+    pub(crate) fn begin(&mut self, budget: Duration) {
+        self.deadline = Instant::now() + budget;
+    }
+
     /// Remembers the mappings of process `tgid`, once (the first growth
-    /// step of a process: its binaries are mapped by then). Returns
-    /// whether it was new.
+    /// step of a process: its binaries are mapped by then), and has their
+    /// symbol tables read ahead. Returns whether it was new.
     pub(crate) fn learn(&mut self, tgid: u32) -> bool {
         if self.known.contains_key(&tgid) || self.known.len() >= KNOWN_MAX {
             return false;
         }
         let m = maps::read(tgid).unwrap_or_default();
+        let ahead = m
+            .iter()
+            .filter_map(|m| maps::live_file(tgid, m))
+            .map(|p| Ask::Elf(p, vec![0]))
+            .collect();
+        self.worker().warm(ahead);
         self.known.insert(tgid, m);
         true
     }
@@ -67,22 +91,18 @@ impl Symbols {
 
     /// Kernel frames, named from `/proc/kallsyms` (unnamed where it shows
     /// no addresses: kptr_restrict without CAP_SYSLOG).
-    pub(crate) fn kernel(&self, ips: &[u64]) -> Vec<Frame> {
-        let addrs = lookup_addrs(ips);
-        let src = Source::Kernel(Kernel {
-            vmlinux: MaybeDefault::None,
-            debug_syms: false,
-            ..Kernel::default()
-        });
+    pub(crate) fn kernel(&mut self, ips: &[u64]) -> Vec<Frame> {
+        let deadline = self.deadline;
         let names = self
-            .symbolizer
-            .symbolize(&src, Input::AbsAddr(&addrs))
+            .worker()
+            .name(vec![Ask::Kernel(lookup_addrs(ips))], deadline)
+            .pop()
             .unwrap_or_default();
         ips.iter()
             .enumerate()
             .map(|(i, &ip)| Frame {
                 addr: format!("{ip:#x}"),
-                symbol: names.get(i).and_then(name),
+                symbol: names.get(i).cloned().flatten(),
                 module: Some("kernel".to_owned()),
                 ..Frame::default()
             })
@@ -97,8 +117,7 @@ impl Symbols {
         if let Some(m) = live {
             self.known.insert(tgid, m);
         }
-        let empty = Vec::new();
-        let mappings = self.known.get(&tgid).unwrap_or(&empty);
+        let mappings = self.known.get(&tgid).cloned().unwrap_or_default();
         let addrs = lookup_addrs(ips);
         let mut frames: Vec<Frame> = ips
             .iter()
@@ -107,8 +126,10 @@ impl Symbols {
                 ..Frame::default()
             })
             .collect();
-        // Per mapping: the frames in it, then one symbolization call.
-        for m in mappings {
+        // Per mapping: the frames in it, placed here, named in one ask.
+        let mut asks = Vec::new();
+        let mut which = Vec::new();
+        for m in &mappings {
             let idx: Vec<usize> = (0..addrs.len())
                 .filter(|&i| addrs[i] >= m.start && addrs[i] < m.end)
                 .collect();
@@ -121,19 +142,18 @@ impl Symbols {
                 frames[i].offset = Some(o);
                 frames[i].build_id.clone_from(&m.build_id);
             }
-            let Some(file) = readable_file(tgid, m, alive) else {
-                continue;
-            };
-            let src = Source::Elf(Elf {
-                debug_syms: false,
-                ..Elf::new(file)
-            });
-            let names = self
-                .symbolizer
-                .symbolize(&src, Input::FileOffset(&offsets))
-                .unwrap_or_default();
-            for (&i, n) in idx.iter().zip(&names) {
-                frames[i].symbol = name(n);
+            if let Some(file) = readable_file(tgid, m, alive) {
+                asks.push(Ask::Elf(file, offsets));
+                which.push(idx);
+            }
+        }
+        if !asks.is_empty() {
+            let deadline = self.deadline;
+            let names = self.worker().name(asks, deadline);
+            for (idx, names) in which.iter().zip(names) {
+                for (&i, n) in idx.iter().zip(names) {
+                    frames[i].symbol = n;
+                }
             }
         }
         frames
@@ -160,11 +180,4 @@ fn readable_file(tgid: u32, m: &Mapping, alive: bool) -> Option<PathBuf> {
     let want = m.build_id.as_ref()?;
     let host = PathBuf::from(&m.path);
     (maps::build_id(&host).as_ref() == Some(want)).then_some(host)
-}
-
-fn name(s: &Symbolized<'_>) -> Option<String> {
-    match s {
-        Symbolized::Sym(sym) => Some(sym.name.to_string()),
-        Symbolized::Unknown(_) => None,
-    }
 }
