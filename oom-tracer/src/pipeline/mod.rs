@@ -151,6 +151,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         mode: Mode,
         cgroup_version: Option<CgroupVersion>,
     ) -> Result<(), PipelineError> {
+        if self.kernel.has_callsites() {
+            // Kernel symbols read before the first kill needs them.
+            self.symbols.warm();
+        }
         let start = Start {
             version: env!("CARGO_PKG_VERSION").into(),
             mode,

@@ -60,6 +60,11 @@ impl Symbols {
         })
     }
 
+    /// Starts the naming thread (which reads `/proc/kallsyms` first).
+    pub(crate) fn warm(&mut self) {
+        let _ = self.worker();
+    }
+
     /// The frames of one kill may wait for names this long, in all.
     pub(crate) fn begin(&mut self, budget: Duration) {
         self.deadline = Instant::now() + budget;
