@@ -253,11 +253,6 @@ impl LaneBuilder {
                 .cause
                 .as_ref()
                 .map(|c| format!("{} {}%", c.part.as_str(), c.share_of_limit_pct)),
-            site: o
-                .callsites
-                .as_ref()
-                .and_then(|c| c.top.first())
-                .map(|s| format!("{} {:.0}%", s.stack.top_label(), s.share_pct)),
         });
         if let Some(m) = memcg {
             let kind = match m.level {

@@ -150,9 +150,6 @@ pub(super) struct Kill {
     pub parts: Vec<(Part, f64)>,
     /// `shmem 78%`: the cause and its share of the limit.
     pub cause: Option<String>,
-    /// `stress::grow_fast 71%`: the top call site and its share of the
-    /// ramp (the record's `callsites.top[0]`).
-    pub site: Option<String>,
 }
 
 impl Kill {
@@ -169,7 +166,7 @@ impl Kill {
         if self.kind == OomKind::Global {
             s.push_str(", global");
         }
-        for c in [&self.cause, &self.site].into_iter().flatten() {
+        if let Some(c) = &self.cause {
             s.push_str(" · ");
             s.push_str(c);
         }

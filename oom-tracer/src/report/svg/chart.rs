@@ -270,7 +270,7 @@ fn draw_kills(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), Dr
                 (x - 10 - w, x - 10)
             }
         };
-        let full = clean(&k.label(), 80);
+        let full = clean(&k.label(), 60);
         let short = "OOM kill".to_owned();
         let (fs, fl) = (span(text_width(&full, 13)), span(text_width(&short, 13)));
         let beside =
