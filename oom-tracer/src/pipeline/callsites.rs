@@ -20,7 +20,7 @@ const SHALLOW_DEPTH: u32 = 2;
 /// (names come from the cache in microseconds; a binary whose symbols were
 /// not read ahead may take longer: its frames then stay unnamed, with
 /// their module, offset and build id).
-const NAMING_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
+const NAMING_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Names the kernel's call sites of a kill whose trigger is process `tgid`.
 pub(super) fn name(raw: RawCallsites, tgid: u32, symbols: &mut Symbols) -> Callsites {

@@ -153,7 +153,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     ) -> Result<(), PipelineError> {
         if self.kernel.has_callsites() {
             // Kernel symbols read before the first kill needs them.
-            self.symbols.warm();
+            self.symbols.warm(Duration::from_secs(2));
         }
         let start = Start {
             version: env!("CARGO_PKG_VERSION").into(),

@@ -60,9 +60,17 @@ impl Symbols {
         })
     }
 
-    /// Starts the naming thread (which reads `/proc/kallsyms` first).
-    pub(crate) fn warm(&mut self) {
-        let _ = self.worker();
+    /// Starts the naming thread and waits (at most `wait`) until it has
+    /// read `/proc/kallsyms` (at startup: the first kill may come soon).
+    pub(crate) fn warm(&mut self, wait: Duration) {
+        let started = Instant::now();
+        let _ = self
+            .worker()
+            .name(vec![Ask::Kernel(vec![0])], started + wait);
+        tracing::debug!(
+            "call sites: kernel symbols read in {} ms",
+            started.elapsed().as_millis()
+        );
     }
 
     /// The frames of one kill may wait for names this long, in all.
@@ -78,9 +86,12 @@ impl Symbols {
             return false;
         }
         let m = maps::read(tgid).unwrap_or_default();
+        // Both files a kill may name it from: the process's own, and the
+        // same path on this host (for when it is gone).
         let ahead = m
             .iter()
-            .filter_map(|m| maps::live_file(tgid, m))
+            .flat_map(|m| [maps::live_file(tgid, m), Some(PathBuf::from(&m.path))])
+            .flatten()
             .map(|p| Ask::Elf(p, vec![0]))
             .collect();
         self.worker().warm(ahead);
