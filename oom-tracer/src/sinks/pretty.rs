@@ -328,6 +328,14 @@ fn cycle(c: &Cycle) -> String {
             "died at once of the same cause as the attempt before: it outlived the restart".into(),
         );
     }
+    if let Some(site) = c.top_sites.first() {
+        parts.push(format!(
+            "top site: {} {} ({:.1}%)",
+            site.stack.top_label(),
+            bytes(site.bytes),
+            site.share_pct
+        ));
+    }
     if let Some(r) = &c.restart {
         parts.push(format!(
             "back-off {} (kubelet schedule {}), next {}",
