@@ -37,8 +37,8 @@ fn symbols(stack: &Value) -> Vec<String> {
 /// Two functions grow the container, one at 5/2 the other's rate: the
 /// top site names the faster one, with its share of the bytes within 10
 /// points of what it touched, the second names the slower one; the
-/// trigger's stack at the kill is in one of them; the pretty line and the
-/// cycle show the top site.
+/// trigger's stack at the kill is in one of them, the kernel's is a page
+/// fault that ran out of memory; the cycle carries the top site.
 #[test]
 fn the_top_site_is_the_faster_function_with_its_share() {
     let parent = parent("cs-two");
