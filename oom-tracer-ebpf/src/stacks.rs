@@ -46,12 +46,12 @@ pub fn add_site(ctx: *mut c_void, memcg_id: u64, tgid: u32, bytes: u64) {
         stack_id: id as u32,
         tgid,
     };
-    match CALLSITES.get_ptr_mut(&key) {
+    match CALLSITES.get_ptr_mut(key) {
         // SAFETY: a value pointer from a successful lookup; an atomic add,
         // as threads of one process on two CPUs may grow the same site.
         Some(sum) => unsafe { crate::kernel::atomic_add(sum, bytes) },
         None => {
-            let _ = CALLSITES.insert(&key, &bytes, 0);
+            let _ = CALLSITES.insert(key, bytes, 0);
         }
     }
 }
