@@ -39,6 +39,16 @@ fn parse_line(line: &str) -> Option<Mapping> {
     })
 }
 
+/// The inode of the initial pid namespace (`PROC_PID_INIT_INO`), the same
+/// on every kernel.
+const INIT_PID_NS: &str = "pid:[4026531836]";
+
+/// Whether this process sees the host's pids (the initial pid namespace):
+/// only then is `/proc/<pid>` the process the kernel's record names.
+pub(crate) fn host_pids() -> bool {
+    std::fs::read_link("/proc/self/ns/pid").is_ok_and(|l| l.as_os_str() == INIT_PID_NS)
+}
+
 /// The mappings of live process `pid`, with build ids read through
 /// `/proc/<pid>/map_files` (the file the process mapped, in whatever mount
 /// namespace; needs CAP_SYS_ADMIN, else through `/proc/<pid>/root`).

@@ -32,6 +32,9 @@ pub(crate) struct Symbols {
     deadline: Instant,
     /// Tests: every process is taken as gone at its kill.
     pub as_gone: bool,
+    /// `/proc` shows the host's pids; without (a container without
+    /// hostPID) no process is read: another one may have the pid there.
+    host_pids: bool,
 }
 
 impl Default for Symbols {
@@ -47,6 +50,7 @@ impl Symbols {
             known: HashMap::new(),
             deadline: Instant::now(),
             as_gone: false,
+            host_pids: maps::host_pids(),
         }
     }
 
@@ -82,7 +86,7 @@ impl Symbols {
     /// step of a process: its binaries are mapped by then), and has their
     /// symbol tables read ahead. Returns whether it was new.
     pub(crate) fn learn(&mut self, tgid: u32) -> bool {
-        if self.known.contains_key(&tgid) || self.known.len() >= KNOWN_MAX {
+        if !self.host_pids || self.known.contains_key(&tgid) || self.known.len() >= KNOWN_MAX {
             return false;
         }
         let m = maps::read(tgid).unwrap_or_default();
@@ -128,7 +132,11 @@ impl Symbols {
     /// User frames of process `tgid`: from its live mappings, else from
     /// those remembered while it grew.
     pub(crate) fn user(&mut self, tgid: u32, ips: &[u64]) -> Vec<Frame> {
-        let live = if self.as_gone { None } else { maps::read(tgid) };
+        let live = if self.as_gone || !self.host_pids {
+            None
+        } else {
+            maps::read(tgid)
+        };
         let alive = live.is_some();
         if let Some(m) = live {
             self.known.insert(tgid, m);
