@@ -55,9 +55,9 @@ struct Args {
     #[arg(long, env = "STRESS_TMPFS_FILE")]
     tmpfs_file: Option<std::path::PathBuf>,
     /// Touch each step's pages from two functions, `grow_fast` (5 pages in
-    /// 7) and `grow_slow` (2 in 7), taking turns page group by page group:
-    /// the call sites a tracer sees must give `grow_fast` about 71% of the
-    /// bytes. Step lines carry `fast_bytes` and `slow_bytes`.
+    /// 7) and `grow_slow` (2 in 7), chosen page by page at random: the call
+    /// sites a tracer sees must give `grow_fast` about 71% of the bytes.
+    /// Step lines carry `fast_bytes` and `slow_bytes`.
     #[arg(long, env = "STRESS_TWO_SITES")]
     two_sites: bool,
 }
@@ -171,41 +171,46 @@ fn run_with_victim_sibling() -> ExitCode {
     }
 }
 
-/// Pages `grow_fast` and `grow_slow` touch in turn. A cycle of 7 pages
-/// shares no factor with the kernel's batches (powers of two), so where a
-/// growth step is noticed falls on each function in proportion to its pages.
-const FAST_PAGES: usize = 5;
-const SLOW_PAGES: usize = 2;
+/// Of every 7 pages, `grow_fast` touches 5 and `grow_slow` 2, chosen page
+/// by page at random (a fixed seed: the same split every run). At random,
+/// not in turn: the kernel notices growth at batch boundaries (powers of
+/// two), and a fixed pattern could line up with them and always show one
+/// function; a random one shows each in proportion to its pages.
+const FAST_IN_7: u64 = 5;
 
-/// Touches `pages` pages of `block` from `first` on. Never inlined: the
-/// page faults, and so the stacks a tracer takes, are in this function.
+/// Touches page `p` of `block`. Never inlined: the page fault, and so the
+/// stack a tracer takes, is in this function.
 #[inline(never)]
-fn grow_fast(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
-    touch(block, first, pages, page)
+fn grow_fast(block: &mut [u8], p: usize, page: usize) -> usize {
+    touch(block, p, page)
 }
 
 /// As [`grow_fast`], for the slower site.
 #[inline(never)]
-fn grow_slow(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
-    touch(block, first, pages, page)
+fn grow_slow(block: &mut [u8], p: usize, page: usize) -> usize {
+    touch(block, p, page)
 }
 
-/// Writes one byte of each page; returns the bytes touched.
+/// Writes one byte of page `p`; returns its bytes.
 #[inline(always)]
-fn touch(block: &mut [u8], first: usize, pages: usize, page: usize) -> usize {
-    let mut n = 0;
-    for p in first..(first + pages).min(block.len().div_ceil(page)) {
-        block[p * page] = 1;
-        n += page.min(block.len() - p * page);
-    }
-    std::hint::black_box(block);
-    n
+fn touch(block: &mut [u8], p: usize, page: usize) -> usize {
+    block[p * page] = 1;
+    std::hint::black_box(&mut *block);
+    page.min(block.len() - p * page)
+}
+
+/// xorshift64: the page-by-page choice of `two_sites`.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 /// A step of `--two-sites`: `block`'s pages touched by the two functions
-/// in turn (no transparent huge pages, so each fault is one page). Returns
-/// the bytes each touched.
-fn two_sites(block: &mut [u8], page: usize) -> (u64, u64) {
+/// (no transparent huge pages, so each fault is one page). Returns the
+/// bytes each touched.
+fn two_sites(block: &mut [u8], page: usize, seed: &mut u64) -> (u64, u64) {
     // SAFETY: `block` is a live allocation; madvise only advises.
     unsafe {
         let addr = block.as_mut_ptr() as usize & !(page - 1);
@@ -216,12 +221,12 @@ fn two_sites(block: &mut [u8], page: usize) -> (u64, u64) {
         );
     }
     let (mut fast, mut slow) = (0u64, 0u64);
-    let pages = block.len().div_ceil(page);
-    let mut p = 0;
-    while p < pages {
-        fast += grow_fast(block, p, FAST_PAGES, page) as u64;
-        slow += grow_slow(block, p + FAST_PAGES, SLOW_PAGES, page) as u64;
-        p += FAST_PAGES + SLOW_PAGES;
+    for p in 0..block.len().div_ceil(page) {
+        if next(seed) % 7 < FAST_IN_7 {
+            fast += grow_fast(block, p, page) as u64;
+        } else {
+            slow += grow_slow(block, p, page) as u64;
+        }
     }
     (fast, slow)
 }
@@ -272,6 +277,7 @@ fn main() -> ExitCode {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     let mut allocated: u64 = 0;
     let (mut fast, mut slow) = (0u64, 0u64);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut stdout = std::io::stdout().lock();
     for step in 1u64.. {
         let mut len = args.step;
@@ -305,7 +311,7 @@ fn main() -> ExitCode {
         // charged to the memcg now.
         let mut block = vec![0u8; len_usize];
         if args.two_sites {
-            let (f, s) = two_sites(&mut block, page);
+            let (f, s) = two_sites(&mut block, page, &mut seed);
             fast += f;
             slow += s;
             blocks.push(block);
@@ -368,11 +374,12 @@ mod tests {
     #[test]
     fn two_sites_touch_five_pages_in_seven_from_the_fast_one() {
         let page = 4096;
-        let mut block = vec![0u8; 70 * page + 100];
-        let (fast, slow) = two_sites(&mut block, page);
+        let mut block = vec![0u8; 20_000 * page + 100];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let (fast, slow) = two_sites(&mut block, page, &mut seed);
         assert_eq!(fast + slow, block.len() as u64);
-        assert_eq!(fast, 50 * page as u64 + 100);
-        assert_eq!(slow, 20 * page as u64);
+        let share = fast as f64 / (fast + slow) as f64 * 100.0;
+        assert!((share - 500.0 / 7.0).abs() < 1.0, "{share}");
     }
 
     #[test]
