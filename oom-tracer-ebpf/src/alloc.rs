@@ -20,6 +20,8 @@
 //! Two programs, one attached: `rss_stat` (tp_btf, 6.2+: the mm and the
 //! member are arguments) and `kmem_rss_stat` (the classic tracepoint,
 //! fields read by offset) where tp_btf is not available.
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext as _,
     macros::{btf_tracepoint, tracepoint},
@@ -35,6 +37,7 @@ use crate::{
         task_memcg_btf, tpl,
     },
     maps::{ALLOC_LAST, CACHE_SLOTS, PROC_CACHE, ProcLast},
+    stacks,
 };
 
 /// tp_btf/rss_stat(struct mm_struct *mm, int member)
@@ -56,21 +59,21 @@ fn try_rss_stat(ctx: &BtfTracePointContext) -> ReadResult<()> {
     if !memcg_watched(css) {
         return Ok(());
     }
-    let _ = watched_rss_stat(ctx.arg(0), task, css);
+    let _ = watched_rss_stat(ctx.as_ptr(), ctx.arg(0), task, css);
     Ok(())
 }
 
 /// `rss_stat` in a watched memcg: a subprogram, so that the common path
 /// above stays short (it runs for every process on the node).
 #[inline(never)]
-fn watched_rss_stat(mm: u64, task: u64, css: u64) -> u64 {
-    match try_watched_rss_stat(mm, task, css) {
+fn watched_rss_stat(ctx: *mut c_void, mm: u64, task: u64, css: u64) -> u64 {
+    match try_watched_rss_stat(ctx, mm, task, css) {
         Ok(()) | Err(_) => 0,
     }
 }
 
 #[inline(always)]
-fn try_watched_rss_stat(mm: u64, task: u64, css: u64) -> ReadResult<()> {
+fn try_watched_rss_stat(ctx: *mut c_void, mm: u64, task: u64, css: u64) -> ReadResult<()> {
     // The tracepoint's `curr`: the counter of the current task's mm.
     if btf_load::<u64>(task, koff!(task_mm))? != mm {
         return Ok(());
@@ -92,7 +95,7 @@ fn try_watched_rss_stat(mm: u64, task: u64, css: u64) -> ReadResult<()> {
         pages_to_bytes(pages as u64)
     };
     let tgid = btf_load::<i32>(task, koff!(task_tgid))? as u32;
-    ramp(tgid, task_image_stamp_btf(task), size, css);
+    ramp(ctx, tgid, task_image_stamp_btf(task), size, css);
     Ok(())
 }
 
@@ -142,7 +145,8 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
         read_or_zero::<u64>(leader, koff!(task_start_time)),
         read_or_zero::<u32>(task, koff!(task_self_exec_id)),
     );
-    ramp(tgid, stamp, if size < 0 { 0 } else { size as u64 }, css);
+    let size = if size < 0 { 0 } else { size as u64 };
+    ramp(ctx.as_ptr(), tgid, stamp, size, css);
     Ok(())
 }
 
@@ -153,9 +157,10 @@ fn try_kmem_rss_stat(ctx: &TracePointContext) -> ReadResult<()> {
 /// entries hold the process image's `stamp` (an exec or a reused pid makes
 /// them miss) and the generation `GEN_PROC`, which a record bumps (another
 /// thread of the process, on another CPU, may have cached the old size).
-/// `css` is the process's memcg.
+/// `css` is the process's memcg. A growth step's bytes go to its user
+/// stack's sum where call sites are on (`ctx`: the program's context).
 #[inline(always)]
-fn ramp(tgid: u32, stamp: u64, size: u64, css: u64) {
+fn ramp(ctx: *mut c_void, tgid: u32, stamp: u64, size: u64, css: u64) {
     let Some(c) = PROC_CACHE.get_ptr_mut(tgid & (CACHE_SLOTS - 1)) else {
         return;
     };
@@ -200,6 +205,9 @@ fn ramp(tgid: u32, stamp: u64, size: u64, css: u64) {
         anon_bytes: size,
     };
     output(&ev, NO_WAKE);
+    if stacks::enabled() {
+        stacks::add_site(ctx, ev.task.memcg_id, tgid, size - last);
+    }
 }
 
 /// Writes a `PROC_CACHE` entry, key last (see `ramp`).

@@ -189,16 +189,26 @@ pub(crate) fn shared(idx: u32) -> u64 {
 #[inline(always)]
 pub(crate) fn bump(idx: u32) {
     if let Some(p) = SHARED.get_ptr_mut(idx) {
-        #[cfg(target_arch = "bpf")]
-        // SAFETY: `p` points to a map value; BPF_ATOMIC add, no result.
-        unsafe {
-            core::arch::asm!("lock *(u64 *)({p} + 0) += {one}", p = in(reg) p, one = in(reg) 1u64);
-        }
-        #[cfg(not(target_arch = "bpf"))]
-        // SAFETY: as above (only the BPF build runs).
-        unsafe {
-            *p += 1;
-        }
+        // SAFETY: `p` points to a map value.
+        unsafe { atomic_add(p, 1) };
+    }
+}
+
+/// `*p += v` as one BPF_ATOMIC add (no result).
+///
+/// # Safety
+/// `p` points to a map value.
+#[inline(always)]
+pub unsafe fn atomic_add(p: *mut u64, v: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's contract; BPF_ATOMIC add, no result.
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) p, v = in(reg) v);
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above (only the BPF build runs).
+    unsafe {
+        *p += v;
     }
 }
 

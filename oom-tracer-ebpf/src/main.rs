@@ -29,6 +29,7 @@ mod oom;
 mod pressure;
 mod sched;
 mod signal;
+mod stacks;
 mod tasks;
 
 #[cfg(not(test))]

@@ -2,9 +2,9 @@
 //! contract with `oom-tracer/src/bpf/loader.rs`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
-use oom_tracer_common::{COUNTERS_LEN, SHARED_LEN};
+use oom_tracer_common::{CALLSITES_MAX, COUNTERS_LEN, CallsiteKey, SHARED_LEN, STACKS_MAX};
 
 /// All records, kernel → userspace. Userspace may resize it at load time.
 #[map]
@@ -19,6 +19,16 @@ pub(crate) static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0)
 /// record (0 from its exec on; its size when it was first seen otherwise).
 #[map]
 pub(crate) static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Stacks by id (`bpf_get_stackid`): the trigger's at a kill and the
+/// user stacks of growth steps (`stacks.rs`). Read by userspace.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX, 0);
+
+/// Bytes of the ramp per (memcg, user stack) of watched processes
+/// (`stacks.rs`). Read by userspace at a kill.
+#[map]
+pub static CALLSITES: LruHashMap<CallsiteKey, u64> = LruHashMap::with_max_entries(CALLSITES_MAX, 0);
 
 /// Drop and error counters, indexed by `oom_tracer_common::Counter`.
 #[map]

@@ -13,7 +13,7 @@ use aya_log_ebpf::warn;
 use oom_tracer_common::{
     COMM_LEN, EventHeader, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS,
     OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ,
-    OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS,
+    OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_STACKS, OOM_UID, OOM_VICTIM_MEMCG, OOM_VICTIM_STATS,
     OomEvent, RUNTIME_TASK_LIST, TaskInfo,
 };
 
@@ -26,6 +26,7 @@ use crate::{
     },
     maps::{LAST_OOM, RUNTIME},
     memstat::read_memcg_stats,
+    stacks,
 };
 
 /// tp_btf/mark_victim(struct task_struct *task, uid_t uid)
@@ -84,6 +85,7 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
     // before it is submitted (the statistics in `fill_stats`).
     unsafe {
         write_head(ev, head);
+        take_stacks(ctx.as_ptr(), &mut *ev);
         read_victim_mm(victim, &mut *ev);
         // The victim's css is a BTF pointer: its memcg fields lie beyond
         // `struct cgroup_subsys_state` for the verifier, so they are read
@@ -100,6 +102,18 @@ fn try_mark_victim(ctx: &BtfTracePointContext) -> ReadResult<()> {
         entry.submit(wake_for(oom_css));
     }
     Ok(())
+}
+
+/// The trigger's user stack and the kernel stack of its failed charge
+/// (`current` is the trigger), where call sites are on.
+#[inline(always)]
+fn take_stacks(ctx: *mut core::ffi::c_void, ev: &mut OomEvent) {
+    if !stacks::enabled() {
+        return;
+    }
+    ev.user_stack_id = stacks::stack_id(ctx, true);
+    ev.kernel_stack_id = stacks::stack_id(ctx, false);
+    ev.flags |= OOM_STACKS;
 }
 
 /// The wakeup for a kill record: none where `mark_victim_tasks` follows
@@ -366,6 +380,7 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> ReadResult<()> {
     // before it is submitted.
     unsafe {
         write_head(ev, head);
+        take_stacks(ctx.as_ptr(), &mut *ev);
         let kb = |off: u32| {
             read::<u64>(base, off).map(|v| {
                 if v > u64::MAX >> 10 {

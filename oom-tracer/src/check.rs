@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::{
-    bpf::loader,
+    bpf::startup,
     cgroup::MemoryHierarchy,
     cli::CheckArgs,
     errors,
@@ -70,7 +70,7 @@ pub(crate) fn check(args: &CheckArgs) -> CheckReport {
     report.btf_path = args.trace.btf.display().to_string();
     report.tracefs = tracefs_path;
     report.tracefs_error = tracefs_error;
-    match loader::load(&args.trace.load_options(hid, false)) {
+    match startup::load(&args.trace.load_options(hid, false)) {
         Ok(t) => {
             report.ok = true;
             report.hooks = Some(t.hooks().clone());

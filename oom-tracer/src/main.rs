@@ -32,6 +32,7 @@ mod report;
 mod run;
 mod schema;
 mod sinks;
+mod symbols;
 mod tracefs;
 
 use std::process::ExitCode;

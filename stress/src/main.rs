@@ -54,6 +54,12 @@ struct Args {
     /// fills the same way). The process's own RSS stays small.
     #[arg(long, env = "STRESS_TMPFS_FILE")]
     tmpfs_file: Option<std::path::PathBuf>,
+    /// Touch each step's pages from two functions, `grow_fast` (5 pages in
+    /// 7) and `grow_slow` (2 in 7), chosen page by page at random: the call
+    /// sites a tracer sees must give `grow_fast` about 71% of the bytes.
+    /// Step lines carry `fast_bytes` and `slow_bytes`.
+    #[arg(long, env = "STRESS_TWO_SITES")]
+    two_sites: bool,
 }
 
 /// Runs the allocation in a child copy of this program and outlives it.
@@ -165,6 +171,66 @@ fn run_with_victim_sibling() -> ExitCode {
     }
 }
 
+/// Of every 7 pages, `grow_fast` touches 5 and `grow_slow` 2, chosen page
+/// by page at random (a fixed seed: the same split every run). At random,
+/// not in turn: the kernel notices growth at batch boundaries (powers of
+/// two), and a fixed pattern could line up with them and always show one
+/// function; a random one shows each in proportion to its pages.
+const FAST_IN_7: u64 = 5;
+
+/// Touches page `p` of `block`. Never inlined: the page fault, and so the
+/// stack a tracer takes, is in this function.
+#[inline(never)]
+fn grow_fast(block: &mut [u8], p: usize, page: usize) -> usize {
+    touch(block, p, page)
+}
+
+/// As [`grow_fast`], for the slower site.
+#[inline(never)]
+fn grow_slow(block: &mut [u8], p: usize, page: usize) -> usize {
+    touch(block, p, page)
+}
+
+/// Writes one byte of page `p`; returns its bytes.
+#[inline(always)]
+fn touch(block: &mut [u8], p: usize, page: usize) -> usize {
+    block[p * page] = 1;
+    std::hint::black_box(&mut *block);
+    page.min(block.len() - p * page)
+}
+
+/// xorshift64: the page-by-page choice of `two_sites`.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A step of `--two-sites`: `block`'s pages touched by the two functions
+/// (no transparent huge pages, so each fault is one page). Returns the
+/// bytes each touched.
+fn two_sites(block: &mut [u8], page: usize, seed: &mut u64) -> (u64, u64) {
+    // SAFETY: `block` is a live allocation; madvise only advises.
+    unsafe {
+        let addr = block.as_mut_ptr() as usize & !(page - 1);
+        libc::madvise(
+            addr as *mut libc::c_void,
+            block.len(),
+            libc::MADV_NOHUGEPAGE,
+        );
+    }
+    let (mut fast, mut slow) = (0u64, 0u64);
+    for p in 0..block.len().div_ceil(page) {
+        if next(seed) % 7 < FAST_IN_7 {
+            fast += grow_fast(block, p, page) as u64;
+        } else {
+            slow += grow_slow(block, p, page) as u64;
+        }
+    }
+    (fast, slow)
+}
+
 /// Appends `bytes` zero bytes to `file` (a file in a tmpfs: shmem).
 fn append(file: &mut std::fs::File, bytes: u64) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -210,6 +276,8 @@ fn main() -> ExitCode {
     let page = page_size();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     let mut allocated: u64 = 0;
+    let (mut fast, mut slow) = (0u64, 0u64);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut stdout = std::io::stdout().lock();
     for step in 1u64.. {
         let mut len = args.step;
@@ -242,6 +310,21 @@ fn main() -> ExitCode {
         // page is resident until written. Touch every page so each is
         // charged to the memcg now.
         let mut block = vec![0u8; len_usize];
+        if args.two_sites {
+            let (f, s) = two_sites(&mut block, page, &mut seed);
+            fast += f;
+            slow += s;
+            blocks.push(block);
+            allocated += len;
+            let _ = writeln!(
+                stdout,
+                "{{\"event\":\"step\",\"step\":{step},\"allocated_bytes\":{allocated},\"fast_bytes\":{fast},\"slow_bytes\":{slow},\"elapsed_ms\":{}}}",
+                start.elapsed().as_millis()
+            );
+            let _ = stdout.flush();
+            thread::sleep(args.interval);
+            continue;
+        }
         for i in (0..len_usize).step_by(page) {
             block[i] = (step as u8) | 1;
         }
@@ -286,6 +369,17 @@ mod tests {
         assert!(parse_bytes("banana").is_err());
         assert!(parse_bytes("5Xi").is_err());
         assert!(parse_bytes("99999999999999999999Gi").is_err());
+    }
+
+    #[test]
+    fn two_sites_touch_five_pages_in_seven_from_the_fast_one() {
+        let page = 4096;
+        let mut block = vec![0u8; 20_000 * page + 100];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let (fast, slow) = two_sites(&mut block, page, &mut seed);
+        assert_eq!(fast + slow, block.len() as u64);
+        let share = fast as f64 / (fast + slow) as f64 * 100.0;
+        assert!((share - 500.0 / 7.0).abs() < 1.0, "{share}");
     }
 
     #[test]

@@ -207,6 +207,7 @@ fn oom_event(kind: EventKind) -> BoxedStrategy<RawEvent> {
         any::<[u64; 8]>(),
         (any::<u32>(), any::<i32>(), any::<u32>(), any::<u32>()),
         (stats(), stats()),
+        (any::<i32>(), any::<i32>()),
     )
         .prop_map(
             |(
@@ -214,6 +215,7 @@ fn oom_event(kind: EventKind) -> BoxedStrategy<RawEvent> {
                 n,
                 (uid, oom_score_adj, flags, source),
                 (limit_stats, victim_stats),
+                (user_stack_id, kernel_stack_id),
             )| {
                 RawEvent::Oom(Box::new(OomEvent {
                     hdr,
@@ -233,6 +235,8 @@ fn oom_event(kind: EventKind) -> BoxedStrategy<RawEvent> {
                     source,
                     limit_stats,
                     victim_stats,
+                    user_stack_id,
+                    kernel_stack_id,
                 }))
             },
         )

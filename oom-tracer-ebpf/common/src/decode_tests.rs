@@ -88,12 +88,12 @@ fn truncated_and_garbage_are_errors() {
         DecodeError::Truncated {
             what: "OomEvent",
             len: 16,
-            need: 1392
+            need: 1400
         }
     );
     assert_eq!(
         err.to_string(),
-        "record of 16 bytes is shorter than the 1392-byte OomEvent"
+        "record of 16 bytes is shorter than the 1400-byte OomEvent"
     );
 }
 

@@ -205,7 +205,9 @@ pub struct Settings {
     /// Signal a task sends itself to have its memcg's statistics read
     /// (`MemcgProbeEvent`), if it is in the `PROBE` map.
     pub probe_signal: u32,
-    pub _pad2: u32,
+    /// 1: the OOM kill and the ramp's growth steps take stacks (`STACKS`,
+    /// `CALLSITES`); 0: call sites are off (the helper is never called).
+    pub callsites: u32,
     /// 1: every memcg is watched (no `WATCHED` lookup).
     pub watch_all: u32,
     /// 1: OOM kills and SIGKILLs are recorded in every memcg, watched or not
@@ -220,7 +222,7 @@ impl Settings {
         alloc_step_bytes: 4 << 20,
         memory_hierarchy: 0,
         probe_signal: 28,
-        _pad2: 0,
+        callsites: 0,
         watch_all: 0,
         oom_all: 0,
         _pad: 0,

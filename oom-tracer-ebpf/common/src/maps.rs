@@ -47,6 +47,29 @@ pub struct ReclaimStart {
     pub memcg_id: u64,
 }
 
+/// Stacks `STACKS` holds at most: one bucket each (127 frames, about
+/// 1 KiB of kernel memory): about 4 MiB in all. An id, once given, always
+/// means the same stack (no `BPF_F_REUSE_STACKID`): a stack whose bucket
+/// holds another gets `-EEXIST` and is counted, never mislabelled.
+pub const STACKS_MAX: u32 = 4096;
+/// Frames of a stack in `STACKS` (the kernel's `PERF_MAX_STACK_DEPTH`).
+pub const STACK_DEPTH: usize = 127;
+/// (memcg, stack) sums `CALLSITES` holds at most (LRU): 16 + 8 bytes each.
+pub const CALLSITES_MAX: u32 = 8192;
+
+/// `CALLSITES` key: the user stack that grew a watched process by a step,
+/// in the process's memcg.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CallsiteKey {
+    /// The process's memcg (cgroup id).
+    pub memcg_id: u64,
+    /// Its user stack in `STACKS`.
+    pub stack_id: u32,
+    /// The process (its addresses are in its address space).
+    pub tgid: u32,
+}
+
 /// Index into the `COUNTERS` per-CPU array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,10 +78,13 @@ pub enum Counter {
     RingbufFull = 0,
     /// A kernel read (bpf_probe_read_kernel) failed while building a record.
     ReadError = 1,
+    /// A growth step's user stack could not be taken (`bpf_get_stackid`
+    /// failed: a bucket taken by another stack, or no user stack).
+    StackLost = 2,
 }
 
 /// Number of entries of `COUNTERS`.
-pub const COUNTERS_LEN: u32 = 2;
+pub const COUNTERS_LEN: u32 = 3;
 
 /// Index into the `SHARED` array: small values every program reads, with
 /// one writer each.
@@ -84,7 +110,11 @@ pub const fn watch_bloom_bit(id: u64) -> u64 {
 const _: () = assert!(size_of::<PressureStat>() == 48);
 const _: () = assert!(size_of::<ReclaimStart>() == 16);
 const _: () = assert!(size_of::<GrowthState>() == 32);
+const _: () = assert!(size_of::<CallsiteKey>() == 16);
 
 #[cfg(feature = "user")]
 // SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
 unsafe impl aya::Pod for PressureStat {}
+#[cfg(feature = "user")]
+// SAFETY: a plain `#[repr(C)]` struct of integers with explicit padding.
+unsafe impl aya::Pod for CallsiteKey {}

@@ -26,8 +26,15 @@ pub const MAP_RUNTIME: &str = "RUNTIME";
 /// `WATCH_BLOOM`, `GEN_PROC`).
 pub const MAP_SHARED: &str = "SHARED";
 
+/// Stacks (user and kernel) by id.
+pub const MAP_STACKS: &str = "STACKS";
+/// Bytes of the ramp per (memcg, user stack).
+pub const MAP_CALLSITES: &str = "CALLSITES";
+
 /// Every map the loader takes.
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 9] = [
+    MAP_STACKS,
+    MAP_CALLSITES,
     MAP_EVENTS,
     MAP_WATCHED,
     MAP_COUNTERS,

@@ -30,6 +30,10 @@ pub const OOM_LIMIT_STATS: u32 = 1 << 7;
 /// limit).
 pub const OOM_VICTIM_STATS: u32 = 1 << 8;
 
+/// `OomEvent::flags`: call sites are on; `user_stack_id` and
+/// `kernel_stack_id` say what `bpf_get_stackid` gave.
+pub const OOM_STACKS: u32 = 1 << 9;
+
 /// `OomEvent::source`: from `tp_btf/mark_victim` (task pointer).
 pub const OOM_SOURCE_TP_BTF: u32 = 1;
 /// `OomEvent::source`: from `tracepoint/oom/mark_victim` (fields).
@@ -63,6 +67,12 @@ pub struct OomEvent {
     pub limit_stats: MemcgStats,
     /// See [`OOM_VICTIM_STATS`].
     pub victim_stats: MemcgStats,
+    /// See [`OOM_STACKS`]: the trigger's user stack in `STACKS` (a
+    /// negative errno where the kernel could not take it, e.g. `-EFAULT`
+    /// for a kernel thread, `-EEXIST` for a full bucket).
+    pub user_stack_id: i32,
+    /// See [`OOM_STACKS`]: the kernel stack of the failed charge.
+    pub kernel_stack_id: i32,
 }
 
 /// `memcg`-`probe`: the statistics of the memcg of a task userspace asked
@@ -128,7 +138,7 @@ impl Default for OomTasksEvent {
 }
 
 // The ABI, pinned. A change here must change both sides and these numbers.
-const _: () = assert!(size_of::<OomEvent>() == 160 + 2 * 616);
+const _: () = assert!(size_of::<OomEvent>() == 160 + 2 * 616 + 8);
 const _: () = assert!(size_of::<MemcgProbeEvent>() == 24 + 616);
 const _: () = assert!(size_of::<OomTask>() == 64);
 const _: () = assert!(size_of::<OomTasksEvent>() == 40 + 16 * 64);

@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::{
     analyse::Analysis,
-    bpf::loader::{self, LoadError},
+    bpf::{loader::LoadError, startup},
     cgroup::{CgroupError, MemoryHierarchy, index::CgroupIndex},
     cli::{AgentArgs, KubeApi},
     errors,
@@ -55,7 +55,7 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), AgentError> {
         tracing::info!("http://{local}/metrics, /healthz and /readyz");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = loader::load(&args.trace.load_options(hierarchy.hierarchy_id, true))?;
+    let tracer = startup::load(&args.trace.load_options(hierarchy.hierarchy_id, true))?;
     let kube = kube_source(&args).await;
     let mut sinks = Sinks::new()
         .with(Stdout::new(args.output.format_or(Format::Json)))

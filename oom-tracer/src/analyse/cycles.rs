@@ -11,7 +11,7 @@ use crate::{
     schema::{
         Alloc, AllocKind, Body, Cause, ContainerExit, ContainerRef, ContainerStart, ContainerState,
         Cycle, CycleExit, CycleRestart, ExitReason, Incident, Memcg, OomKill, Part, PodRef, Ramp,
-        Record, Restart, Timestamp,
+        Record, Restart, Site, Timestamp,
     },
 };
 
@@ -36,6 +36,8 @@ struct Attempt {
     exit: Option<CycleExit>,
     /// The cause of the first incident.
     cause: Option<Cause>,
+    /// The call sites at the first incident.
+    top_sites: Vec<Site>,
 }
 
 impl Attempt {
@@ -148,6 +150,11 @@ impl Cycles {
                     att.incident = Some((at, memcg, inc));
                     att.limit = o.memcg.clone();
                     att.cause = o.cause.clone();
+                    att.top_sites = o
+                        .callsites
+                        .as_ref()
+                        .map(|c| c.top.clone())
+                        .unwrap_or_default();
                 }
             }
         }
@@ -313,6 +320,7 @@ fn cycle(a: Attempt, restart: Option<CycleRestart>, state: ContainerState) -> Cy
         restart,
         cause: a.cause,
         cause_carried_over: false,
+        top_sites: a.top_sites,
     }
 }
 

@@ -76,6 +76,14 @@ pub(crate) const CGROUP_ATTACH_TP: Hook = Hook {
     program: PROG_CGROUP_ATTACH_TASK_TP,
     attach: Attach::Tracepoint("cgroup", "cgroup_attach_task"),
 };
+/// The programs that take stacks where call sites are on.
+pub(crate) const TAKES_STACKS: [&str; 4] = [
+    PROG_MARK_VICTIM,
+    PROG_OOM_MARK_VICTIM,
+    PROG_RSS_STAT,
+    PROG_KMEM_RSS_STAT,
+];
+
 /// The classic-tracepoint programs that stand in for a tp_btf one.
 pub(crate) const FALLBACKS: [(Hook, Hook); 2] = [
     (RSS_STAT_BTF, RSS_STAT_TP),

@@ -8,18 +8,20 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader, include_bytes_aligned,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTraceMap},
 };
 use oom_tracer_common::{
     KernelOffsets, OFFSET_ABSENT, RUNTIME_TASK_LIST, Settings, TracepointLayout,
     names::{
-        GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_COUNTERS, MAP_EVENTS, MAP_PRESSURE,
-        MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_WATCHED, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
+        GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_CALLSITES, MAP_COUNTERS, MAP_EVENTS,
+        MAP_PRESSURE, MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_STACKS, MAP_WATCHED,
+        PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
     },
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
+    callsites::CallsiteMaps,
     hooks::{
         self, ANALYSIS, Attach, CGROUP_ATTACH_TP, FALLBACKS, Hook, LIFECYCLE, MARK_VICTIM_BTF,
         MARK_VICTIM_TASKS, MARK_VICTIM_TP, RSS_STAT_BTF, RSS_STAT_TP, Report,
@@ -117,15 +119,16 @@ impl KernelFacts {
     }
 }
 
-/// Loads the object, attaches what this kernel allows, and returns the
-/// tracer. Fails only when no OOM source could attach.
-pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
+/// Loads the object (with call sites or without: `callsites`), attaches
+/// what this kernel allows, and returns the tracer. Fails only when no OOM
+/// source could attach. See `startup::load`.
+pub(super) fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, LoadError> {
     let started = Instant::now();
     let facts = KernelFacts::read(&opts.btf_path)?;
     let trace_root = tracefs::root()?;
     let layout = tracefs::layout(&trace_root);
     let btf = aya_btf(&opts.btf_path)?;
-    let mut ebpf = open(opts, &facts.offsets, &layout, &btf)?;
+    let mut ebpf = open(opts, callsites, &facts.offsets, &layout, &btf)?;
     // This thread drains the ring buffer from now on.
     super::wakeup::latency_sensitive();
     // The kernel and aya hold what they need of the object now.
@@ -144,11 +147,13 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         layout,
         skip: &opts.skip_hooks,
         report: Report::default(),
+        stacks: callsites.then(String::new),
     };
     let btf_oom = attacher.oom_source(opts.oom_source, facts.mark_victim_has_task);
     attacher.lifecycle(&facts);
     let task_list = attacher.analysis(btf_oom);
     let report = attacher.report;
+    let stacks_failed = attacher.stacks.filter(|e| !e.is_empty());
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
         tracing::info!(
             "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its usage at the limit"
@@ -169,7 +174,19 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     if task_list {
         set_runtime(&mut ebpf, RUNTIME_TASK_LIST)?;
     }
+    let callsite_maps = if callsites {
+        Some(take_callsite_maps(&mut ebpf)?)
+    } else {
+        None
+    };
     let mut tracer = take_maps(ebpf, logger, report, startup)?;
+    // Held aside until `load` knows the stacks were not what failed.
+    if stacks_failed.is_some() {
+        tracer.callsites_maps = callsite_maps;
+    } else {
+        tracer.callsites = callsite_maps;
+    }
+    tracer.callsites_failed = stacks_failed;
     tracer.stat_layouts = facts.stat_layouts;
     tracer.task_list = task_list;
     drop(btf);
@@ -191,6 +208,7 @@ fn aya_btf(path: &Path) -> Result<Btf, LoadError> {
 /// read-only globals (the verifier then sees them as constants).
 fn open(
     opts: &LoadOptions,
+    callsites: bool,
     offsets: &KernelOffsets,
     layout: &TracepointLayout,
     btf: &Btf,
@@ -200,7 +218,7 @@ fn open(
         alloc_step_bytes: opts.alloc_step_bytes.max(1),
         memory_hierarchy: opts.memory_hierarchy,
         probe_signal: libc::SIGWINCH as u32,
-        _pad2: 0,
+        callsites: u32::from(callsites),
         watch_all: 0,
         oom_all: u32::from(opts.oom_all),
         _pad: 0,
@@ -226,6 +244,8 @@ struct Attacher<'a> {
     layout: TracepointLayout,
     skip: &'a [String],
     report: Report,
+    /// With call sites on: why programs that take stacks failed ("": none).
+    stacks: Option<String>,
 }
 
 impl Attacher<'_> {
@@ -253,6 +273,11 @@ impl Attacher<'_> {
                 true
             }
             Err(e) => {
+                if let Some(why) = self.stacks.as_mut()
+                    && hooks::TAKES_STACKS.contains(&hook.program)
+                {
+                    *why = format!("{}: {e}", hook.label());
+                }
                 self.report.missing(hook, e);
                 false
             }
@@ -389,6 +414,15 @@ fn set_runtime(ebpf: &mut Ebpf, flags: u32) -> Result<(), LoadError> {
     })
 }
 
+/// The stack maps of call sites.
+fn take_callsite_maps(ebpf: &mut Ebpf) -> Result<CallsiteMaps, LoadError> {
+    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap { name });
+    let map_err = |name| move |source| LoadError::Map { name, source };
+    let stacks = StackTraceMap::try_from(take(MAP_STACKS)?).map_err(map_err(MAP_STACKS))?;
+    let sums = HashMap::try_from(take(MAP_CALLSITES)?).map_err(map_err(MAP_CALLSITES))?;
+    Ok(CallsiteMaps::new(stacks, sums))
+}
+
 /// The maps userspace reads, and the tracer that holds them.
 fn take_maps(
     mut ebpf: Ebpf,
@@ -424,6 +458,9 @@ fn take_maps(
         pressure,
         stat_layouts: Ok(Vec::new()),
         task_list: false,
+        callsites: None,
+        callsites_maps: None,
+        callsites_failed: None,
         hooks: report.status,
         startup,
         stale_records: 0,
@@ -432,28 +469,5 @@ fn take_maps(
 }
 
 #[cfg(test)]
-mod tests {
-    use oom_tracer_common::names::{GLOBALS, MAPS, PROGRAMS};
-
-    use super::OBJECT;
-
-    /// The object defines every name the loader and the hook table use.
-    #[test]
-    fn the_object_has_every_name_the_loader_uses() {
-        let has = |name: &str| {
-            OBJECT
-                .windows(name.len() + 1)
-                .any(|w| w[..name.len()] == *name.as_bytes() && w[name.len()] == 0)
-        };
-        for name in MAPS.iter().chain(&GLOBALS).chain(&PROGRAMS) {
-            assert!(has(name), "{name} is not in the eBPF object");
-        }
-        for hook in super::LIFECYCLE.iter().chain([
-            &super::MARK_VICTIM_BTF,
-            &super::MARK_VICTIM_TP,
-            &super::RSS_STAT_TP,
-        ]) {
-            assert!(PROGRAMS.contains(&hook.program), "{}", hook.program);
-        }
-    }
-}
+#[path = "loader/tests.rs"]
+mod tests;

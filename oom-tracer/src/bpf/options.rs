@@ -24,6 +24,8 @@ pub(crate) struct LoadOptions {
     pub oom_source: OomSourceChoice,
     /// Programs not to attach (`--skip-hook`), by program name.
     pub skip_hooks: Vec<String>,
+    /// Take stacks at kills and growth steps (call sites).
+    pub callsites: bool,
     /// Kernel BTF file.
     pub btf_path: PathBuf,
 }

@@ -50,6 +50,13 @@ pub(crate) struct Tracer {
     pub(super) stat_layouts: Result<Vec<super::memstat::StatLayout>, String>,
     /// `mark_victim_tasks` attached.
     pub(super) task_list: bool,
+    /// The stack maps, where call sites are on.
+    pub(super) callsites: Option<super::callsites::CallsiteMaps>,
+    /// The stack maps of a load whose stack-taking programs failed (see
+    /// `loader::load`).
+    pub(super) callsites_maps: Option<super::callsites::CallsiteMaps>,
+    /// Why call sites are off though asked for.
+    pub(super) callsites_failed: Option<String>,
     /// Load + attach time.
     pub(super) startup: std::time::Duration,
     /// Records that carried bytes the programs should have zeroed.
@@ -62,6 +69,38 @@ impl Tracer {
     /// What attached and what did not, with the reasons.
     pub(crate) fn hooks(&self) -> &HookStatus {
         &self.hooks
+    }
+
+    /// A kill's call sites (see `callsites::CallsiteMaps`), where on.
+    pub(crate) fn callsites(
+        &mut self,
+        e: &oom_tracer_common::OomEvent,
+        memcgs: &[u64],
+        top: usize,
+    ) -> Option<super::callsites::RawCallsites> {
+        let maps = self.callsites.as_mut()?;
+        let mut raw = maps.sites(memcgs, top);
+        if e.flags & oom_tracer_common::OOM_STACKS != 0 {
+            let memcg = memcgs.first().copied().unwrap_or(0);
+            raw.trigger = Some(maps.trigger(memcg, e.user_stack_id, e.kernel_stack_id));
+        }
+        Some(raw)
+    }
+
+    pub(crate) fn has_callsites(&self) -> bool {
+        self.callsites.is_some()
+    }
+
+    pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
+        if let Some(maps) = self.callsites.as_mut() {
+            maps.process_ended(tgid, ended);
+        }
+    }
+
+    pub(crate) fn forget_callsites(&mut self, memcg: u64) {
+        if let Some(maps) = self.callsites.as_mut() {
+            maps.forget(memcg);
+        }
     }
 
     /// Time from reading BTF to the last attach.

@@ -52,6 +52,10 @@ pub(crate) struct TraceArgs {
     /// instead. The OOM source cannot be skipped.
     #[arg(long = "skip-hook", env = "OOM_TRACER_SKIP_HOOKS", value_delimiter = ',', value_parser = parse_hook)]
     pub skip_hooks: Vec<String>,
+    /// Call sites: the trigger's stacks at each OOM kill and the code that
+    /// grew the container (a user stack at each `--alloc-step` of growth).
+    #[arg(long, env = "OOM_TRACER_CALLSITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub callsites: bool,
     /// Kernel BTF to read struct offsets from (for kernels that ship it elsewhere).
     #[arg(long, env = "OOM_TRACER_BTF", default_value = VMLINUX)]
     pub btf: PathBuf,
@@ -59,6 +63,10 @@ pub(crate) struct TraceArgs {
     /// startup check must fail and the breakdown stay off.
     #[arg(long, hide = true, env = "OOM_TRACER_TEST_CORRUPT_STAT_LAYOUT", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) test_corrupt_stat_layout: bool,
+    /// Tests only: name call sites as if every process were gone by the
+    /// time its kill is read (from the mappings remembered while it grew).
+    #[arg(long, hide = true, env = "OOM_TRACER_TEST_CALLSITES_AS_GONE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) test_callsites_as_gone: bool,
 }
 
 impl TraceArgs {
@@ -80,6 +88,7 @@ impl TraceArgs {
                 OomSource::Tracepoint => OomSourceChoice::Tracepoint,
             },
             skip_hooks: self.skip_hooks.clone(),
+            callsites: self.callsites,
             btf_path: self.btf.clone(),
         }
     }

@@ -16,14 +16,14 @@
 use oom_tracer_common::{OomTasksEvent, decode::RawEvent};
 
 use super::{
-    Kernel, Pipeline, PipelineError, enrich,
+    Kernel, Pipeline, PipelineError, callsites, enrich,
     lifecycle::Ending,
     translate::{kill::KillInputs, memcg_of},
 };
 use crate::{
     host::clock::BootClock,
     pods::{Learned, PodAccessor},
-    schema::{Body, Exit, Record, Timestamp},
+    schema::{Body, Callsites, Exit, Record, Timestamp},
 };
 
 /// How long the records of a new container wait for its names, from the
@@ -48,6 +48,8 @@ pub(super) struct Staged {
     /// Its cgroup is a container this record (its first exec) starts.
     starts: Option<u32>,
     tasks: Option<Box<OomTasksEvent>>,
+    /// A kill's call sites, named when it was read.
+    callsites: Option<Callsites>,
 }
 
 /// The record held back, and those that came behind it.
@@ -93,6 +95,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             return Ok(());
         }
         let memcg = memcg_of(ev);
+        let callsites = self.grow_or_kill(ev, memcg);
         let is_task = !matches!(
             ev,
             RawEvent::CgroupMkdir(_) | RawEvent::CgroupRmdir(_) | RawEvent::CgroupAttach(_)
@@ -133,6 +136,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             memcg,
             starts,
             tasks: None,
+            callsites,
         };
         let names_until = self.names_until(memcg);
         let tasks_for = match ev {
@@ -227,7 +231,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
                 enrich::enrich(&mut r, self.pods.container(memcg));
                 r
             }
-            (None, RawEvent::Oom(e)) => self.kill_record(e, s.tasks.as_deref(), memcg),
+            (None, RawEvent::Oom(e)) => self.kill_record(e, s.tasks.as_deref(), memcg, s.callsites),
             (None, _) => return Ok(()),
         };
         self.write(&mut r, memcg)?;
@@ -247,6 +251,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         e: &oom_tracer_common::OomEvent,
         tasks: Option<&OomTasksEvent>,
         memcg: u64,
+        callsites: Option<Callsites>,
     ) -> Record {
         let time = self.translator.time(e.hdr.boot_ns);
         let stat = self.kernel.pressure_of(memcg);
@@ -261,8 +266,33 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             tasks,
             who: Some(&mut who),
             pressure,
+            callsites,
         };
         Record::new(time, self.translator.oom_kill(e, inputs))
+    }
+
+    /// What call sites need of a record, at once: a process that grows is
+    /// remembered (its mappings name its frames once it is gone), one that
+    /// exits forgotten, and a kill's call sites are read and named.
+    fn grow_or_kill(&mut self, ev: &RawEvent, memcg: u64) -> Option<Callsites> {
+        if !self.kernel.has_callsites() {
+            return None;
+        }
+        match ev {
+            RawEvent::Alloc(a) if self.symbols.learn(a.task.tgid) => {
+                self.kernel.process_ended(a.task.tgid, false);
+            }
+            RawEvent::Exit(x) if x.task.pid == x.task.tgid && self.symbols.forget(x.task.tgid) => {
+                self.kernel.process_ended(x.task.tgid, true);
+            }
+            RawEvent::Oom(e) => {
+                let memcgs = callsites::memcgs_of(e, memcg);
+                let raw = self.kernel.callsites(e, &memcgs, callsites::TOP_SITES)?;
+                return Some(callsites::name(raw, e.trigger.tgid, &mut self.symbols));
+            }
+            _ => {}
+        }
+        None
     }
 
     /// A new cgroup: if pods live under it (the kubelet just made its
@@ -326,6 +356,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     fn cgroup_removed(&mut self, id: u64) {
         self.analysis.cgroup_removed(id);
         self.kernel.forget_pressure(id);
+        self.kernel.forget_callsites(id);
         self.pods.forget(id);
         self.lifecycle.removed(id);
         self.naming.remove(&id);

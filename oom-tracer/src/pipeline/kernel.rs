@@ -1,9 +1,10 @@
 //! Where the pipeline's records come from: the loaded tracer, or a fake in
 //! the pipeline's tests. The pipeline decodes the raw bytes itself.
-use oom_tracer_common::PressureStat;
+use oom_tracer_common::{OomEvent, PressureStat};
 
 use crate::{
     bpf::{
+        callsites::RawCallsites,
         memstat::StatLayout,
         tracer::{KernelCounters, Tracer, WatchError},
     },
@@ -34,6 +35,20 @@ pub(crate) trait Kernel {
     fn pressure_of(&self, memcg: u64) -> Option<PressureStat>;
     /// The memcg is gone: drop its sums.
     fn forget_pressure(&mut self, memcg: u64);
+    /// The kill's call sites as the kernel kept them: the trigger's stacks
+    /// and the `top` largest sites of the ramp in `memcgs`. None where call
+    /// sites are off.
+    fn callsites(&mut self, _e: &OomEvent, _memcgs: &[u64], _top: usize) -> Option<RawCallsites> {
+        None
+    }
+    /// Whether call sites are on.
+    fn has_callsites(&self) -> bool {
+        false
+    }
+    /// The memcg is gone: drop its call sites.
+    fn forget_callsites(&mut self, _memcg: u64) {}
+    /// Process `tgid` ended (its sites go), or grows (`false`).
+    fn process_ended(&mut self, _tgid: u32, _ended: bool) {}
 }
 
 impl Kernel for Tracer {
@@ -91,5 +106,21 @@ impl Kernel for Tracer {
 
     fn forget_pressure(&mut self, memcg: u64) {
         Tracer::forget_pressure(self, memcg);
+    }
+
+    fn callsites(&mut self, e: &OomEvent, memcgs: &[u64], top: usize) -> Option<RawCallsites> {
+        Tracer::callsites(self, e, memcgs, top)
+    }
+
+    fn forget_callsites(&mut self, memcg: u64) {
+        Tracer::forget_callsites(self, memcg);
+    }
+
+    fn process_ended(&mut self, tgid: u32, ended: bool) {
+        Tracer::process_ended(self, tgid, ended);
+    }
+
+    fn has_callsites(&self) -> bool {
+        Tracer::has_callsites(self)
     }
 }

@@ -28,6 +28,7 @@ use std::{
 use oom_tracer_common::decode::{RawEvent, decode};
 use tokio::time::MissedTickBehavior;
 
+mod callsites;
 mod enrich;
 mod handle;
 pub(crate) mod kernel;
@@ -102,9 +103,16 @@ pub(crate) struct Pipeline<K, P> {
     check: statcheck::CheckState,
     /// Stopping: nothing waits for names any more.
     stopping: bool,
+    /// Names the frames of call sites.
+    symbols: crate::symbols::Symbols,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
+    /// Tests: name call sites as if their processes were gone.
+    pub(crate) fn callsites_as_gone(&mut self, on: bool) {
+        self.symbols.as_gone = on;
+    }
+
     pub(crate) fn new(
         kernel: K,
         translator: Translator,
@@ -133,6 +141,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             naming: HashMap::new(),
             check: statcheck::CheckState::default(),
             stopping: false,
+            symbols: crate::symbols::Symbols::new(),
         }
     }
 
@@ -152,6 +161,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         mode: Mode,
         cgroup_version: Option<CgroupVersion>,
     ) -> Result<(), PipelineError> {
+        if self.kernel.has_callsites() {
+            // Kernel symbols read before the first kill needs them.
+            self.symbols.warm(Duration::from_secs(2));
+        }
         let start = Start {
             version: env!("CARGO_PKG_VERSION").into(),
             mode,

@@ -5,6 +5,7 @@
 //! with the schema's types and `lanes.rs` grouping the records into lanes;
 //! `svg.rs` draws them, one chart per container: memory over time per
 //! attempt, the limits, the OOM kills, the exits and the restart back-off.
+mod folded;
 mod input;
 mod lanes;
 mod model;
@@ -54,6 +55,12 @@ pub(crate) enum ReportError {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<(), ReportError> {
+    if let Some(out) = &args.folded {
+        write_folded(&args.input, out)?;
+    }
+    let Some(svg_path) = &args.svg else {
+        return Ok(());
+    };
     let report = read(&args.input)?;
     if report.skipped > 0 {
         tracing::warn!(
@@ -73,7 +80,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), ReportError> {
     if report.lanes.is_empty() {
         return Err(ReportError::NothingToDraw {
             input: args.input.clone(),
-            svg: args.svg.clone(),
+            svg: svg_path.clone(),
             records: report.records,
             skipped: report.skipped,
             other_version: report.other_version,
@@ -91,11 +98,11 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), ReportError> {
         |n| n.to_string_lossy().into_owned(),
     );
     let text = svg::render(&report, &source).map_err(|source| ReportError::Draw {
-        path: args.svg.clone(),
+        path: svg_path.clone(),
         source,
     })?;
-    std::fs::write(&args.svg, text).map_err(|source| ReportError::Write {
-        path: args.svg.clone(),
+    std::fs::write(svg_path, text).map_err(|source| ReportError::Write {
+        path: svg_path.clone(),
         source,
     })?;
     for lane in &report.lanes {
@@ -110,10 +117,37 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), ReportError> {
     let kills: usize = report.lanes.iter().map(|l| l.kills.len()).sum();
     tracing::info!(
         "wrote {}: {} container(s), {} OOM kill(s), {} record(s)",
-        args.svg.display(),
+        svg_path.display(),
         report.lanes.len(),
         kills,
         report.records
+    );
+    Ok(())
+}
+
+/// Folded stacks of the kills' call sites into `out` (`-`: stdout).
+fn write_folded(input: &Path, out: &Path) -> Result<(), ReportError> {
+    let err = |source| ReportError::Read {
+        path: input.to_owned(),
+        source,
+    };
+    let file = File::open(input).map_err(err)?;
+    let (text, kills) = folded::fold(BufReader::new(file)).map_err(err)?;
+    let write_err = |source| ReportError::Write {
+        path: out.to_owned(),
+        source,
+    };
+    if out == Path::new("-") {
+        use std::io::Write as _;
+        std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(write_err)?;
+    } else {
+        std::fs::write(out, &text).map_err(write_err)?;
+    }
+    tracing::info!(
+        "folded stacks of {kills} OOM kill(s) with call sites: {}",
+        out.display()
     );
     Ok(())
 }

@@ -20,10 +20,7 @@ use workload::{ids, kill_all, lossy, spawn, workload};
 use crate::{
     analyse::Analysis,
     backoff::Backoff,
-    bpf::{
-        loader::{self, LoadError},
-        tracer::Tracer,
-    },
+    bpf::{loader::LoadError, startup, tracer::Tracer},
     cgroup::{CgroupError, MemoryHierarchy, index::CgroupIndex, pod::PodCgroups},
     cli::{RestartPolicy, RunArgs},
     errors,
@@ -95,7 +92,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
         tracing::info!("metrics on http://{local}/metrics");
     }
     let hierarchy = MemoryHierarchy::detect()?;
-    let tracer = loader::load(&args.trace.load_options(hierarchy.hierarchy_id, false))?;
+    let tracer = startup::load(&args.trace.load_options(hierarchy.hierarchy_id, false))?;
     let translator = Translator::new(
         BootClock::measure(),
         CgroupIndex::new(Some(hierarchy.clone())),
@@ -103,6 +100,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
     let analysis = Analysis::new(args.backoff.policy(), args.pressure.options());
     let mut p = Pipeline::new(tracer, translator, FixedPod::default(), sinks, analysis)
         .with_health(health.clone());
+    p.callsites_as_gone(args.trace.test_callsites_as_gone);
     // The check's child goes into a probe cgroup beside the pod; `run`
     // removes the parent when it is empty at the end.
     let site = ProbeSite {

@@ -8,6 +8,7 @@
 //! imports nothing else of the crate.
 use serde::{Deserialize, Serialize};
 
+mod callsites;
 mod cycle;
 mod exit;
 mod ids;
@@ -17,6 +18,7 @@ mod text;
 mod time;
 mod tracer;
 
+pub(crate) use callsites::{Callsites, Frame, Site, Stack};
 pub(crate) use cycle::{CycleExit, CycleRestart, Incident, Ramp};
 pub(crate) use exit::{ContainerState, ExitReason, KilledBy, Verdict};
 pub(crate) use ids::{ContainerRef, PodRef, Proc};
@@ -291,6 +293,10 @@ pub(crate) struct OomKill {
     /// Reclaim in the victim's cgroup over the 10 s before the kill.
     #[serde(default)]
     pub pressure: Option<Pressure>,
+    /// Which code filled the cgroup, and the stacks of the allocation that
+    /// hit the limit; null where call sites are off.
+    #[serde(default)]
+    pub callsites: Option<Callsites>,
 }
 
 /// A process exited (thread-group leader).
@@ -376,6 +382,10 @@ pub(crate) struct Cycle {
     /// restart (tmpfs kept by an `emptyDir`, a pod-level limit).
     #[serde(default)]
     pub cause_carried_over: bool,
+    /// The call sites that grew the container, at the attempt's first OOM
+    /// kill (its `callsites.top`); empty where call sites are off.
+    #[serde(default)]
+    pub top_sites: Vec<Site>,
 }
 
 /// A memory cgroup was created or removed.

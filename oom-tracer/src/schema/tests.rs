@@ -188,6 +188,7 @@ pub(crate) fn samples() -> Vec<Record> {
                 container: Some(ctr()),
             }]),
             pressure: Some(pressure()),
+            callsites: Some(callsites()),
             // `victim_breakdown` null, and any field added later.
             ..Default::default()
         }
@@ -270,6 +271,7 @@ pub(crate) fn samples() -> Vec<Record> {
             }),
             cause: Some(cause()),
             cause_carried_over: false,
+            top_sites: callsites().top,
         }
         .into(),
         Body::CgroupMkdir(CgroupDir {
@@ -373,6 +375,38 @@ fn unknown_events_and_missing_fields_are_errors() {
     assert!(serde_json::from_str::<Record>(partial).is_err());
 }
 
+fn callsites() -> Callsites {
+    let frame = |s: Option<&str>| Frame {
+        addr: "0x55d0c0a21234".into(),
+        symbol: s.map(Into::into),
+        module: Some("/usr/bin/stress".into()),
+        offset: Some(0x21234),
+        build_id: Some("4f1c".into()),
+        unsure: s.is_none(),
+    };
+    let stack = Stack {
+        frames: vec![frame(Some("stress::grow_fast")), frame(None)],
+        depth: 2,
+        shallow: true,
+        missing: None,
+    };
+    Callsites {
+        unwinder: "frame_pointers".into(),
+        trigger_user: stack.clone(),
+        trigger_kernel: Stack {
+            missing: Some("gone".into()),
+            ..Stack::default()
+        },
+        top: vec![Site {
+            bytes: 40 << 20,
+            share_pct: 71.4,
+            stack,
+        }],
+        ramp_bytes: 56 << 20,
+        site_count: 2,
+    }
+}
+
 /// docs/schema.md: each event's and each object's table of fields.
 fn documented() -> std::collections::BTreeMap<String, Vec<String>> {
     let doc = include_str!("../../../docs/schema.md");
@@ -450,6 +484,10 @@ fn the_documented_fields_are_the_written_ones() {
         ("cause", &recs[5]["cause"]),
         ("task", &recs[5]["tasks"][0]),
         ("pressure", &recs[5]["pressure"]),
+        ("callsites", &recs[5]["callsites"]),
+        ("site", &recs[5]["callsites"]["top"][0]),
+        ("stack", &recs[5]["callsites"]["trigger_user"]),
+        ("frame", &recs[5]["callsites"]["trigger_user"]["frames"][0]),
         ("ramp", &recs[10]["ramp"]),
         ("incident", &recs[10]["incident"]),
         ("cycle_exit", &recs[10]["exit"]),

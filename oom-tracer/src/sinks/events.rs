@@ -49,7 +49,7 @@ impl OomEvent {
             uid: pod.uid.clone(),
             container: o.container.as_ref().and_then(|c| c.name.clone()),
             message: format!(
-                "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}{}",
+                "OOM kill: victim {} (pid {}, anon {}), triggered by {} (pid {}); {limit}{}{}",
                 o.victim.comm,
                 o.victim.pid,
                 o.victim.anon_rss_bytes.map_or("?".into(), b),
@@ -58,6 +58,15 @@ impl OomEvent {
                 o.cause
                     .as_ref()
                     .map(|c| format!("; cause: {}", c.text))
+                    .unwrap_or_default(),
+                o.callsites
+                    .as_ref()
+                    .and_then(|c| c.top.first())
+                    .map(|s| format!(
+                        "; top site: {} ({:.1}% of the growth)",
+                        s.stack.top_label(),
+                        s.share_pct
+                    ))
                     .unwrap_or_default()
             ),
         })

@@ -3,8 +3,8 @@
 use crate::{
     quantity::format_bytes as bytes,
     schema::{
-        Alloc, AllocKind, Body, ContainerExit, Cycle, Exec, Exit, OomKill, Record, Signal, Start,
-        Stop,
+        Alloc, AllocKind, Body, Callsites, ContainerExit, Cycle, Exec, Exit, OomKill, Record,
+        Signal, Start, Stop,
     },
 };
 
@@ -207,7 +207,65 @@ fn oom_kill(o: &OomKill) -> String {
             secs(p.window_ms)
         ));
     }
+    if let Some(c) = &o.callsites {
+        line.push_str(&callsites(c));
+    }
     line
+}
+
+/// `; top sites: grow_fast 40.0 MiB (71.4%), grow_slow …; at the kill:
+/// grow_fast (shallow) / kernel shmem_get_folio_gfp`.
+fn callsites(c: &Callsites) -> String {
+    let mut out = String::new();
+    if !c.top.is_empty() {
+        let sites: Vec<String> = c
+            .top
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} ({:.1}%){}",
+                    s.stack.top_label(),
+                    bytes(s.bytes),
+                    s.share_pct,
+                    if s.stack.shallow { " [shallow]" } else { "" }
+                )
+            })
+            .collect();
+        out.push_str(&format!("; top sites: {}", sites.join(", ")));
+    }
+    let user = &c.trigger_user;
+    let kernel = &c.trigger_kernel;
+    out.push_str(&format!(
+        "; at the kill: {}{} / kernel {}",
+        user.missing
+            .as_deref()
+            .map_or_else(|| user.top_label(), str::to_owned),
+        if user.shallow { " [shallow]" } else { "" },
+        kernel_site(kernel)
+    ));
+    out
+}
+
+/// The kernel frame that asked for the memory: the one below the OOM
+/// killer's and the memcg charge's own frames.
+fn kernel_site(k: &crate::schema::Stack) -> String {
+    if let Some(m) = &k.missing {
+        return m.clone();
+    }
+    let own = |s: &str| {
+        s.starts_with("bpf_")
+            || s.contains("oom")
+            || s.contains("mark_victim")
+            || s.contains("charge")
+            || s.starts_with("__traceiter")
+    };
+    let last_own = k
+        .frames
+        .iter()
+        .rposition(|f| f.symbol.as_deref().is_some_and(own));
+    last_own
+        .and_then(|i| k.frames.get(i + 1))
+        .map_or_else(|| k.top_label(), crate::schema::Frame::label)
 }
 
 fn exit(e: &Exit) -> String {
@@ -274,6 +332,14 @@ fn cycle(c: &Cycle) -> String {
         parts.push(
             "died at once of the same cause as the attempt before: it outlived the restart".into(),
         );
+    }
+    if let Some(site) = c.top_sites.first() {
+        parts.push(format!(
+            "top site: {} {} ({:.1}%)",
+            site.stack.top_label(),
+            bytes(site.bytes),
+            site.share_pct
+        ));
     }
     if let Some(r) = &c.restart {
         parts.push(format!(

@@ -13,7 +13,9 @@ use crate::{
     analyse::cause::cause,
     cgroup::{CgroupVersion, pod::read_limit_hits},
     pods::Container,
-    schema::{Body, LimitLevel, Memcg, OomKill, OomKind, OomSource, Pressure, Trigger, Victim},
+    schema::{
+        Body, Callsites, LimitLevel, Memcg, OomKill, OomKind, OomSource, Pressure, Trigger, Victim,
+    },
 };
 
 /// What the pipeline knows about a kill beside the kernel's record.
@@ -25,6 +27,8 @@ pub(crate) struct KillInputs<'a> {
     pub who: Option<&'a mut dyn FnMut(u64) -> Option<Container>>,
     /// Reclaim in the victim's cgroup before the kill (the analysis).
     pub pressure: Option<Pressure>,
+    /// The kill's call sites, named when its record was read.
+    pub callsites: Option<Callsites>,
 }
 
 /// The memcg of an OOM kill's victim; the trigger's where the victim's is
@@ -115,6 +119,7 @@ impl Translator {
             cause,
             tasks,
             pressure: inputs.pressure,
+            callsites: inputs.callsites,
         })
     }
 

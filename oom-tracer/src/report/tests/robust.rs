@@ -150,7 +150,8 @@ fn report_run_errors_name_the_path() {
     let missing = dir.join("missing.ndjson");
     let e = crate::report::run(&ReportArgs {
         input: missing.clone(),
-        svg: dir.join("out.svg"),
+        svg: Some(dir.join("out.svg")),
+        folded: None,
     })
     .unwrap_err();
     assert!(matches!(e, ReportError::Read { .. }), "{e:?}");
@@ -162,7 +163,8 @@ fn report_run_errors_name_the_path() {
     let out = dir.join("no-such-dir").join("out.svg");
     let e = crate::report::run(&ReportArgs {
         input: input.clone(),
-        svg: out.clone(),
+        svg: Some(out.clone()),
+        folded: None,
     })
     .unwrap_err();
     assert!(matches!(e, ReportError::Write { .. }), "{e:?}");
@@ -171,7 +173,8 @@ fn report_run_errors_name_the_path() {
     let out = dir.join("out.svg");
     crate::report::run(&ReportArgs {
         input,
-        svg: out.clone(),
+        svg: Some(out.clone()),
+        folded: None,
     })
     .unwrap();
     texts(&std::fs::read_to_string(&out).unwrap());
