@@ -16,11 +16,11 @@ pub(super) const TOP_SITES: usize = 5;
 const UNWINDER: &str = "frame_pointers";
 /// At most this many frames: a stack no deeper is `shallow`.
 const SHALLOW_DEPTH: u32 = 2;
-/// How long the drain waits for a kill's frames to be named, in all
+/// How long one drain waits for its kills' frames to be named, in all
 /// (names come from the cache in microseconds; a binary whose symbols were
 /// not read ahead may take longer: its frames then stay unnamed, with
 /// their module, offset and build id).
-const NAMING_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const NAMING_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Names the kernel's call sites of a kill whose trigger is process `tgid`.
 pub(super) fn name(raw: RawCallsites, tgid: u32, symbols: &mut Symbols) -> Callsites {

@@ -228,6 +228,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Drains the ring buffer through every stage, then reports new losses.
     pub(crate) async fn pump(&mut self) -> Result<(), PipelineError> {
         self.poll_check()?;
+        self.symbols.new_drain(callsites::NAMING_BUDGET);
         let mut events = Vec::new();
         let mut bad = Vec::new();
         self.kernel.drain(&mut |bytes| match decode(bytes) {

@@ -30,6 +30,8 @@ pub(crate) struct Symbols {
     known: HashMap<u32, Vec<Mapping>>,
     /// Until when the frames of the kill being named may wait for names.
     deadline: Instant,
+    /// The kills of one drain share one budget (see [`Symbols::new_drain`]).
+    drain_deadline: Option<Instant>,
     /// Tests: every process is taken as gone at its kill.
     pub as_gone: bool,
     /// `/proc` shows the host's pids; without (a container without
@@ -49,6 +51,7 @@ impl Symbols {
             worker: None,
             known: HashMap::new(),
             deadline: Instant::now(),
+            drain_deadline: None,
             as_gone: false,
             host_pids: maps::host_pids(),
         }
@@ -77,9 +80,18 @@ impl Symbols {
         );
     }
 
-    /// The frames of one kill may wait for names this long, in all.
+    /// A drain of the ring buffer begins: the kills it reads wait for
+    /// names at most `budget` together, so a burst of kills does not hold
+    /// the drain `budget` per kill.
+    pub(crate) fn new_drain(&mut self, budget: Duration) {
+        self.drain_deadline = Some(Instant::now() + budget);
+    }
+
+    /// The frames of one kill may wait for names this long, in all, and no
+    /// longer than the drain's budget.
     pub(crate) fn begin(&mut self, budget: Duration) {
-        self.deadline = Instant::now() + budget;
+        let own = Instant::now() + budget;
+        self.deadline = self.drain_deadline.map_or(own, |d| d.min(own));
     }
 
     /// Remembers the mappings of process `tgid`, once (the first growth
