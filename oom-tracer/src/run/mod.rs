@@ -126,7 +126,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), RunError> {
         Ok(reason) => reason.clone(),
         Err(e) => StopReason::Error(errors::chain(e)),
     };
-    p.stop(reason, restarts).await?;
+    let stopped = p.stop(reason, restarts).await;
+    // The startup check's probe cgroup below the parent is gone once the
+    // pipeline is (`stop` ends the check, and so does its drop on an
+    // error): only then can the parent go too.
+    drop(p);
+    remove_parent_if_empty(&hierarchy, &args.cgroup_parent);
+    stopped?;
     result.map(|_| ())
 }
 
@@ -149,7 +155,8 @@ struct LocalKubelet<'a> {
 
 impl LocalKubelet<'_> {
     /// Creates the pod cgroup, runs the container until a stop condition,
-    /// and removes the pod cgroup again, however that went.
+    /// and removes the pod cgroup again, however that went (the parent goes
+    /// after the pipeline, see [`run`]).
     async fn run_pod(
         &mut self,
         hierarchy: &MemoryHierarchy,
@@ -166,7 +173,6 @@ impl LocalKubelet<'_> {
         if let Err(e) = pods.pod.remove(Duration::from_secs(5)) {
             tracing::warn!("{}", errors::chain(&e));
         }
-        remove_parent_if_empty(hierarchy, &self.args.cgroup_parent);
         result
     }
 
