@@ -151,7 +151,7 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     let report = attacher.report;
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
         tracing::info!(
-            "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its usage at the limit"
+            "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its own OOM count (memory.events.local), else by its usage at the limit"
         );
     }
     let startup = started.elapsed();

@@ -264,8 +264,14 @@ impl KernelBtf {
             k.memcg_events = off;
             k.memcg_events_len = u32::try_from(len).unwrap_or(0);
         }
+        if let Some((off, len)) = self.array("mem_cgroup", "memory_events_local")
+            && u32::try_from(len).ok() == Some(k.memcg_events_len)
+        {
+            k.memcg_events_local = off;
+        }
         let enumerator = |e: &str, n: &str| self.enumerator(e, n).unwrap_or(OFFSET_ABSENT);
         k.memcg_event_max = enumerator("memcg_memory_event", "MEMCG_MAX");
+        k.memcg_event_oom = enumerator("memcg_memory_event", "MEMCG_OOM");
         k.item_file_pages = enumerator("node_stat_item", "NR_FILE_PAGES");
         k.item_shmem = enumerator("node_stat_item", "NR_SHMEM");
         k.cgroup_cset_links = opt("cgroup", "cset_links");
@@ -347,6 +353,8 @@ mod tests {
         assert!(k.vmstats_state_len >= 20, "{k:?}");
         assert!(k.memcg_events_len >= 5, "{k:?}");
         assert_eq!(k.memcg_event_max, 2);
+        assert_eq!(k.memcg_event_oom, 3);
+        assert_ne!(k.memcg_events_local, OFFSET_ABSENT);
         assert_ne!(k.item_shmem, OFFSET_ABSENT);
         assert_ne!(k.cset_tasks, OFFSET_ABSENT);
         assert_ne!(k.task_cg_list, OFFSET_ABSENT);
