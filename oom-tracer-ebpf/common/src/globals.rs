@@ -56,6 +56,10 @@ pub struct KernelOffsets {
     /// its limit.
     pub memcg_events_local: u32,
     pub memcg_event_oom: u32,
+    /// `cgroup.root` and `cgroup_root.hierarchy_id`: the hierarchy of a
+    /// cgroup (0: the v2 one), the classic cgroup tracepoints' `root`.
+    pub cgroup_root: u32,
+    pub root_hierarchy_id: u32,
     /// `enum node_stat_item` values of `NR_FILE_PAGES` and `NR_SHMEM`: the
     /// `item` of `memcg/mod_memcg_lruvec_state`.
     pub item_file_pages: u32,
@@ -123,6 +127,8 @@ impl KernelOffsets {
         memcg_event_max: OFFSET_ABSENT,
         memcg_events_local: OFFSET_ABSENT,
         memcg_event_oom: OFFSET_ABSENT,
+        cgroup_root: OFFSET_ABSENT,
+        root_hierarchy_id: OFFSET_ABSENT,
         item_file_pages: OFFSET_ABSENT,
         item_shmem: OFFSET_ABSENT,
         cgroup_cset_links: OFFSET_ABSENT,
@@ -236,7 +242,7 @@ impl Settings {
 }
 
 // The ABI, pinned. A change here must change both sides and these numbers.
-const _: () = assert!(size_of::<KernelOffsets>() == 96 + 26 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 96 + 28 * 4);
 const _: () = assert!(size_of::<TracepointLayout>() == 84);
 const _: () = assert!(size_of::<Settings>() == 40);
 

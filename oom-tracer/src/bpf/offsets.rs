@@ -237,6 +237,8 @@ impl KernelBtf {
             .offset("cgroup", &["subsys"])
             .map_or(OFFSET_ABSENT, |o| o + memory_cgrp_id * 8);
         k.cgroup_level = opt("cgroup", &["level"]);
+        k.cgroup_root = opt("cgroup", &["root"]);
+        k.root_hierarchy_id = opt("cgroup_root", &["hierarchy_id"]);
         k.task_group_leader = opt("task_struct", &["group_leader"]);
         k.task_start_time = opt("task_struct", &["start_time"]);
         k.task_self_exec_id = opt("task_struct", &["self_exec_id"]);
@@ -355,6 +357,7 @@ mod tests {
         assert_eq!(k.memcg_event_max, 2);
         assert_eq!(k.memcg_event_oom, 3);
         assert_ne!(k.memcg_events_local, OFFSET_ABSENT);
+        assert_ne!(k.root_hierarchy_id, OFFSET_ABSENT);
         assert_ne!(k.item_shmem, OFFSET_ABSENT);
         assert_ne!(k.cset_tasks, OFFSET_ABSENT);
         assert_ne!(k.task_cg_list, OFFSET_ABSENT);

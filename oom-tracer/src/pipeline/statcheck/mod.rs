@@ -246,7 +246,7 @@ impl Drop for CheckState {
 #[cfg(test)]
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// A check whose verdict `v` comes after `after` (the pipeline's tests).
-    pub(super) fn fake_check(&mut self, after: Duration, v: Result<(), String>) {
+    pub(super) fn fake_check(&mut self, after: std::time::Duration, v: Result<(), String>) {
         let (answers, _) = mpsc::channel();
         let (verdict_tx, verdict) = mpsc::channel();
         let thread = std::thread::spawn(move || {
