@@ -18,15 +18,60 @@ use crate::{
     },
 };
 
+/// tp_btf/cgroup_mkdir(struct cgroup *cgrp, const char *path): attached
+/// through a bpf_link, no perf_event_open (which Debian's
+/// perf_event_paranoid=3 refuses to a pod with only CAP_BPF and
+/// CAP_PERFMON); the classic tracepoint below is the fallback.
+#[btf_tracepoint(function = "cgroup_mkdir")]
+pub(crate) fn cgroup_mkdir(ctx: BtfTracePointContext) -> u32 {
+    match try_cgroup_dir_btf(&ctx, EventKind::CgroupMkdir) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+/// tp_btf/cgroup_rmdir(struct cgroup *cgrp, const char *path).
+#[btf_tracepoint(function = "cgroup_rmdir")]
+pub(crate) fn cgroup_rmdir(ctx: BtfTracePointContext) -> u32 {
+    match try_cgroup_dir_btf(&ctx, EventKind::CgroupRmdir) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+/// The classic tracepoint's fields, read from the cgroup: the hierarchy
+/// (`cgrp->root->hierarchy_id`, 0 on v2), the id (`cgrp->kn->id`), the
+/// level, and the path the kernel formatted for the event.
+fn try_cgroup_dir_btf(ctx: &BtfTracePointContext, kind: EventKind) -> ReadResult<()> {
+    let cgrp: u64 = ctx.arg(0);
+    let root = btf_load::<u64>(cgrp, koff!(cgroup_root))?;
+    if btf_load::<i32>(root, koff!(root_hierarchy_id))? as u32 != setting!(memory_hierarchy) {
+        return Ok(());
+    }
+    let kn = btf_load::<u64>(cgrp, koff!(cgroup_kn))?;
+    let mut ev = CgroupEvent {
+        hdr: header(kind),
+        id: btf_load::<u64>(kn, koff!(kn_id))?,
+        level: btf_load::<i32>(cgrp, koff!(cgroup_level))? as u32,
+        ..Default::default()
+    };
+    let path: u64 = ctx.arg(1);
+    // SAFETY: the helper bounds the read by the buffer's length.
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(path as *const u8, &mut ev.path) };
+    output(&ev, NO_WAKE);
+    Ok(())
+}
+
+/// tracepoint/cgroup/cgroup_mkdir: the fallback where tp_btf is not
+/// available, fields read by the format file's layout.
 #[tracepoint(category = "cgroup", name = "cgroup_mkdir")]
-pub(crate) fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_cgroup_mkdir(ctx: TracePointContext) -> u32 {
     match try_cgroup_dir(&ctx, EventKind::CgroupMkdir) {
         Ok(()) | Err(_) => 0,
     }
 }
 
+/// tracepoint/cgroup/cgroup_rmdir: the fallback, as above.
 #[tracepoint(category = "cgroup", name = "cgroup_rmdir")]
-pub(crate) fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_cgroup_rmdir(ctx: TracePointContext) -> u32 {
     match try_cgroup_dir(&ctx, EventKind::CgroupRmdir) {
         Ok(()) | Err(_) => 0,
     }

@@ -64,6 +64,11 @@ pub(crate) static PRESSURE: LruHashMap<u64, oom_tracer_common::PressureStat> =
 pub(crate) static GROWTH: LruHashMap<u64, oom_tracer_common::GrowthState> =
     LruHashMap::with_max_entries(4096, 0);
 
+/// A memcg's own OOM count (`memory_events_local[MEMCG_OOM]`) when the
+/// last kill looked at it, by css `serial_nr` (`oom.rs`).
+#[map]
+pub(crate) static OOM_SEEN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
 /// Per-CPU room for a task list while it is gathered (a record too large
 /// for the BPF stack).
 #[map]

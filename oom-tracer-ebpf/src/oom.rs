@@ -12,8 +12,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use oom_tracer_common::{
     COMM_LEN, EventHeader, EventKind, MAX_CGROUP_DEPTH, OFFSET_ABSENT, OOM_LIMIT_STATS,
-    OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND, OOM_NO_LOCK_FIELD, OOM_RSS, OOM_SCORE_ADJ,
-    OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_STACKS, OOM_UID, OOM_VICTIM_MEMCG,
+    OOM_MEMCG_AT_LIMIT, OOM_MEMCG_FOUND, OOM_MEMCG_OOM_COUNT, OOM_NO_LOCK_FIELD, OOM_RSS,
+    OOM_SCORE_ADJ, OOM_SOURCE_TP_BTF, OOM_SOURCE_TRACEPOINT, OOM_STACKS, OOM_UID, OOM_VICTIM_MEMCG,
     OOM_VICTIM_STATS, OomEvent, RUNTIME_TASK_LIST, TaskInfo,
 };
 
@@ -24,7 +24,7 @@ use crate::{
         current_task_btf, is_oom_watched, koff, memcg_oom_watched, pages_to_bytes, read,
         read_data_loc, read_or_zero, task_info_btf, task_memcg, task_memcg_btf, tpl,
     },
-    maps::{LAST_OOM, RUNTIME},
+    maps::{LAST_OOM, OOM_SEEN, RUNTIME},
     memstat::read_memcg_stats,
     stacks,
 };
@@ -253,16 +253,22 @@ fn read_victim_mm(victim: u64, ev: &mut OomEvent) {
 const AT_LIMIT_SLACK_PAGES: u64 = 512;
 
 /// Finds the memcg that hit its limit and returns its css (0: none found,
-/// a global OOM or no way to tell).
+/// a global OOM or no way to tell). Two ways, by what the kernel has:
 ///
-/// While `mem_cgroup_out_of_memory()` runs, `oom_lock` is held on the
-/// OOMing memcg's whole subtree, so the topmost ancestor of `start` with
-/// `oom_lock` set is the one whose limit was hit: the walk stops at the
-/// first unlocked ancestor above a locked one. Kernels built without
-/// CONFIG_MEMCG_V1 (6.11+, e.g. Debian 13) have no `oom_lock` field: there,
-/// as the kernel's charge walk fails at the lowest ancestor whose page
-/// counter cannot take the charge, the lowest ancestor within
-/// `AT_LIMIT_SLACK_PAGES` of its `max` is the one.
+/// - `oom_lock` (CONFIG_MEMCG_V1; cgroup v1, and v2 on such kernels):
+///   `mem_cgroup_oom()` takes it (`mem_cgroup_oom_trylock`, through
+///   `memcg1_oom_prepare` from 6.11) on the OOMing memcg's whole subtree
+///   while `mem_cgroup_out_of_memory()` runs, so the topmost ancestor of
+///   `start` with `oom_lock` set is the one whose limit was hit: exact.
+/// - no `oom_lock` (6.11+ built without CONFIG_MEMCG_V1, e.g. Debian's
+///   6.12): `mem_cgroup_oom()` calls `memcg_memory_event(memcg, MEMCG_OOM)`
+///   on the memcg that hit its limit before the OOM killer runs, which
+///   raises that memcg's own `memory_events_local[MEMCG_OOM]`; see
+///   `find_by_oom_count`. Where that finds none, the lowest ancestor within
+///   `AT_LIMIT_SLACK_PAGES` of its `max` (the kernel's charge walk fails at
+///   the lowest ancestor that cannot take the charge): a guess, wrong when a
+///   child is as close to its own limit as its parent (a pod and its
+///   container with the same limit), hence last.
 #[inline(always)]
 fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
     let counter = koff!(memcg_memory);
@@ -271,8 +277,9 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
     }
     let lock_off = koff!(memcg_oom_lock);
     let mut found = 0u64;
-    // `lock_off` is a constant to the verifier: it checks one walk only (two
-    // walks in one program exceed the 1M-instruction budget of 6.1's).
+    // `lock_off` is a constant to the verifier: it checks one branch only
+    // (two walks in one program exceed the 1M-instruction budget of 6.1's,
+    // which has `oom_lock`).
     if lock_off != OFFSET_ABSENT {
         let mut css = start;
         for _ in 0..MAX_CGROUP_DEPTH {
@@ -286,25 +293,81 @@ fn find_oom_memcg(start: u64, ev: &mut OomEvent) -> u64 {
             }
             css = css_parent(css);
         }
-    } else {
-        ev.flags |= OOM_NO_LOCK_FIELD;
-        let mut css = start;
-        for _ in 0..MAX_CGROUP_DEPTH {
-            if css == 0 {
-                break;
-            }
-            let max = memcg_counter(css, koff!(page_counter_max));
-            if max != 0
-                && memcg_counter(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max
-            {
-                found = css;
-                ev.flags |= OOM_MEMCG_AT_LIMIT;
-                break;
-            }
-            css = css_parent(css);
-        }
+        return found;
     }
-    found
+    ev.flags |= OOM_NO_LOCK_FIELD;
+    found = find_by_oom_count(start);
+    if found != 0 {
+        ev.flags |= OOM_MEMCG_OOM_COUNT;
+        return found;
+    }
+    let mut css = start;
+    for _ in 0..MAX_CGROUP_DEPTH {
+        if css == 0 {
+            break;
+        }
+        if at_limit(css) {
+            ev.flags |= OOM_MEMCG_AT_LIMIT;
+            return css;
+        }
+        css = css_parent(css);
+    }
+    0
+}
+
+/// Whether the memcg `css` is within `AT_LIMIT_SLACK_PAGES` of its `max`.
+#[inline(always)]
+fn at_limit(css: u64) -> bool {
+    let max = memcg_counter(css, koff!(page_counter_max));
+    max != 0 && memcg_counter(css, koff!(page_counter_usage)) + AT_LIMIT_SLACK_PAGES >= max
+}
+
+/// The lowest ancestor of `start` (itself included) whose own OOM count,
+/// `memory_events_local[MEMCG_OOM]`, rose since the last kill looked at it
+/// (`OOM_SEEN`, by css `serial_nr`): the memcg `mem_cgroup_oom()` counted
+/// this OOM on. The count is raised only on the memcg that hit its limit
+/// (the hierarchical `memory_events[]` of its ancestors rise too, the local
+/// ones do not), so a child's count does not move for its parent's OOM. A
+/// memcg not seen before counts only when it is also at its limit: its
+/// count may be older than the agent. 0: none (a global OOM, a kernel
+/// without `memory_events_local`).
+#[inline(always)]
+fn find_by_oom_count(start: u64) -> u64 {
+    let (events, idx) = (koff!(memcg_events_local), koff!(memcg_event_oom));
+    let serial_off = koff!(css_serial_nr);
+    if events == OFFSET_ABSENT
+        || serial_off == OFFSET_ABSENT
+        || idx == OFFSET_ABSENT
+        || idx >= koff!(memcg_events_len)
+    {
+        return 0;
+    }
+    // atomic_long_t entries.
+    let off = events + idx * 8;
+    let mut css = start;
+    for _ in 0..MAX_CGROUP_DEPTH {
+        if css == 0 {
+            break;
+        }
+        let count = read_or_zero::<u64>(css, off);
+        let serial = read_or_zero::<u64>(css, serial_off);
+        let seen = OOM_SEEN.get_ptr(serial).map(|p| {
+            // SAFETY: a value of the map, read once.
+            unsafe { *p }
+        });
+        if seen != Some(count) {
+            let _ = OOM_SEEN.insert(serial, count, 0);
+        }
+        let rose = match seen {
+            Some(last) => count > last,
+            None => count != 0 && at_limit(css),
+        };
+        if rose {
+            return css;
+        }
+        css = css_parent(css);
+    }
+    0
 }
 
 /// A field of the `memory` page_counter of the memcg `css`, in pages.

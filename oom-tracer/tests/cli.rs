@@ -54,8 +54,8 @@ fn check_reports_every_hook() {
         "tp_btf/sched_process_exec",
         "tp_btf/sched_process_exit",
         "tp_btf/rss_stat",
-        "tracepoint/cgroup/cgroup_mkdir",
-        "tracepoint/cgroup/cgroup_rmdir",
+        "tp_btf/cgroup_mkdir",
+        "tp_btf/cgroup_rmdir",
         "tp_btf/cgroup_attach_task",
     ] {
         assert!(active.contains(&hook), "{hook} not active: {report}");

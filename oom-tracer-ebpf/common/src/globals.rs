@@ -50,6 +50,16 @@ pub struct KernelOffsets {
     pub memcg_events_len: u32,
     /// `MEMCG_MAX` in `enum memcg_memory_event`.
     pub memcg_event_max: u32,
+    /// `mem_cgroup.memory_events_local` (same entries as `memory_events`)
+    /// and `MEMCG_OOM` in `enum memcg_memory_event`: a memcg's own count
+    /// of OOMs, the one `mem_cgroup_oom()` raises on the memcg that hit
+    /// its limit.
+    pub memcg_events_local: u32,
+    pub memcg_event_oom: u32,
+    /// `cgroup.root` and `cgroup_root.hierarchy_id`: the hierarchy of a
+    /// cgroup (0: the v2 one), the classic cgroup tracepoints' `root`.
+    pub cgroup_root: u32,
+    pub root_hierarchy_id: u32,
     /// `enum node_stat_item` values of `NR_FILE_PAGES` and `NR_SHMEM`: the
     /// `item` of `memcg/mod_memcg_lruvec_state`.
     pub item_file_pages: u32,
@@ -115,6 +125,10 @@ impl KernelOffsets {
         memcg_events: OFFSET_ABSENT,
         memcg_events_len: 0,
         memcg_event_max: OFFSET_ABSENT,
+        memcg_events_local: OFFSET_ABSENT,
+        memcg_event_oom: OFFSET_ABSENT,
+        cgroup_root: OFFSET_ABSENT,
+        root_hierarchy_id: OFFSET_ABSENT,
         item_file_pages: OFFSET_ABSENT,
         item_shmem: OFFSET_ABSENT,
         cgroup_cset_links: OFFSET_ABSENT,
@@ -230,7 +244,7 @@ impl Settings {
 }
 
 // The ABI, pinned. A change here must change both sides and these numbers.
-const _: () = assert!(size_of::<KernelOffsets>() == 96 + 24 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 96 + 28 * 4);
 const _: () = assert!(size_of::<TracepointLayout>() == 84);
 const _: () = assert!(size_of::<Settings>() == 40);
 

@@ -56,6 +56,9 @@ pub const PROG_RSS_STAT: &str = "rss_stat";
 pub const PROG_KMEM_RSS_STAT: &str = "kmem_rss_stat";
 pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
 pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
+/// The classic tracepoints' programs, where tp_btf is refused.
+pub const PROG_CGROUP_MKDIR_TP: &str = "cgroup_cgroup_mkdir";
+pub const PROG_CGROUP_RMDIR_TP: &str = "cgroup_cgroup_rmdir";
 pub const PROG_CGROUP_ATTACH_TASK: &str = "cgroup_attach_task";
 /// The classic tracepoint's program, where tp_btf is refused.
 pub const PROG_CGROUP_ATTACH_TASK_TP: &str = "cgroup_cgroup_attach_task";
@@ -65,7 +68,7 @@ pub const PROG_RECLAIM_END: &str = "mm_vmscan_memcg_reclaim_end";
 pub const PROG_MEMCG_GROWTH: &str = "mod_memcg_lruvec_state";
 
 /// Every program in the object.
-pub const PROGRAMS: [&str; 15] = [
+pub const PROGRAMS: [&str; 17] = [
     PROG_MARK_VICTIM,
     PROG_OOM_MARK_VICTIM,
     PROG_SIGNAL_GENERATE,
@@ -75,6 +78,8 @@ pub const PROGRAMS: [&str; 15] = [
     PROG_KMEM_RSS_STAT,
     PROG_CGROUP_MKDIR,
     PROG_CGROUP_RMDIR,
+    PROG_CGROUP_MKDIR_TP,
+    PROG_CGROUP_RMDIR_TP,
     PROG_CGROUP_ATTACH_TASK,
     PROG_CGROUP_ATTACH_TASK_TP,
     PROG_MARK_VICTIM_TASKS,

@@ -29,6 +29,10 @@ pub const OOM_LIMIT_STATS: u32 = 1 << 7;
 /// own memcg (set only when it is another memcg than the one that hit its
 /// limit).
 pub const OOM_VICTIM_STATS: u32 = 1 << 8;
+/// `OomEvent::flags`: the memcg was found as the lowest ancestor of the
+/// victim whose own OOM count (`memory.events.local` `oom`) rose since the
+/// last kill, not by `oom_lock` (kernels without CONFIG_MEMCG_V1).
+pub const OOM_MEMCG_OOM_COUNT: u32 = 1 << 9;
 
 /// `OomEvent::flags`: call sites are on; `user_stack_id` and
 /// `kernel_stack_id` say what `bpf_get_stackid` gave.

@@ -6,10 +6,11 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use oom_tracer_common::names::{
-    PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_ATTACH_TASK_TP, PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
-    PROG_KMEM_RSS_STAT, PROG_MARK_VICTIM, PROG_MARK_VICTIM_TASKS, PROG_MEMCG_GROWTH,
-    PROG_OOM_MARK_VICTIM, PROG_RECLAIM_BEGIN, PROG_RECLAIM_END, PROG_RSS_STAT,
-    PROG_SCHED_PROCESS_EXEC, PROG_SCHED_PROCESS_EXIT, PROG_SIGNAL_GENERATE,
+    PROG_CGROUP_ATTACH_TASK, PROG_CGROUP_ATTACH_TASK_TP, PROG_CGROUP_MKDIR, PROG_CGROUP_MKDIR_TP,
+    PROG_CGROUP_RMDIR, PROG_CGROUP_RMDIR_TP, PROG_KMEM_RSS_STAT, PROG_MARK_VICTIM,
+    PROG_MARK_VICTIM_TASKS, PROG_MEMCG_GROWTH, PROG_OOM_MARK_VICTIM, PROG_RECLAIM_BEGIN,
+    PROG_RECLAIM_END, PROG_RSS_STAT, PROG_SCHED_PROCESS_EXEC, PROG_SCHED_PROCESS_EXIT,
+    PROG_SIGNAL_GENERATE,
 };
 
 use crate::{
@@ -84,9 +85,30 @@ pub(crate) const TAKES_STACKS: [&str; 4] = [
     PROG_KMEM_RSS_STAT,
 ];
 
+/// The memory cgroup lifecycle: tp_btf (a bpf_link: no perf_event_open,
+/// which Debian's perf_event_paranoid=3 refuses without CAP_SYS_ADMIN even
+/// to a holder of CAP_PERFMON), else the classic tracepoints.
+pub(crate) const CGROUP_MKDIR_BTF: Hook = Hook {
+    program: PROG_CGROUP_MKDIR,
+    attach: Attach::TpBtf("cgroup_mkdir"),
+};
+pub(crate) const CGROUP_MKDIR_TP: Hook = Hook {
+    program: PROG_CGROUP_MKDIR_TP,
+    attach: Attach::Tracepoint("cgroup", "cgroup_mkdir"),
+};
+pub(crate) const CGROUP_RMDIR_BTF: Hook = Hook {
+    program: PROG_CGROUP_RMDIR,
+    attach: Attach::TpBtf("cgroup_rmdir"),
+};
+pub(crate) const CGROUP_RMDIR_TP: Hook = Hook {
+    program: PROG_CGROUP_RMDIR_TP,
+    attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
+};
 /// The classic-tracepoint programs that stand in for a tp_btf one.
-pub(crate) const FALLBACKS: [(Hook, Hook); 2] = [
+pub(crate) const FALLBACKS: [(Hook, Hook); 4] = [
     (RSS_STAT_BTF, RSS_STAT_TP),
+    (CGROUP_MKDIR_BTF, CGROUP_MKDIR_TP),
+    (CGROUP_RMDIR_BTF, CGROUP_RMDIR_TP),
     (CGROUP_ATTACH_BTF, CGROUP_ATTACH_TP),
 ];
 /// The tasks of the memcg at each kill: a second program on `mark_victim`.
@@ -128,14 +150,8 @@ pub(crate) const LIFECYCLE: [Hook; 7] = [
         attach: Attach::TpBtf("sched_process_exit"),
     },
     RSS_STAT_BTF,
-    Hook {
-        program: PROG_CGROUP_MKDIR,
-        attach: Attach::Tracepoint("cgroup", "cgroup_mkdir"),
-    },
-    Hook {
-        program: PROG_CGROUP_RMDIR,
-        attach: Attach::Tracepoint("cgroup", "cgroup_rmdir"),
-    },
+    CGROUP_MKDIR_BTF,
+    CGROUP_RMDIR_BTF,
     CGROUP_ATTACH_BTF,
 ];
 

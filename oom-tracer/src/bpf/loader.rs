@@ -15,7 +15,7 @@ use oom_tracer_common::{
     names::{
         GLOBAL_KOFFS, GLOBAL_SETTINGS, GLOBAL_TPL, MAP_CALLSITES, MAP_COUNTERS, MAP_EVENTS,
         MAP_PRESSURE, MAP_PROBE, MAP_RUNTIME, MAP_SHARED, MAP_STACKS, MAP_WATCHED,
-        PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR,
+        PROG_CGROUP_MKDIR, PROG_CGROUP_MKDIR_TP, PROG_CGROUP_RMDIR, PROG_CGROUP_RMDIR_TP,
     },
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -96,6 +96,8 @@ struct KernelFacts {
     rss_stat_has_mm: bool,
     /// cgroup_attach_task(struct cgroup *, const char *, struct task_struct *, bool).
     attach_has_cgroup: bool,
+    /// cgroup_mkdir/cgroup_rmdir(struct cgroup *, const char *).
+    dir_has_cgroup: bool,
     /// Where the memcg statistics may be (checked at startup).
     stat_layouts: Result<Vec<super::memstat::StatLayout>, String>,
 }
@@ -110,6 +112,10 @@ impl KernelFacts {
                 && kbtf.tp_arg_is_pointer("rss_stat", 1) == Some(false),
             attach_has_cgroup: kbtf.tp_arg_is_pointer("cgroup_attach_task", 0) == Some(true)
                 && kbtf.tp_arg_is_pointer("cgroup_attach_task", 2) == Some(true),
+            dir_has_cgroup: ["cgroup_mkdir", "cgroup_rmdir"].iter().all(|tp| {
+                kbtf.tp_arg_is_pointer(tp, 0) == Some(true)
+                    && kbtf.tp_arg_is_pointer(tp, 1) == Some(true)
+            }),
             stat_layouts: {
                 let mut k = kbtf.memcg_stat_enums();
                 k.config = super::memstat::kernel_config(&host::kernel_release());
@@ -156,7 +162,7 @@ pub(super) fn load_with(opts: &LoadOptions, callsites: bool) -> Result<Tracer, L
     let stacks_failed = attacher.stacks.filter(|e| !e.is_empty());
     if facts.offsets.memcg_oom_lock == OFFSET_ABSENT {
         tracing::info!(
-            "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its usage at the limit"
+            "kernel BTF has no mem_cgroup.oom_lock (no CONFIG_MEMCG_V1): the memcg that hit its limit is found by its own OOM count (memory.events.local), else by its usage at the limit"
         );
     }
     let startup = started.elapsed();
@@ -291,7 +297,7 @@ impl Attacher<'_> {
             p if p == MARK_VICTIM_TP.program => l.mv_pid,
             p if p == RSS_STAT_TP.program => l.rss_size,
             p if p == CGROUP_ATTACH_TP.program => l.at_id,
-            PROG_CGROUP_MKDIR | PROG_CGROUP_RMDIR => l.cg_id,
+            PROG_CGROUP_MKDIR_TP | PROG_CGROUP_RMDIR_TP => l.cg_id,
             _ => 0,
         }
     }
@@ -363,6 +369,14 @@ impl Attacher<'_> {
                 let (has_args, why_not) = if btf_hook.program == RSS_STAT_BTF.program {
                     let why = "this kernel's rss_stat passes no mm (before 6.2)";
                     (facts.rss_stat_has_mm, why)
+                } else if btf_hook.program == PROG_CGROUP_MKDIR
+                    || btf_hook.program == PROG_CGROUP_RMDIR
+                {
+                    let why = "this kernel's cgroup_mkdir/cgroup_rmdir pass no cgroup";
+                    (
+                        facts.dir_has_cgroup && offsets_for_dirs(&facts.offsets),
+                        why,
+                    )
                 } else {
                     let why = "this kernel's cgroup_attach_task passes no cgroup";
                     (facts.attach_has_cgroup, why)
@@ -397,6 +411,19 @@ impl Attacher<'_> {
             self.try_attach(classic);
         }
     }
+}
+
+/// Whether BTF gave every field the tp_btf cgroup_mkdir/rmdir programs read.
+fn offsets_for_dirs(k: &KernelOffsets) -> bool {
+    [
+        k.cgroup_root,
+        k.root_hierarchy_id,
+        k.cgroup_kn,
+        k.kn_id,
+        k.cgroup_level,
+    ]
+    .iter()
+    .all(|&o| o != OFFSET_ABSENT)
 }
 
 /// Sets the flags the programs read at run time (`RUNTIME[0]`).

@@ -237,6 +237,8 @@ impl KernelBtf {
             .offset("cgroup", &["subsys"])
             .map_or(OFFSET_ABSENT, |o| o + memory_cgrp_id * 8);
         k.cgroup_level = opt("cgroup", &["level"]);
+        k.cgroup_root = opt("cgroup", &["root"]);
+        k.root_hierarchy_id = opt("cgroup_root", &["hierarchy_id"]);
         k.task_group_leader = opt("task_struct", &["group_leader"]);
         k.task_start_time = opt("task_struct", &["start_time"]);
         k.task_self_exec_id = opt("task_struct", &["self_exec_id"]);
@@ -264,8 +266,14 @@ impl KernelBtf {
             k.memcg_events = off;
             k.memcg_events_len = u32::try_from(len).unwrap_or(0);
         }
+        if let Some((off, len)) = self.array("mem_cgroup", "memory_events_local")
+            && u32::try_from(len).ok() == Some(k.memcg_events_len)
+        {
+            k.memcg_events_local = off;
+        }
         let enumerator = |e: &str, n: &str| self.enumerator(e, n).unwrap_or(OFFSET_ABSENT);
         k.memcg_event_max = enumerator("memcg_memory_event", "MEMCG_MAX");
+        k.memcg_event_oom = enumerator("memcg_memory_event", "MEMCG_OOM");
         k.item_file_pages = enumerator("node_stat_item", "NR_FILE_PAGES");
         k.item_shmem = enumerator("node_stat_item", "NR_SHMEM");
         k.cgroup_cset_links = opt("cgroup", "cset_links");
@@ -347,6 +355,9 @@ mod tests {
         assert!(k.vmstats_state_len >= 20, "{k:?}");
         assert!(k.memcg_events_len >= 5, "{k:?}");
         assert_eq!(k.memcg_event_max, 2);
+        assert_eq!(k.memcg_event_oom, 3);
+        assert_ne!(k.memcg_events_local, OFFSET_ABSENT);
+        assert_ne!(k.root_hierarchy_id, OFFSET_ABSENT);
         assert_ne!(k.item_shmem, OFFSET_ABSENT);
         assert_ne!(k.cset_tasks, OFFSET_ABSENT);
         assert_ne!(k.task_cg_list, OFFSET_ABSENT);
