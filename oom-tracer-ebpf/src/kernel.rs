@@ -199,7 +199,7 @@ pub(crate) fn bump(idx: u32) {
 /// # Safety
 /// `p` points to a map value.
 #[inline(always)]
-pub unsafe fn atomic_add(p: *mut u64, v: u64) {
+pub(crate) unsafe fn atomic_add(p: *mut u64, v: u64) {
     #[cfg(target_arch = "bpf")]
     // SAFETY: the caller's contract; BPF_ATOMIC add, no result.
     unsafe {

@@ -23,12 +23,13 @@ pub(crate) static ALLOC_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entrie
 /// Stacks by id (`bpf_get_stackid`): the trigger's at a kill and the
 /// user stacks of growth steps (`stacks.rs`). Read by userspace.
 #[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX, 0);
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX, 0);
 
 /// Bytes of the ramp per (memcg, user stack) of watched processes
 /// (`stacks.rs`). Read by userspace at a kill.
 #[map]
-pub static CALLSITES: LruHashMap<CallsiteKey, u64> = LruHashMap::with_max_entries(CALLSITES_MAX, 0);
+pub(crate) static CALLSITES: LruHashMap<CallsiteKey, u64> =
+    LruHashMap::with_max_entries(CALLSITES_MAX, 0);
 
 /// Drop and error counters, indexed by `oom_tracer_common::Counter`.
 #[map]

@@ -18,14 +18,14 @@ use crate::{
 
 /// Whether call sites are on (userspace's choice, frozen at load).
 #[inline(always)]
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     setting!(callsites) != 0
 }
 
 /// The id in `STACKS` of the current stack (`user`: the task's user stack,
 /// else the kernel stack), or the helper's negative errno.
 #[inline(always)]
-pub fn stack_id(ctx: *mut c_void, user: bool) -> i32 {
+pub(crate) fn stack_id(ctx: *mut c_void, user: bool) -> i32 {
     let flags = if user { u64::from(BPF_F_USER_STACK) } else { 0 };
     // SAFETY: `ctx` is the program's context; `STACKS` is a stack map.
     let id = unsafe { bpf_get_stackid(ctx, core::ptr::addr_of!(STACKS).cast_mut().cast(), flags) };
@@ -35,7 +35,7 @@ pub fn stack_id(ctx: *mut c_void, user: bool) -> i32 {
 /// Adds `bytes` to the sum of the current user stack of process `tgid`
 /// in `memcg_id`.
 #[inline(always)]
-pub fn add_site(ctx: *mut c_void, memcg_id: u64, tgid: u32, bytes: u64) {
+pub(crate) fn add_site(ctx: *mut c_void, memcg_id: u64, tgid: u32, bytes: u64) {
     let id = stack_id(ctx, true);
     if id < 0 {
         count(Counter::StackLost);

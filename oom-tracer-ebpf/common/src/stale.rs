@@ -104,6 +104,8 @@ mod tests {
             source: 1,
             limit_stats: MemcgStats::EMPTY,
             victim_stats: MemcgStats::EMPTY,
+            user_stack_id: 0,
+            kernel_stack_id: 0,
         }
     }
 
