@@ -4,9 +4,9 @@
 //! memory cgroups.
 mod common;
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
-use common::*;
+use common::{tmpfs::Tmpfs, *};
 use serde_json::Value;
 
 /// `stress --two-sites` touches 5 pages in 7 from `grow_fast` (at random,
@@ -108,30 +108,6 @@ fn the_top_site_is_the_faster_function_with_its_share() {
         "{:#}",
         cycles[0]
     );
-}
-
-/// A tmpfs, mounted for the test and unmounted however it ends.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("oom-tracer-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("running mount (util-linux)");
-        assert!(st.success(), "mounting a tmpfs at {}", dir.display());
-        Self(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 /// A process fills a tmpfs: the kernel stack of the charge that failed is

@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use common::*;
+use common::{tmpfs::Tmpfs, *};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -120,30 +120,6 @@ fn the_hog_dies_of_anonymous_memory_and_the_parts_add_up() {
     for cycle in cycles {
         assert_eq!(cycle["cause"]["part"], "anon");
         assert_eq!(cycle["cause_carried_over"], false, "{cycle:#}");
-    }
-}
-
-/// A tmpfs, mounted for the test and unmounted however it ends.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("oom-tracer-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("running mount (util-linux)");
-        assert!(st.success(), "mounting a tmpfs at {}", dir.display());
-        Self(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
     }
 }
 

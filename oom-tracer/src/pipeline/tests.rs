@@ -236,25 +236,35 @@ async fn pump_while_held(p: &mut TestPipeline, max: Duration) {
     }
 }
 
-/// A kill read while the breakdown's startup check runs is held for its
-/// verdict (a bounded time), so that it is translated with it; nothing is
-/// reordered, and the drain is not blocked meanwhile.
-#[test]
-fn a_kill_during_the_check_waits_for_its_verdict() {
+/// A check whose verdict comes after `after`, and a kill read while it
+/// runs, pumped as `trace_until` does; `then` looks at the pipeline before
+/// a last pump and the stop.
+fn kill_during_check(after: Duration, then: impl FnOnce(&TestPipeline)) -> Collect {
     let (mut p, out) = pipeline(None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     rt.block_on(async {
-        p.fake_check(Duration::from_millis(20), Ok(()));
+        p.fake_check(after, Ok(()));
         p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
         oom_then_exit_now(&mut p.kernel);
         pump_while_held(&mut p, Duration::from_secs(2)).await;
+        then(&p);
+        p.pump().await.unwrap();
         p.stop(StopReason::Signal("SIGTERM".into()), 0)
             .await
             .unwrap();
     });
+    out
+}
+
+/// A kill read while the breakdown's startup check runs is held for its
+/// verdict (a bounded time), so that it is translated with it; nothing is
+/// reordered, and the drain is not blocked meanwhile.
+#[test]
+fn a_kill_during_the_check_waits_for_its_verdict() {
+    let out = kill_during_check(Duration::from_millis(20), |_| {});
     let events = out.events();
     let at = |e: &str| events.iter().position(|x| x == e).unwrap();
     assert!(at("breakdown_check") < at("oom_kill"), "{events:?}");
@@ -267,22 +277,9 @@ fn a_kill_during_the_check_waits_for_its_verdict() {
 /// without the breakdown, and the verdict still comes.
 #[test]
 fn a_kill_waits_for_a_slow_check_only_a_bounded_time() {
-    let (mut p, out) = pipeline(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        p.fake_check(Duration::from_millis(600), Ok(()));
-        p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
-        oom_then_exit_now(&mut p.kernel);
-        pump_while_held(&mut p, Duration::from_secs(2)).await;
+    let out = kill_during_check(Duration::from_millis(600), |p| {
         assert!(p.held.is_none(), "the kill is held past its bound");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        p.pump().await.unwrap();
-        p.stop(StopReason::Signal("SIGTERM".into()), 0)
-            .await
-            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
     });
     let events = out.events();
     let at = |e: &str| events.iter().position(|x| x == e).unwrap();

@@ -23,6 +23,7 @@ pub(crate) mod node;
 pub(crate) mod oci;
 pub(crate) mod pki;
 pub(crate) mod podspec;
+pub(crate) mod tmpfs;
 
 use std::{
     io::BufRead as _,
