@@ -2,6 +2,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
+mod callsites;
+use callsites::callsites;
+
 fn at(s: u64) -> Timestamp {
     Timestamp(UNIX_EPOCH + Duration::from_secs(1_795_802_400 + s))
 }
@@ -373,38 +376,6 @@ fn unknown_events_and_missing_fields_are_errors() {
     assert!(serde_json::from_str::<Record>(unknown).is_err());
     let partial = r#"{"v":1,"time":"2026-11-27T18:00:00.000000Z","event":"alloc","pid":1}"#;
     assert!(serde_json::from_str::<Record>(partial).is_err());
-}
-
-fn callsites() -> Callsites {
-    let frame = |s: Option<&str>| Frame {
-        addr: "0x55d0c0a21234".into(),
-        symbol: s.map(Into::into),
-        module: Some("/usr/bin/stress".into()),
-        offset: Some(0x21234),
-        build_id: Some("4f1c".into()),
-        unsure: s.is_none(),
-    };
-    let stack = Stack {
-        frames: vec![frame(Some("stress::grow_fast")), frame(None)],
-        depth: 2,
-        shallow: true,
-        missing: None,
-    };
-    Callsites {
-        unwinder: "frame_pointers".into(),
-        trigger_user: stack.clone(),
-        trigger_kernel: Stack {
-            missing: Some("gone".into()),
-            ..Stack::default()
-        },
-        top: vec![Site {
-            bytes: 40 << 20,
-            share_pct: 71.4,
-            stack,
-        }],
-        ramp_bytes: 56 << 20,
-        site_count: 2,
-    }
 }
 
 /// docs/schema.md: each event's and each object's table of fields.
