@@ -197,11 +197,23 @@ fn check_why(kill: &Value, above_victim: bool) {
         .map(|k| bytes(&b[k]))
         .sum::<u64>()
         + b["sock_bytes"].as_u64().unwrap_or(0);
-    assert!(
-        parts.abs_diff(usage) <= 2 * MIB,
-        "breakdown parts {parts} vs usage {usage}: {b:#}"
-    );
-    assert!(bytes(&b["anon_bytes"]) > 40 * MIB, "{b:#}");
+    // The kernel flushes a memcg's statistics for its OOM report, which is
+    // rate-limited: after many kills in a row (the whole test suite) the
+    // numbers may lag, and the record says so (`pending_updates`, 0 when
+    // exact). Exact numbers must add up; lagging ones must not exceed.
+    if b["pending_updates"].as_u64() == Some(0) {
+        assert!(
+            parts.abs_diff(usage) <= 2 * MIB,
+            "breakdown parts {parts} vs usage {usage}: {b:#}"
+        );
+        assert!(bytes(&b["anon_bytes"]) > 40 * MIB, "{b:#}");
+    } else {
+        assert!(
+            parts <= usage + 2 * MIB,
+            "breakdown parts {parts} vs usage {usage}: {b:#}"
+        );
+        assert!(bytes(&b["anon_bytes"]) > 0, "{b:#}");
+    }
     assert!(
         bytes(&b["events"]["oom"]) >= 1,
         "the memcg the record names ({} {}) counts no OOM in its memory.events: the kernel's OOM \
