@@ -20,11 +20,7 @@ use std::{
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::{
-    Ctx, OOM_LIMIT, Tool, is_event, percentile, storm,
-    sys::{self, Cgroups},
-    tool::Proc,
-};
+use super::{Ctx, Tool, is_event, percentile, storm, sys, tool::Proc};
 
 /// How long the agent is given after the kills before it is stopped: a
 /// kill not on stdout by then is counted as late (and seen at the stop).
@@ -92,14 +88,7 @@ impl Ctx {
                 r + 1,
                 self.args.runs
             );
-            let pod = burstable.join(format!("pod{}", sys::uuid()));
-            let mut cgs = Vec::with_capacity(n);
-            for _ in 0..n {
-                let d = pod.join(sys::random_hex(32));
-                self.cgroups.create(&d)?;
-                Cgroups::set_limit(&d, OOM_LIMIT)?;
-                cgs.push(d);
-            }
+            let (pod, cgs) = self.oom_pod(&burstable, n)?;
             let mut c = Command::new(&self.tracer);
             c.args(["agent", "--kube-api", "off", "--cri-socket"])
                 .arg(&socket.path)

@@ -1,7 +1,7 @@
 //! The OOM phases: kill → record latency, and the OOM storm.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
@@ -108,6 +108,24 @@ impl Ctx {
         Ok(())
     }
 
+    /// A new pod below `burstable` with `n` container cgroups, each limited
+    /// to `OOM_LIMIT` (the storm's and the hung runtime's victims).
+    pub(super) fn oom_pod(
+        &mut self,
+        burstable: &Path,
+        n: usize,
+    ) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+        let pod = burstable.join(format!("pod{}", sys::uuid()));
+        let mut cgs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let d = pod.join(sys::random_hex(32));
+            self.cgroups.create(&d)?;
+            Cgroups::set_limit(&d, OOM_LIMIT)?;
+            cgs.push(d);
+        }
+        Ok((pod, cgs))
+    }
+
     /// `--storm` container cgroups OOM-killed at once while the agent and
     /// bpftrace (`bt`) trace.
     pub(super) fn oom_storm(&mut self, bt: &Proc, bt_progs: &[Prog]) -> anyhow::Result<()> {
@@ -119,14 +137,7 @@ impl Ctx {
                 r + 1,
                 self.args.runs
             );
-            let pod = burstable.join(format!("pod{}", sys::uuid()));
-            let mut cgs = Vec::with_capacity(n);
-            for _ in 0..n {
-                let d = pod.join(sys::random_hex(32));
-                self.cgroups.create(&d)?;
-                Cgroups::set_limit(&d, OOM_LIMIT)?;
-                cgs.push(d);
-            }
+            let (pod, cgs) = self.oom_pod(&burstable, n)?;
             let mut agent = self.spawn(Tool::OomTracer)?;
             agent.wait_for(0, Duration::from_secs(60), |l| is_event(&l.text, "start"))?;
             // The agent watches kubepods right after its start record.
