@@ -470,7 +470,7 @@ fn cri_down_then_back() {
     let kill = recs
         .iter()
         .find(|r| r["event"] == "oom_kill" && r["pod"]["uid"] == pod.uid.as_str())
-        .expect("kill reported");
+        .unwrap_or_else(|| panic!("no kill of pod {} in {recs:#?}\n{stderr}", pod.uid));
     assert_eq!(kill["pod"]["name"], "flaky-cri");
     assert_eq!(kill["container"]["name"], "hog");
 }

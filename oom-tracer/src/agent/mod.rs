@@ -107,7 +107,7 @@ async fn serve(
     signals: &mut Signals,
     (has_cri, has_kube): (bool, bool),
 ) -> Result<&'static str, AgentError> {
-    p.rescan();
+    p.rescan()?;
     if !p.has_pod_roots() {
         tracing::warn!(
             "no kubepods cgroup on this node yet: OOM kills are still traced everywhere; containers are picked up when the kubelet creates kubepods"
@@ -132,7 +132,7 @@ async fn serve(
     loop {
         match p.trace_until(signals, rescan.tick()).await? {
             Until::Signal(s) => return Ok(s),
-            Until::Done(_) => p.rescan(),
+            Until::Done(_) => p.rescan()?,
         }
     }
 }

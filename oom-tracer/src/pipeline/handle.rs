@@ -108,7 +108,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         } else {
             let record = self.translator.translate(ev);
             match ev {
-                RawEvent::CgroupMkdir(c) => self.cgroup_made(c.id),
+                RawEvent::CgroupMkdir(c) => self.cgroup_made(c.id)?,
                 RawEvent::CgroupRmdir(c) => self.cgroup_removed(c.id),
                 _ => {}
             }
@@ -298,12 +298,13 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// A new cgroup: if pods live under it (the kubelet just made its
     /// root), watch it now, not at the next rescan, so the first
     /// containers are seen.
-    fn cgroup_made(&mut self, id: u64) {
+    fn cgroup_made(&mut self, id: u64) -> Result<(), PipelineError> {
         if let Some(path) = self.translator.index.resolve(id)
             && self.pods.is_pod_root(&path)
         {
-            self.watch_root(id, &path);
+            self.watch_root(id, &path)?;
         }
+        Ok(())
     }
 
     pub(super) fn container_started(

@@ -105,6 +105,9 @@ pub(crate) struct Pipeline<K, P> {
     stopping: bool,
     /// Names the frames of call sites.
     symbols: crate::symbols::Symbols,
+    /// The containers running at the startup were looked for: a pod root
+    /// watched from now on is searched for running ones itself.
+    discovered: bool,
 }
 
 impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
@@ -142,6 +145,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             check: statcheck::CheckState::default(),
             stopping: false,
             symbols: crate::symbols::Symbols::new(),
+            discovered: false,
         }
     }
 

@@ -23,18 +23,30 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         self.kernel.unwatch(id);
     }
 
-    pub(super) fn watch_root(&mut self, id: u64, path: &str) {
+    /// Traces the pods under `path`. A root that appears after the startup
+    /// (the kubelet or its runtime restarted) may already hold containers
+    /// whose processes started before the kernel traced them: they are
+    /// found in the cgroup tree, as at the startup.
+    pub(super) fn watch_root(&mut self, id: u64, path: &str) -> Result<(), PipelineError> {
         if self.roots.contains(&id) {
-            return;
+            return Ok(());
         }
-        match self.kernel.watch(id) {
-            Ok(()) => {
-                tracing::info!("watching pods under {path}");
-                self.roots.push(id);
-                self.translator.watch_path(path);
-            }
-            Err(e) => tracing::warn!("{}", crate::errors::chain(&e)),
+        if let Err(e) = self.kernel.watch(id) {
+            tracing::warn!("{}", crate::errors::chain(&e));
+            return Ok(());
         }
+        tracing::info!("watching pods under {path}");
+        self.roots.push(id);
+        self.translator.watch_path(path);
+        if !self.discovered {
+            return Ok(());
+        }
+        self.translator.index.scan();
+        let found = self.discover_under(Some(path))?;
+        if found > 0 {
+            tracing::info!("{found} containers already running under {path}");
+        }
+        Ok(())
     }
 
     /// Whether a cgroup under which pods live is watched.
@@ -44,7 +56,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
 
     /// Looks for new pod roots (the kubelet may start after the agent) and
     /// asks the metadata sources to re-read (answered beside the drain).
-    pub(crate) fn rescan(&mut self) {
+    pub(crate) fn rescan(&mut self) -> Result<(), PipelineError> {
         self.translator.index.scan();
         let roots: Vec<(u64, String)> = self
             .translator
@@ -54,9 +66,10 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             .map(|(id, p)| (id, p.to_owned()))
             .collect();
         for (id, path) in roots {
-            self.watch_root(id, &path);
+            self.watch_root(id, &path)?;
         }
         self.pods.refresh();
+        Ok(())
     }
 
     /// Waits at most `limit` for the pod sources to answer, draining the ring
@@ -81,6 +94,15 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// `discovered: true`, their lowest pid taken as the main process.
     /// Returns how many.
     pub(crate) fn discover(&mut self) -> Result<usize, PipelineError> {
+        self.discovered = true;
+        self.discover_under(None)
+    }
+
+    /// [`Pipeline::discover`], in the cgroups at and below `under` only.
+    fn discover_under(&mut self, under: Option<&str>) -> Result<usize, PipelineError> {
+        let below = |p: &str| {
+            under.is_none_or(|u| p == u || p.strip_prefix(u).is_some_and(|r| r.starts_with('/')))
+        };
         let Some(h) = self.translator.index.hierarchy().cloned() else {
             return Ok(0);
         };
@@ -88,6 +110,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             .translator
             .index
             .entries()
+            .filter(|(_, p)| below(p))
             .map(|(id, p)| (id, p.to_owned()))
             .collect();
         let mut found = 0;
