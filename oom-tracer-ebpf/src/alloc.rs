@@ -30,7 +30,7 @@ use aya_ebpf::{
 use oom_tracer_common::{AllocEvent, EventKind, GEN_PROC};
 
 use crate::{
-    emit::{NO_WAKE, header, output},
+    emit::{NO_WAKE, WAKE, header, output},
     kernel::{
         ReadResult, btf_load, bump, current_info, current_task, current_task_btf, is_watched, koff,
         memcg_watched, pages_to_bytes, read, read_or_zero, setting, shared, task_memcg,
@@ -204,7 +204,13 @@ fn ramp(ctx: *mut c_void, tgid: u32, stamp: u64, size: u64, css: u64) {
         task: current_info(css),
         anon_bytes: size,
     };
-    output(&ev, NO_WAKE);
+    // With call sites on, a process's first step since its exec wakes the
+    // reader (once per process): userspace reads its mappings while it
+    // lives, not when its kill has it exiting (a process that dies within
+    // one drain interval would otherwise be read only then, behind the
+    // OOM reaper, and its kill wait for it).
+    let first = stacks::enabled() && last < step;
+    output(&ev, if first { WAKE } else { NO_WAKE });
     if stacks::enabled() {
         stacks::add_site(ctx, ev.task.memcg_id, tgid, size - last);
     }

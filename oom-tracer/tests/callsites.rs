@@ -232,9 +232,10 @@ fn two_sites_as_gone(test: &str, bin: &std::path::Path, interval: &str) -> (Valu
 }
 
 /// A victim gone before its record is read: its sites are named from the
-/// mappings remembered while it grew, where the binary on this host has
-/// the same build id; where the binary is gone too, they stay
-/// `module+offset` with the build id, never named from another file.
+/// mappings remembered while it grew and the binary held open since (the
+/// same file, even once it is deleted: an image removed, a rollout); where
+/// the binary has no symbol for them (stripped), they stay `module+offset`
+/// with the build id, never named from another file.
 #[test]
 fn a_victim_gone_before_its_record_is_read_is_named_or_honestly_marked() {
     let (c, _) = two_sites_as_gone("cs-gone", &stress(), "5ms");
@@ -247,17 +248,17 @@ fn a_victim_gone_before_its_record_is_read_is_named_or_honestly_marked() {
     );
     assert!(f["build_id"].is_string(), "{f:#}");
 
-    // A copy of stress, removed while it runs: once the process is gone,
-    // nothing with its build id is left to name its frames from.
     let dir = std::env::temp_dir().join(format!("oom-tracer-cs-gone-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+
+    // A copy of stress, removed while it runs: named from the file held.
     let copy = dir.join("stress-copy");
     std::fs::copy(stress(), &copy).unwrap();
     let remover = {
         let copy = copy.clone();
         std::thread::spawn(move || {
-            // Once it runs (and has grown a step or two: its mappings are
-            // remembered), well before its kill (16 steps of 50 ms).
+            // Once it runs (and has grown a step or two: its binary is
+            // held), well before its kill (16 steps of 50 ms).
             for _ in 0..600 {
                 if runs(&copy) {
                     std::thread::sleep(std::time::Duration::from_millis(250));
@@ -270,16 +271,35 @@ fn a_victim_gone_before_its_record_is_read_is_named_or_honestly_marked() {
     };
     let (c, stderr) = two_sites_as_gone("cs-gone-bin", &copy, "50ms");
     remover.join().unwrap();
+    assert!(!copy.exists(), "the copy was removed while it ran");
+    let f = &c["top"][0]["stack"]["frames"][0];
+    assert!(
+        f["symbol"]
+            .as_str()
+            .is_some_and(|s| s.contains("grow_fast")),
+        "named from the deleted file, held open: {f:#}\n{stderr}"
+    );
+
+    // A stripped copy: nothing names its frames.
+    let stripped = dir.join("stress-stripped");
+    let st = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(stress())
+        .status()
+        .expect("running strip (binutils)");
+    assert!(st.success(), "strip failed: {st:?}");
+    let (c, stderr) = two_sites_as_gone("cs-stripped", &stripped, "5ms");
     let _ = std::fs::remove_dir_all(&dir);
     let f = &c["top"][0]["stack"]["frames"][0];
     assert!(
         f["symbol"].is_null(),
-        "not named from a file that is gone: {f:#}\n{stderr}"
+        "no symbol in a stripped binary: {f:#}\n{stderr}"
     );
     assert!(
         f["module"]
             .as_str()
-            .is_some_and(|m| m.ends_with("stress-copy")),
+            .is_some_and(|m| m.ends_with("stress-stripped")),
         "{f:#}"
     );
     assert!(f["offset"].is_u64() && f["build_id"].is_string(), "{f:#}");

@@ -7,7 +7,7 @@ use oom_tracer_common::OomEvent;
 use crate::{
     bpf::callsites::{RawCallsites, RawStack},
     schema::{Callsites, Frame, Site, Stack},
-    symbols::Symbols,
+    symbols::{Ask, Symbols},
 };
 
 /// Sites a kill carries.
@@ -22,25 +22,51 @@ const SHALLOW_DEPTH: u32 = 2;
 /// their module, offset and build id).
 pub(super) const NAMING_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Names the kernel's call sites of a kill whose trigger is process `tgid`.
+/// Names the kernel's call sites of a kill whose trigger is process `tgid`:
+/// every stack in one ask of the naming thread.
 pub(super) fn name(raw: RawCallsites, tgid: u32, symbols: &mut Symbols) -> Callsites {
     let started = Instant::now();
     symbols.begin(NAMING_BUDGET);
-    let (user, kernel) = match raw.trigger {
-        Some((u, k)) => (
-            stack(u, |ips| symbols.user(tgid, ips)),
-            stack(k, |ips| symbols.kernel(ips)),
-        ),
-        None => (missing("off"), missing("off")),
+    // The trigger's user and kernel stacks, then the sites', in this order.
+    let mut stacks: Vec<(RawStack, Option<u32>)> = Vec::new();
+    let has_trigger = raw.trigger.is_some();
+    if let Some((u, k)) = raw.trigger {
+        stacks.push((u, Some(tgid)));
+        stacks.push((k, None));
+    }
+    let mut bytes = Vec::new();
+    for (b, site_tgid, s) in raw.sites {
+        bytes.push(b);
+        stacks.push((s, Some(site_tgid)));
+    }
+    let asks = stacks
+        .iter()
+        .filter_map(|(s, who)| match (s, who) {
+            (RawStack::Frames(ips), Some(t)) => Some(Ask::User(*t, ips.clone())),
+            (RawStack::Frames(ips), None) => Some(Ask::Kernel(ips.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut named = symbols.name(asks).into_iter();
+    let mut named = stacks
+        .into_iter()
+        .map(|(s, _)| stack(s, |_| named.next().unwrap_or_default()));
+    let (user, kernel) = if has_trigger {
+        (
+            named.next().unwrap_or_default(),
+            named.next().unwrap_or_default(),
+        )
+    } else {
+        (missing("off"), missing("off"))
     };
     let total = raw.total_bytes;
-    let top = raw
-        .sites
+    let top = bytes
         .into_iter()
-        .map(|(bytes, site_tgid, s)| Site {
+        .zip(named)
+        .map(|(bytes, stack)| Site {
             bytes,
             share_pct: share(bytes, total),
-            stack: stack(s, |ips| symbols.user(site_tgid, ips)),
+            stack,
         })
         .collect();
     tracing::debug!(

@@ -9,6 +9,9 @@ pub(crate) struct Mapping {
     pub end: u64,
     /// File offset of `start`.
     pub offset: u64,
+    /// The file's device and inode (`/proc/<pid>/maps`): the same file
+    /// in every process that maps it, whatever its path there.
+    pub file: (u64, u64),
     /// The path as the process sees it (in its mount namespace).
     pub path: String,
     /// The file's GNU build id, hex, where it has one and could be read.
@@ -24,7 +27,7 @@ pub(crate) fn parse(maps: &str) -> Vec<Mapping> {
 fn parse_line(line: &str) -> Option<Mapping> {
     let mut f = line.split_ascii_whitespace();
     let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
-    let (_dev, _inode) = (f.next()?, f.next()?);
+    let (dev, inode) = (f.next()?, f.next()?);
     let path = f.collect::<Vec<_>>().join(" ");
     if !perms.contains('x') || !path.starts_with('/') {
         return None;
@@ -34,9 +37,16 @@ fn parse_line(line: &str) -> Option<Mapping> {
         start: u64::from_str_radix(start, 16).ok()?,
         end: u64::from_str_radix(end, 16).ok()?,
         offset: u64::from_str_radix(offset, 16).ok()?,
+        file: (parse_dev(dev)?, inode.parse().ok()?),
         path,
         build_id: None,
     })
+}
+
+/// `major:minor`, hex, as one number.
+fn parse_dev(dev: &str) -> Option<u64> {
+    let (major, minor) = dev.split_once(':')?;
+    Some((u64::from_str_radix(major, 16).ok()? << 32) | u64::from_str_radix(minor, 16).ok()?)
 }
 
 /// The inode of the initial pid namespace (`PROC_PID_INIT_INO`), the same
@@ -49,23 +59,17 @@ pub(crate) fn host_pids() -> bool {
     std::fs::read_link("/proc/self/ns/pid").is_ok_and(|l| l.as_os_str() == INIT_PID_NS)
 }
 
-/// The mappings of live process `pid`, with build ids read through
-/// `/proc/<pid>/map_files` (the file the process mapped, in whatever mount
-/// namespace; needs CAP_SYS_ADMIN, else through `/proc/<pid>/root`).
+/// The executable mappings of live process `pid` (build ids not read).
 pub(crate) fn read(pid: u32) -> Option<Vec<Mapping>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let mut maps = parse(&text);
-    if maps.is_empty() {
-        // A zombie, or a kernel thread: nothing to name addresses with.
-        return None;
-    }
-    for m in &mut maps {
-        m.build_id = live_file(pid, m).and_then(|p| build_id(&p));
-    }
-    Some(maps)
+    let maps = parse(&text);
+    // None: a zombie, or a kernel thread: nothing to name addresses with.
+    (!maps.is_empty()).then_some(maps)
 }
 
-/// A path to the file of mapping `m` of live process `pid`.
+/// A path to the file of mapping `m` of live process `pid`: through
+/// `/proc/<pid>/map_files` (the file the process mapped, in whatever mount
+/// namespace; needs CAP_SYS_ADMIN), else through `/proc/<pid>/root`.
 pub(crate) fn live_file(pid: u32, m: &Mapping) -> Option<PathBuf> {
     let mapped = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
     if std::fs::metadata(&mapped).is_ok() {
@@ -99,6 +103,7 @@ mod tests {
         assert_eq!(m[0].start, 0x55d0_c0a2_0000);
         assert_eq!(m[0].offset, 0x20000);
         assert_eq!(m[0].path, "/usr/bin/stress");
+        assert_eq!(m[0].file, ((0xfd << 32) | 1, 1234));
         assert_eq!(m[1].path, "/lib/x86_64-linux-gnu/libc.so.6");
     }
 

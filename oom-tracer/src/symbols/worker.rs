@@ -1,59 +1,61 @@
-//! The thread that reads symbol tables (blazesym): parsing `/proc/kallsyms`
-//! or a large binary's symbol table takes a few hundred milliseconds the
-//! first time, which the drain must not wait for. The drain asks with a
-//! deadline and takes what is answered by then; binaries are read ahead
-//! (at a process's first growth step, long before its kill) and kallsyms
-//! at startup, so that at a kill the answers come from the cache.
+//! The thread that names frames (blazesym), and everything that reads
+//! files for it: `/proc/<pid>/maps`, the binaries, `/proc/kallsyms`.
+//! Parsing kallsyms or a large binary's symbol table takes a few hundred
+//! milliseconds the first time, and reading a process's mappings a few
+//! hundred microseconds: none of it runs on the drain. The drain only
+//! sends: a process to learn (at its first growth step, long before its
+//! kill), one that ended, and at a kill all of its stacks in one ask,
+//! which it waits for until a deadline and takes what is answered by then.
+//! Names the thread has kept (a crash loop names the same frames at every
+//! kill) the drain takes itself while the thread is idle.
 use std::{
-    path::PathBuf,
-    sync::mpsc,
+    sync::{Arc, Mutex, MutexGuard, mpsc},
     time::{Duration, Instant},
 };
 
-use blazesym::{
-    MaybeDefault,
-    symbolize::{
-        Input, Symbolized, Symbolizer,
-        source::{Elf, Kernel, Source},
-    },
-};
+use blazesym::symbolize::Symbolizer;
 
-/// What to name.
-pub(crate) enum Ask {
-    /// Kernel addresses.
-    Kernel(Vec<u64>),
-    /// File offsets in the ELF file at this path.
-    Elf(PathBuf, Vec<u64>),
-}
+use super::{
+    maps,
+    namer::{Ask, Namer, warm},
+};
+use crate::schema::Frame;
 
 enum Job {
-    /// Read these ahead (answers to nobody).
-    Warm(Vec<Ask>),
-    Name(Vec<Ask>, mpsc::SyncSender<Vec<Vec<Option<String>>>>),
+    Learn(u32),
+    Forget(u32),
+    Name(Vec<Ask>, mpsc::SyncSender<Vec<Vec<Frame>>>),
 }
 
 /// The drain's handle on the thread.
 pub(crate) struct Worker {
     jobs: mpsc::Sender<Job>,
+    /// The thread's state: the drain takes names kept there itself when
+    /// the thread is idle (no wake-up, no hand-over: at a kill the drain
+    /// may have the only free CPU).
+    namer: Arc<Mutex<Namer>>,
 }
 
 impl Worker {
-    pub(crate) fn start() -> Self {
+    /// Starts the thread (`as_gone`: tests, every process is taken as gone
+    /// at its kill).
+    pub(crate) fn start(as_gone: bool) -> Self {
         let (jobs, rx) = mpsc::channel::<Job>();
+        let namer = Arc::new(Mutex::new(Namer::new(as_gone)));
+        let mine = namer.clone();
         let spawned = std::thread::Builder::new()
             .name("symbols".into())
             .spawn(move || {
-                let symbolizer = Symbolizer::new();
+                let sym = Symbolizer::new();
+                let lock = || mine.lock().unwrap_or_else(|e| e.into_inner());
                 for job in rx {
                     match job {
-                        Job::Warm(asks) => {
-                            for a in &asks {
-                                let _ = name(&symbolizer, a);
-                            }
-                        }
+                        Job::Learn(tgid) => learn(&sym, tgid, &lock),
+                        Job::Forget(tgid) => lock().forget(tgid),
                         Job::Name(asks, reply) => {
-                            let names = asks.iter().map(|a| name(&symbolizer, a)).collect();
-                            let _ = reply.send(names);
+                            let mut namer = lock();
+                            let frames = asks.iter().map(|a| namer.name(&sym, a)).collect();
+                            let _ = reply.send(frames);
                         }
                     }
                 }
@@ -61,65 +63,52 @@ impl Worker {
         if let Err(e) = spawned {
             tracing::warn!("call sites: no thread to name frames ({e}): frames stay unnamed");
         }
-        Self { jobs }
+        Self { jobs, namer }
     }
 
-    /// Reads these ahead.
-    pub(crate) fn warm(&self, asks: Vec<Ask>) {
-        let _ = self.jobs.send(Job::Warm(asks));
+    pub(crate) fn learn(&self, tgid: u32) {
+        let _ = self.jobs.send(Job::Learn(tgid));
     }
 
-    /// The names of `asks`, as far as answered by `deadline` (`None` for
-    /// each one not answered).
-    pub(crate) fn name(&self, asks: Vec<Ask>, deadline: Instant) -> Vec<Vec<Option<String>>> {
-        let lens: Vec<usize> = asks.iter().map(Ask::len).collect();
+    pub(crate) fn forget(&self, tgid: u32) {
+        let _ = self.jobs.send(Job::Forget(tgid));
+    }
+
+    /// The frames of `asks`, as far as named by `deadline` (a stack not
+    /// answered by then has its addresses alone).
+    pub(crate) fn name(&self, asks: Vec<Ask>, deadline: Instant) -> Vec<Vec<Frame>> {
+        if let Ok(namer) = self.namer.try_lock() {
+            let kept: Option<Vec<Vec<Frame>>> = asks.iter().map(|a| namer.name_kept(a)).collect();
+            if let Some(frames) = kept {
+                return frames;
+            }
+        }
+        let unnamed: Vec<Vec<Frame>> = asks.iter().map(Ask::unnamed).collect();
         let (reply, answer) = mpsc::sync_channel(1);
-        let unnamed = || lens.iter().map(|&n| vec![None; n]).collect();
         if self.jobs.send(Job::Name(asks, reply)).is_err() {
-            return unnamed();
+            return unnamed;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         match answer.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok(names) => names,
+            Ok(frames) => frames,
             Err(_) => {
                 tracing::debug!("call sites: names not ready in time; frames left unnamed");
-                unnamed()
+                unnamed
             }
         }
     }
 }
 
-impl Ask {
-    fn len(&self) -> usize {
-        match self {
-            Self::Kernel(a) | Self::Elf(_, a) => a.len(),
-        }
+/// Learns process `tgid`: its mappings read and its new binaries parsed
+/// without the lock, so that the drain may take kept names meanwhile
+/// (reading a dying process's mappings waits for the OOM reaper).
+fn learn<'a>(sym: &Symbolizer, tgid: u32, lock: &impl Fn() -> MutexGuard<'a, Namer>) {
+    if !lock().wants(tgid) {
+        return;
     }
-}
-
-fn name(symbolizer: &Symbolizer, ask: &Ask) -> Vec<Option<String>> {
-    let (src, input) = match ask {
-        Ask::Kernel(addrs) => (
-            Source::Kernel(Kernel {
-                vmlinux: MaybeDefault::None,
-                debug_syms: false,
-                ..Kernel::default()
-            }),
-            Input::AbsAddr(addrs.as_slice()),
-        ),
-        Ask::Elf(path, offsets) => (
-            Source::Elf(Elf {
-                debug_syms: false,
-                ..Elf::new(path)
-            }),
-            Input::FileOffset(offsets.as_slice()),
-        ),
-    };
-    let names = symbolizer.symbolize(&src, input).unwrap_or_default();
-    (0..ask.len())
-        .map(|i| match names.get(i) {
-            Some(Symbolized::Sym(sym)) => Some(sym.name.to_string()),
-            _ => None,
-        })
-        .collect()
+    let Some(m) = maps::read(tgid) else { return };
+    let fresh = lock().remember(tgid, m);
+    for path in fresh {
+        warm(sym, path);
+    }
 }

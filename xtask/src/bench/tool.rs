@@ -118,7 +118,14 @@ impl Proc {
                 && let Ok(Some(st)) = c.try_wait()
             {
                 drop(v);
+                // Its last lines may still be on their way from the pipe.
                 std::thread::sleep(Duration::from_millis(100));
+                let found = self.with_lines(from, |l| {
+                    l.iter().position(&pred).map(|i| (from + i, l[i].clone()))
+                });
+                if let Some(found) = found {
+                    return Ok(found);
+                }
                 let tail = self.with_lines(0, |l| {
                     l.iter()
                         .rev()
