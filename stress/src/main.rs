@@ -182,19 +182,20 @@ const FAST_IN_7: u64 = 5;
 /// stack a tracer takes, is in this function.
 #[inline(never)]
 fn grow_fast(block: &mut [u8], p: usize, page: usize) -> usize {
-    touch(block, p, page)
+    touch(block, p, page, 1)
 }
 
-/// As [`grow_fast`], for the slower site.
+/// As [`grow_fast`], for the slower site. It writes another byte, so that
+/// an optimised build cannot fold the two functions into one.
 #[inline(never)]
 fn grow_slow(block: &mut [u8], p: usize, page: usize) -> usize {
-    touch(block, p, page)
+    touch(block, p, page, 2)
 }
 
-/// Writes one byte of page `p`; returns its bytes.
+/// Writes `mark` into the first byte of page `p`; returns its bytes.
 #[inline(always)]
-fn touch(block: &mut [u8], p: usize, page: usize) -> usize {
-    block[p * page] = 1;
+fn touch(block: &mut [u8], p: usize, page: usize, mark: u8) -> usize {
+    block[p * page] = mark;
     std::hint::black_box(&mut *block);
     page.min(block.len() - p * page)
 }
