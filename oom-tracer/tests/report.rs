@@ -115,6 +115,19 @@ fn report_draws_a_real_oom_cycle() {
             .any(|t| t == "default/stress · stress — 2 kills, 1 restart"),
         "the lane's title: {texts:?}"
     );
+    // The call sites below the chart: a row per kill, naming stress's code.
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.starts_with("stress (pid "))
+            .count(),
+        2,
+        "a row per kill in the call sites' table: {texts:?}"
+    );
+    assert!(
+        texts.iter().filter(|t| t.contains("% stress::")).count() >= 2,
+        "each kill's top site names stress's function: {texts:?}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use super::{
         Attempt, Backoff, ExitMark, Gap, Kill, Lane, LimitKind, LimitLine, MIB, Series, UNLIMITED,
     },
     parse::whose,
+    sites::kill_sites,
 };
 use crate::schema::{
     Alloc, AllocKind, Backoff as BackoffRecord, Body, Breakdown, ContainerExit, ContainerRef,
@@ -253,6 +254,7 @@ impl LaneBuilder {
                 .cause
                 .as_ref()
                 .map(|c| format!("{} {}%", c.part.as_str(), c.share_of_limit_pct)),
+            sites: o.callsites.as_ref().map(kill_sites),
         });
         if let Some(m) = memcg {
             let kind = match m.level {

@@ -2,14 +2,17 @@
 //!
 //! `input.rs` reads the records into one timeline per container (restarts
 //! of a container share it, `model.rs`), with `parse.rs` reading each line
-//! with the schema's types and `lanes.rs` grouping the records into lanes;
-//! `svg.rs` draws them, one chart per container: memory over time per
-//! attempt, the limits, the OOM kills, the exits and the restart back-off.
+//! with the schema's types and `lanes.rs` grouping the records into lanes
+//! (`sites.rs` names each kill's call sites); `svg/` draws them, one chart
+//! per container: memory over time per attempt, the limits, the OOM kills,
+//! the exits and the restart back-off, and below it the call sites of
+//! each kill. `folded.rs` writes the call sites as folded stacks.
 mod folded;
 mod input;
 mod lanes;
 mod model;
 mod parse;
+mod sites;
 mod svg;
 
 use std::{

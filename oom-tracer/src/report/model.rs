@@ -150,6 +150,44 @@ pub(super) struct Kill {
     pub parts: Vec<(Part, f64)>,
     /// `shmem 78%`: the cause and its share of the limit.
     pub cause: Option<String>,
+    /// The ramp's largest call sites; `None` when the record has none
+    /// (call sites off, or a record from before them).
+    pub sites: Option<KillSites>,
+}
+
+/// Which code grew the container before a kill (`callsites` of the record).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KillSites {
+    /// At most 5, largest first; empty when no growth step was sampled.
+    pub top: Vec<KillSite>,
+    /// Bytes of all the ramp's sites (the shares' whole).
+    pub ramp_bytes: u64,
+    /// Sites the cgroup had.
+    pub site_count: u64,
+}
+
+/// One call site of the ramp.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KillSite {
+    /// `stress::grow_fast ← stress::main`: the innermost named frame and
+    /// its caller (`?` after a caller that may not be one);
+    /// `[no stack: gone]` for a stack without frames.
+    pub frames: String,
+    /// One or two frames: the callers the kernel could not see are lost.
+    pub shallow: bool,
+    pub bytes: u64,
+    pub share_pct: f64,
+}
+
+impl KillSite {
+    /// `71%`, `<1%`.
+    pub(super) fn share(&self) -> String {
+        if self.share_pct > 0.0 && self.share_pct < 0.5 {
+            "<1%".to_owned()
+        } else {
+            format!("{:.0}%", self.share_pct)
+        }
+    }
 }
 
 impl Kill {

@@ -8,7 +8,10 @@ use plotters::{
 
 use super::{
     Area, BAR_WIDTH, DrawError, EXIT, FONT, GAP, GAP_TEXT, GRID, KILL, LEGEND_WIDTH, MIB, WIDTH,
-    attempt_color, clean, font, legend::draw_legend, limit_color, part_color, plural,
+    attempt_color, clean, font,
+    legend::draw_legend,
+    limit_color, part_color, plural,
+    sites::{MAX_ROWS, has_table},
 };
 use crate::{
     report::model::{Lane, Series},
@@ -251,10 +254,14 @@ fn draw_exits(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), Dr
 
 /// Kills: a red X at the memcg's usage and, always, a text starting with
 /// "OOM kill" beside it: the victim's name where there is room, else just
-/// "OOM kill", upright when even that does not fit.
+/// "OOM kill", upright when even that does not fit. With a table of call
+/// sites below, each kill's number (its row) under the X, where there
+/// is room.
 fn draw_kills(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), DrawError> {
     let mut room = Room::default();
-    for k in &lane.kills {
+    let mut numbers = Room::default();
+    let numbered = has_table(lane);
+    for (i, k) in lane.kills.iter().enumerate() {
         let at = (s.clip(k.t), k.mib.clamp(0.0, s.y_max));
         let x = s.px(k.t);
         let right_side = k.t < s.x_max * 0.8;
@@ -290,6 +297,21 @@ fn draw_kills(chart: &mut Chart<'_, '_>, lane: &Lane, s: Scale) -> Result<(), Dr
         chart.draw_series(std::iter::once(
             EmptyElement::at(at) + Cross::new((0, 0), 7, KILL.stroke_width(3)) + text,
         ))?;
+        let number = (i + 1).to_string();
+        let half = text_width(&number, 12) / 2 + 2;
+        if numbered && i < MAX_ROWS && numbers.take(x - half, x + half) {
+            let style = (FONT, 12)
+                .into_font()
+                .style(FontStyle::Bold)
+                .color(&KILL)
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            // Under the X, on white over the breakdown bar.
+            chart.draw_series(std::iter::once(
+                EmptyElement::at(at)
+                    + Rectangle::new([(-half, 9), (half, 22)], WHITE.mix(0.85).filled())
+                    + Text::new(number, (0, 10), style),
+            ))?;
+        }
     }
     Ok(())
 }

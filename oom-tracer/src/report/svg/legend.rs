@@ -7,6 +7,7 @@ use plotters::{
 
 use super::{
     Area, DrawError, EXIT, FONT, GAP, KILL, attempt_color, clean, font, limit_color, part_color,
+    sites::has_table,
 };
 use crate::{
     report::model::{Lane, LimitKind},
@@ -139,6 +140,19 @@ fn legend_marks(key: &mut Legend<'_, '_>, lane: &Lane) -> Result<(), DrawError> 
     if !lane.kills.is_empty() {
         key.entry("OOM victim (usage at kill)", |area, x, y| {
             area.draw(&Cross::new((x + 13, y), 6, KILL.stroke_width(3)))
+        })?;
+    }
+    if has_table(lane) {
+        key.entry("kill no.: its call sites below", |area, x, y| {
+            area.draw(&Text::new(
+                "1",
+                (x + 13, y),
+                (FONT, 12)
+                    .into_font()
+                    .style(FontStyle::Bold)
+                    .color(&KILL)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            ))
         })?;
     }
     let mut parts: Vec<Part> = lane

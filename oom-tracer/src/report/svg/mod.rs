@@ -10,6 +10,14 @@
 //! cause on top; its share of the limit follows the victim's name. Where many attempts crowd a lane, the
 //! back-off, exit and `#N` labels that would overlap are left out (their
 //! shapes stay).
+//!
+//! A lane whose kills carry call sites gets a table below its chart
+//! (`sites.rs`): one row per kill, numbered as the kill markers are
+//! (the number under each marker, where there is room), with the time,
+//! the victim, the growth the sites share (`grown`) and the three largest
+//! sites, each as `71% stress::grow_fast ← stress::main` (`[shallow]`
+//! after a stack whose callers the kernel could not see). A kill without
+//! call sites says so in its row; a lane without any has no table.
 use plotters::{
     coord::Shift,
     prelude::*,
@@ -18,8 +26,11 @@ use plotters::{
 
 mod chart;
 mod legend;
+mod sites;
 
 use chart::draw_lane;
+#[cfg(test)]
+pub(super) use sites::site_text;
 
 use super::model::{LimitKind, Report};
 use crate::schema::Part;
@@ -116,8 +127,13 @@ pub(super) fn render(report: &Report, source: &str) -> Result<String, DrawError>
         order.truncate(MAX_LANES);
         order.sort_unstable();
     }
-    let drawn = order.len().max(1) as u32;
-    let height = HEADER + LANE_HEIGHT * drawn;
+    let lane_height = |i: usize| LANE_HEIGHT + sites::table_height(&report.lanes[i]);
+    let height = HEADER
+        + order
+            .iter()
+            .map(|&i| lane_height(i))
+            .sum::<u32>()
+            .max(LANE_HEIGHT);
     let x_max = if report.span_s > 0.0 && report.span_s.is_finite() {
         report.span_s * 1.03
     } else {
@@ -137,9 +153,16 @@ pub(super) fn render(report: &Report, source: &str) -> Result<String, DrawError>
                 (WIDTH as i32 / 2, LANE_HEIGHT as i32 / 2),
             )?;
         } else {
-            let areas = body.split_evenly((order.len(), 1));
-            for (area, &i) in areas.iter().zip(&order) {
-                draw_lane(area, &report.lanes[i], x_max)?;
+            let mut rest = body;
+            for &i in &order {
+                let lane = &report.lanes[i];
+                let (area, below) = rest.split_vertically(lane_height(i));
+                let (chart, table) = area.split_vertically(LANE_HEIGHT);
+                draw_lane(&chart, lane, x_max)?;
+                if sites::has_table(lane) {
+                    sites::draw_sites(&table, lane)?;
+                }
+                rest = below;
             }
         }
         root.present()?;

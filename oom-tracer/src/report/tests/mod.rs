@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 mod lanes;
 mod robust;
+mod sites;
 
 use super::{
     ReportArgs, ReportError, input,
