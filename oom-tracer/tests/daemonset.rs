@@ -162,6 +162,34 @@ fn daemonset_runs_as_deployed() {
     );
 }
 
+/// The call-sites overlay (`deploy/callsites/`) run the same way: every
+/// kill of the example pod carries its call sites, the top one named from
+/// the pod's own binary. The example pod runs as uid 65534: reading its
+/// mappings and binary takes the overlay's CAP_SYS_PTRACE.
+#[test]
+fn callsites_overlay_names_the_sites() {
+    let run = scenario::runs_with_overlay(false, Some("callsites"));
+    let kills: Vec<&Value> = run
+        .records
+        .iter()
+        .filter(|r| r["event"] == "oom_kill" && r["pod"]["uid"] == run.uid.as_str())
+        .collect();
+    assert_eq!(kills.len(), run.attempts.len(), "{:#?}", run.records);
+    for k in kills {
+        let top = &k["callsites"]["top"][0]["stack"];
+        let inner = top["frames"][0]["symbol"].as_str().unwrap_or_default();
+        assert!(
+            inner.starts_with("stress::"),
+            "the top site is named from the pod's binary: {:#}",
+            k["callsites"]
+        );
+        assert_eq!(
+            top["shallow"], false,
+            "stress is built with frame pointers: {top:#}"
+        );
+    }
+}
+
 /// With `capability` taken out of the DaemonSet's `add` list, the agent
 /// exits non-zero and its log says which capability is missing, in words
 /// ("missing CAP_PERFMON"), and does not blame the one it has.

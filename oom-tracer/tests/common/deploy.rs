@@ -65,3 +65,69 @@ pub(crate) fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     assert_eq!(found.len(), 1, "expected one {kind} in deploy/");
     found[0]
 }
+
+/// The changes a kustomize overlay of `deploy/` (`deploy/<name>/`, as
+/// `kubectl apply -k deploy/<name>/` applies it) makes to the DaemonSet's
+/// pod template: its JSON-patch `add` operations, as (path below
+/// `/spec/template`, value). An overlay that does anything else fails,
+/// naming it (this reader would not apply it).
+pub(crate) fn overlay_adds(name: &str) -> Vec<(String, Value)> {
+    let file = workspace()
+        .join("deploy")
+        .join(name)
+        .join("kustomization.yaml");
+    let kust = load(&file);
+    assert_eq!(kust.len(), 1, "{}: one document", file.display());
+    let kust = kust[0].as_object().expect("a mapping");
+    for key in kust.keys() {
+        assert!(
+            ["apiVersion", "kind", "resources", "patches"].contains(&key.as_str()),
+            "{}: field `{key}` is not applied by this test's reader: extend \
+             oom-tracer/tests/common/deploy.rs",
+            file.display()
+        );
+    }
+    assert_eq!(
+        kust["resources"],
+        serde_json::json!(["../"]),
+        "{}",
+        file.display()
+    );
+    let mut adds = Vec::new();
+    for p in kust["patches"].as_array().expect("patches") {
+        assert_eq!(p["target"]["kind"], "DaemonSet", "{p}");
+        let ops: Vec<Value> = serde_saphyr::from_str(p["patch"].as_str().expect("an inline patch"))
+            .unwrap_or_else(|e| panic!("{}: the patch is not YAML: {e}", file.display()));
+        for op in ops {
+            assert_eq!(op["op"], "add", "only `add` is applied here: {op}");
+            let path = op["path"].as_str().expect("a path");
+            let below = path
+                .strip_prefix("/spec/template")
+                .unwrap_or_else(|| panic!("a patch outside the pod template: {path}"));
+            adds.push((below.to_owned(), op["value"].clone()));
+        }
+    }
+    adds
+}
+
+/// Applies a JSON-patch `add` at `path` (`/-` appends to an array).
+pub(crate) fn add_at(doc: &mut Value, path: &str, value: Value) {
+    let mut tokens: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let last = tokens.pop().expect("a path");
+    let mut at = doc;
+    for t in tokens {
+        at = match at {
+            Value::Array(a) => &mut a[t.parse::<usize>().expect("an index")],
+            v => v
+                .get_mut(t)
+                .unwrap_or_else(|| panic!("no `{t}` on the way to {path}")),
+        };
+    }
+    match (at, last) {
+        (Value::Array(a), "-") => a.push(value),
+        (Value::Object(o), key) => {
+            o.insert(key.to_owned(), value);
+        }
+        (other, _) => panic!("cannot add at {path} in {other}"),
+    }
+}

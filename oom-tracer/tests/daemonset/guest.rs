@@ -48,6 +48,13 @@ pub(crate) fn run_in_guest() {
         "attempts": outcome.attempts,
         "agent_cgroup_view": outcome.own_cgroup.trim(),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim(),
+        // What the default DaemonSet names of each kill's top call site.
+        "top_sites": outcome
+            .records
+            .iter()
+            .filter(|r| r["event"] == "oom_kill")
+            .map(|r| r["callsites"]["top"][0]["stack"]["frames"][0].clone())
+            .collect::<Vec<_>>(),
     });
     std::fs::write(out.join("result.json"), result.to_string()).unwrap();
 }

@@ -15,6 +15,7 @@ use crate::{
     checks::{agent_memory, check_read_only, check_records, json_lines},
     cluster::{Cleanup, Cluster, import_images, rt},
     common::{
+        deploy,
         kubelet::{Kubelet, require_runtime},
         node::{self, Prober},
     },
@@ -32,6 +33,8 @@ pub(crate) struct Outcome {
     pub(crate) log: Vec<u8>,
     /// The agent's /proc/<pid>/cgroup, as the agent sees it.
     pub(crate) own_cgroup: String,
+    /// The records on the agent's stdout.
+    pub(crate) records: Vec<serde_json::Value>,
 }
 
 /// The DaemonSet's pod and the example pod on the real runtime: three OOM
@@ -40,10 +43,21 @@ pub(crate) struct Outcome {
 /// network; the agent within its limits. `v2`: the node is cgroup v2 and
 /// the agent's container must have a private cgroup namespace.
 pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
+    runs_with_overlay(v2, None)
+}
+
+/// [`runs_as_deployed`] with the DaemonSet as the kustomize overlay
+/// `deploy/<overlay>/` changes it.
+pub(crate) fn runs_with_overlay(v2: bool, overlay: Option<&str>) -> Outcome {
     require_runtime();
     import_images();
     let cluster = Cluster::start("oom-tracer", "oom-tracer");
-    let agent = agent_pod(&cluster, |_| {});
+    let adds = overlay.map(deploy::overlay_adds).unwrap_or_default();
+    let agent = agent_pod(&cluster, |t| {
+        for (path, value) in adds {
+            deploy::add_at(t, &path, value);
+        }
+    });
     let example = example_pod(&cluster);
     let mut cleanup = Cleanup::default();
     let rt = rt();
@@ -211,6 +225,7 @@ pub(crate) fn runs_as_deployed(v2: bool) -> Outcome {
         attempts,
         log: std::fs::read(node::log_path(&agent, "agent", 0)).unwrap(),
         own_cgroup,
+        records,
     }
 }
 
