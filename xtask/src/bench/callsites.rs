@@ -27,6 +27,12 @@ use super::{
 /// Allocation storms per agent: their rss_stat time is summed, so that a
 /// step's few µs stand out of the noise of some 100,000 runs per storm.
 const ALLOC_STORMS: usize = 4;
+/// The fine step of the second agent of each setting: 32 times as many
+/// growth steps as the default 4Mi, so that their stacks' cost stands out
+/// of rss_stat's common path (which a 4Mi step's µs per 1,024 pages do not,
+/// on a shared machine). Finer steps are not seen: the counter rss_stat
+/// reports moves in per-CPU batches of 32 pages here.
+const FINE_STEP: &str = "128Ki";
 /// Containers OOM-killed at once per agent.
 const KILLS: usize = 5;
 /// The settings, in the order of even runs.
@@ -44,6 +50,16 @@ struct Sample {
     tasks_runs: u64,
     tasks_ns: u64,
     lost: u64,
+    /// The storms again under an agent with `--alloc-step FINE_STEP`.
+    fine: Storms,
+}
+
+/// The allocation storms' rss_stat time, runs and growth steps.
+#[derive(Default, Clone, Copy)]
+struct Storms {
+    ns: u64,
+    runs: u64,
+    steps: u64,
 }
 
 impl Sample {
@@ -67,6 +83,8 @@ impl Sample {
             "mark_victim_tasks_runs": self.tasks_runs,
             "mark_victim_tasks_ns_per_run": Self::per_run(self.tasks_ns, self.tasks_runs),
             "lost_events": self.lost,
+            "fine_step": {"alloc_step": FINE_STEP, "rss_stat_total_ns": self.fine.ns,
+                "rss_stat_runs": self.fine.runs, "growth_steps": self.fine.steps},
         })
     }
 }
@@ -102,10 +120,13 @@ fn stats(v: &[f64]) -> Value {
 impl Ctx {
     /// One agent with call sites `on` or off: its idle RSS, the allocation
     /// storms and the kills.
-    fn callsites_agent(&mut self, on: bool) -> anyhow::Result<Sample> {
+    /// An agent with call sites `on` or off (and `extra` arguments), its
+    /// programs found, 1 s after its start.
+    fn start_agent(&mut self, on: bool, extra: &[&str]) -> anyhow::Result<(Proc, Vec<Prog>)> {
         let mut c = Command::new(&self.tracer);
         c.args(["agent", "--no-cri", "--kube-api", "off"])
             .args(["--callsites", if on { "true" } else { "false" }])
+            .args(extra)
             .env("OOM_TRACER_LOG", "warn");
         let mut agent = Proc::spawn(
             "oom-tracer agent (call sites)",
@@ -115,12 +136,13 @@ impl Ctx {
         agent.wait_for(0, Duration::from_secs(60), |l| is_event(&l.text, "start"))?;
         let progs = self.programs_of(Tool::OomTracer, &agent, false)?;
         sys::sleep(Duration::from_secs(1))?;
-        let mut s = Sample {
-            rss_mib: sys::rss_kib(agent.pid()).map_or(f64::NAN, |r| r / 1024.0),
-            ..Sample::default()
-        };
-        let ids: Vec<u32> = progs.iter().map(|x| x.id).collect();
+        Ok((agent, progs))
+    }
 
+    /// `ALLOC_STORMS` allocation storms in fresh watched containers.
+    fn alloc_storms(&mut self, agent: &Proc, progs: &[Prog]) -> anyhow::Result<Storms> {
+        let ids: Vec<u32> = progs.iter().map(|x| x.id).collect();
+        let mut s = Storms::default();
         for _ in 0..ALLOC_STORMS {
             sys::check_interrupted()?;
             let cg = self.container()?;
@@ -128,14 +150,26 @@ impl Ctx {
             let before = sys::prog_stats(&ids);
             storm::alloc_storm(&cg, &self.stress)?;
             let after = sys::prog_stats(&ids);
-            let (ns, runs) = hook_total(&progs, "rss_stat", &before, &after);
-            s.rss_stat_ns += ns;
-            s.rss_stat_runs += runs;
+            let (ns, runs) = hook_total(progs, "rss_stat", &before, &after);
+            s.ns += ns;
+            s.runs += runs;
             // The drain reads every 100 ms: let it print the storm's steps.
             sys::sleep(Duration::from_millis(300))?;
-            s.steps += anon_steps(&agent, mark, &sys::cgroup_path(&cg));
+            s.steps += anon_steps(agent, mark, &sys::cgroup_path(&cg));
             self.cgroups.remove(&cg)?;
         }
+        Ok(s)
+    }
+
+    fn callsites_agent(&mut self, on: bool) -> anyhow::Result<Sample> {
+        let (agent, progs) = self.start_agent(on, &[])?;
+        let mut s = Sample {
+            rss_mib: sys::rss_kib(agent.pid()).map_or(f64::NAN, |r| r / 1024.0),
+            ..Sample::default()
+        };
+        let ids: Vec<u32> = progs.iter().map(|x| x.id).collect();
+        let st = self.alloc_storms(&agent, &progs)?;
+        (s.rss_stat_ns, s.rss_stat_runs, s.steps) = (st.ns, st.runs, st.steps);
 
         let burstable = self.pod.parent().context("pod parent")?.to_owned();
         let (pod, cgs) = self.oom_pod(&burstable, KILLS)?;
@@ -153,6 +187,15 @@ impl Ctx {
         let lines = stop_tool(Tool::OomTracer, agent)?;
         self.cgroups.remove(&pod)?;
         s.lost = lost_events(Tool::OomTracer, &lines)?;
+
+        // The storms again, with 32 times the steps.
+        let (agent, progs) = self.start_agent(
+            on,
+            &["--alloc-step", FINE_STEP, "--ring-buffer-size", "16Mi"],
+        )?;
+        s.fine = self.alloc_storms(&agent, &progs)?;
+        let lines = stop_tool(Tool::OomTracer, agent)?;
+        s.lost += lost_events(Tool::OomTracer, &lines)?;
         Ok(s)
     }
 
@@ -203,7 +246,7 @@ type Measure = fn(&Sample) -> f64;
 /// Medians and spreads of each measure, on and off, and a step's cost.
 fn summary(runs: &[[Sample; 2]]) -> Value {
     let col = |i: usize, f: Measure| -> Vec<f64> { runs.iter().map(|p| f(&p[i])).collect() };
-    let measures: [(&str, Measure); 7] = [
+    let measures: [(&str, Measure); 11] = [
         ("rss_stat_ns_per_run", |s| {
             Sample::per_run(s.rss_stat_ns, s.rss_stat_runs)
         }),
@@ -217,6 +260,10 @@ fn summary(runs: &[[Sample; 2]]) -> Value {
             Sample::per_run(s.tasks_ns, s.tasks_runs)
         }),
         ("idle_rss_mib", |s| s.rss_mib),
+        ("fine_rss_stat_runs", |s| s.fine.runs as f64),
+        ("fine_rss_stat_total_ms", |s| s.fine.ns as f64 / 1e6),
+        ("fine_growth_steps", |s| s.fine.steps as f64),
+        ("lost_events", |s| s.lost as f64),
     ];
     let mut on = serde_json::Map::new();
     let mut off = serde_json::Map::new();
@@ -229,6 +276,10 @@ fn summary(runs: &[[Sample; 2]]) -> Value {
         .iter()
         .map(|[a, b]| (a.rss_stat_ns as f64 - b.rss_stat_ns as f64) / a.steps.max(1) as f64)
         .collect();
+    let fine_step_ns: Vec<f64> = runs
+        .iter()
+        .map(|[a, b]| (a.fine.ns as f64 - b.fine.ns as f64) / a.fine.steps.max(1) as f64)
+        .collect();
     let rss_delta: Vec<f64> = runs.iter().map(|[a, b]| a.rss_mib - b.rss_mib).collect();
     json!({
         "alloc_storms_per_agent": ALLOC_STORMS,
@@ -236,6 +287,8 @@ fn summary(runs: &[[Sample; 2]]) -> Value {
         "on": on,
         "off": off,
         "growth_step_stack_ns": stats(&step_ns),
+        "fine_step": FINE_STEP,
+        "fine_growth_step_stack_ns": stats(&fine_step_ns),
         "idle_rss_delta_mib": stats(&rss_delta),
         "kernel_maps": {
             "stacks_max": oom_tracer_common::STACKS_MAX,
@@ -284,6 +337,22 @@ pub(super) fn render(v: &Value, runs: usize) -> String {
             0,
         ),
         ("agent idle RSS, 1 s after start, MiB", "idle_rss_mib", 1),
+        (
+            "`--alloc-step 128Ki` agent: rss_stat total run time, ms",
+            "fine_rss_stat_total_ms",
+            2,
+        ),
+        (
+            "`--alloc-step 128Ki` agent: rss_stat runs",
+            "fine_rss_stat_runs",
+            0,
+        ),
+        (
+            "`--alloc-step 128Ki` agent: growth steps",
+            "fine_growth_steps",
+            0,
+        ),
+        ("lost events (both agents)", "lost_events", 0),
     ] {
         md.push_str(&format!(
             "| {label} | {} | {} |\n",
@@ -294,9 +363,12 @@ pub(super) fn render(v: &Value, runs: usize) -> String {
     let k = &v["kernel_maps"];
     md.push_str(&format!(
         "\nA growth step's stack: (rss_stat total on − off) / growth steps = {} ns per step \
-         (per run pair; target ≤ 2000). Idle RSS on − off: {} MiB. Kernel maps (call sites on): \
+         (per run pair; target ≤ 2000); the same with `--alloc-step {}` (32 times the steps): {} \
+         ns per step. Idle RSS on − off: {} MiB. Kernel maps (call sites on): \
          STACKS at most {} stacks of {} frames (about 1 KiB each), CALLSITES at most {} sums (LRU).\n",
         cell(&v["growth_step_stack_ns"], 0),
+        v["fine_step"].as_str().unwrap_or("-"),
+        cell(&v["fine_growth_step_stack_ns"], 0),
         cell(&v["idle_rss_delta_mib"], 1),
         k["stacks_max"],
         k["stack_depth"],
