@@ -33,7 +33,9 @@
 //!   crash-looping on OOM kills, a churn of pods,
 //!   5,000 pods served by the API stand-in, for `--node-secs`: the agent's
 //!   RSS and CPU over time, records per second, lost records, and whether
-//!   every kill and restart named the right pod, container and restart count.
+//!   every kill and restart named the right pod, container and restart count;
+//! - call sites on and off (`callsites.rs`, oom-tracer only): rss_stat and
+//!   mark_victim per run, a growth step's stack, the agent's idle RSS.
 //!
 //! How a tool's programs are found: through its own file descriptors
 //! (`sys::attached_progs`): oom-tracer's bpf_links name their tracepoint in
@@ -43,6 +45,7 @@
 //! each program's name and load time (after the tool's spawn) are checked
 //! and written to bench.json (`programs`).
 mod breakdown;
+mod callsites;
 mod hung;
 mod measure;
 mod node;
@@ -61,7 +64,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use measure::{lost_events, stop_tool};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sys::{Cgroups, MEMCG, Prog};
 
 /// The bpftrace script: oom-tracer's hooks, one printed line per event.
@@ -119,6 +122,8 @@ pub(crate) enum Phase {
     Hung,
     /// The node bench on the test containerd.
     Node,
+    /// Call sites on and off: rss_stat, mark_victim, a growth step, RSS.
+    Callsites,
 }
 
 impl BenchArgs {
@@ -253,45 +258,6 @@ fn ensure_bpftrace() -> anyhow::Result<String> {
     version().context("bpftrace was installed but `bpftrace --version` fails")
 }
 
-fn machine() -> Value {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
-        .unwrap_or_default();
-    let mem_kib: f64 = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN);
-    // The OOM killer prints each kill (KERN_ERR) on the console when the
-    // console log level lets it through: on a serial console (a VM's
-    // ttyS0) that costs the OOMing CPU close to a millisecond in the
-    // kernel (not preempted on PREEMPT_NONE), which every tool woken by
-    // the kill may wait behind.
-    let cmdline = read("/proc/cmdline");
-    let consoles: Vec<&str> = cmdline
-        .split_whitespace()
-        .filter_map(|a| a.strip_prefix("console="))
-        .collect();
-    let console_loglevel = read("/proc/sys/kernel/printk")
-        .split_whitespace()
-        .next()
-        .and_then(|l| l.parse::<u32>().ok());
-    json!({
-        "consoles": consoles,
-        "console_loglevel": console_loglevel,
-        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "cpu_model": model,
-        "memory_gib": (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-        "kernel": read("/proc/sys/kernel/osrelease").trim(),
-        "cgroup": "v1 (memory hierarchy at /sys/fs/cgroup/memory)",
-    })
-}
-
 pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let args = BenchArgs {
@@ -416,6 +382,15 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         phases.insert("hung_runtime_s".into(), t.elapsed().as_secs_f64().into());
     }
 
+    let callsites = if args.wants(Phase::Callsites) {
+        let t = Instant::now();
+        let c = ctx.callsites()?;
+        phases.insert("callsites_s".into(), t.elapsed().as_secs_f64().into());
+        Some(c)
+    } else {
+        None
+    };
+
     let node = if args.node_secs > 0 && args.wants(Phase::Node) {
         let t = Instant::now();
         let r = node::run(root, args.node_secs)?;
@@ -430,6 +405,10 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(breakdown) = breakdown {
         table.push_str(&breakdown::render(&breakdown));
         report["latency_breakdown"] = breakdown;
+    }
+    if let Some(c) = callsites {
+        table.push_str(&callsites::render(&c, args.runs));
+        report["callsites"] = c;
     }
     if let Some(node) = node {
         table.push_str(&node::render(&node));

@@ -2,7 +2,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    Ctx, TOOLS, Tool, machine, percentile,
+    Ctx, TOOLS, Tool, percentile,
     sys::{HOOKS, OWN_HOOKS},
 };
 
@@ -381,4 +381,44 @@ impl Ctx {
         });
         (md, report)
     }
+}
+
+/// The machine the bench ran on, for bench.json.
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_default();
+    let mem_kib: f64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    // The OOM killer prints each kill (KERN_ERR) on the console when the
+    // console log level lets it through: on a serial console (a VM's
+    // ttyS0) that costs the OOMing CPU close to a millisecond in the
+    // kernel (not preempted on PREEMPT_NONE), which every tool woken by
+    // the kill may wait behind.
+    let cmdline = read("/proc/cmdline");
+    let consoles: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix("console="))
+        .collect();
+    let console_loglevel = read("/proc/sys/kernel/printk")
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<u32>().ok());
+    json!({
+        "consoles": consoles,
+        "console_loglevel": console_loglevel,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": model,
+        "memory_gib": (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "cgroup": "v1 (memory hierarchy at /sys/fs/cgroup/memory)",
+    })
 }
