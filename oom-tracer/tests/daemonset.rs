@@ -164,8 +164,9 @@ fn daemonset_runs_as_deployed() {
 
 /// The call-sites overlay (`deploy/callsites/`) run the same way: every
 /// kill of the example pod carries its call sites, the top one named from
-/// the pod's own binary. The example pod runs as uid 65534: reading its
-/// mappings and binary takes the overlay's CAP_SYS_PTRACE.
+/// the pod's own binary (the stress image keeps its symbols). The example
+/// pod runs as uid 65534: reading its mappings and binary takes the
+/// overlay's CAP_SYS_PTRACE.
 #[test]
 fn callsites_overlay_names_the_sites() {
     let run = scenario::runs_with_overlay(false, Some("callsites"));

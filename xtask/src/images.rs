@@ -38,6 +38,8 @@ pub(crate) struct Image {
     pub dockerfile: &'static str,
     /// The workspace binary the image holds (COPY'd by its Dockerfile).
     pub binary: &'static str,
+    /// Whether the binary goes in without its symbol table.
+    pub strip: bool,
 }
 
 pub(crate) const IMAGES: [Image; 2] = [
@@ -46,12 +48,17 @@ pub(crate) const IMAGES: [Image; 2] = [
         reference: "oom-tracer/agent:dev",
         dockerfile: "deploy/agent.Dockerfile",
         binary: "oom-tracer",
+        // A fifth of the agent (the eBPF object is data and stays).
+        strip: true,
     },
     Image {
         name: "stress",
         reference: "oom-tracer/stress:dev",
         dockerfile: "deploy/stress.Dockerfile",
         binary: "stress",
+        // The example workload keeps its symbols: the agent names its
+        // call sites from them (docs/callsites.md).
+        strip: false,
     },
 ];
 
@@ -97,9 +104,9 @@ pub(crate) fn contexts(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .with_context(|| format!("copying {}", image.dockerfile))?;
         let bin = musl_binary(root, image.binary);
         let staged = ctx.join(image.binary);
-        // Without its symbol table (a fifth of the agent; the eBPF object
-        // is data and stays), when binutils' strip is there.
-        if crate::minikube::on_path("strip").is_some() {
+        // Without its symbol table where the image says so, when binutils'
+        // strip is there.
+        if image.strip && crate::minikube::on_path("strip").is_some() {
             run(Command::new("strip")
                 .args(["--strip-all", "-o"])
                 .arg(&staged)
