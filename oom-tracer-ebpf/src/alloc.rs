@@ -199,11 +199,23 @@ fn ramp(ctx: *mut c_void, tgid: u32, stamp: u64, size: u64, css: u64) {
     if !grew {
         return;
     }
+    // With call sites on, the step's bytes go to its user stack's sum; the
+    // record names the stack, so userspace knows the sums it will read.
+    let stack_id = if stacks::enabled() {
+        stacks::stack_id(ctx, true)
+    } else {
+        0
+    };
     let ev = AllocEvent {
         hdr: header(EventKind::Alloc),
         task: current_info(css),
         anon_bytes: size,
+        stack_id,
+        _pad: 0,
     };
+    if stacks::enabled() {
+        stacks::add_site(stack_id, ev.task.memcg_id, tgid, size - last);
+    }
     // With call sites on, a process's first step since its exec wakes the
     // reader (once per process): userspace reads its mappings while it
     // lives, not when its kill has it exiting (a process that dies within
@@ -211,9 +223,6 @@ fn ramp(ctx: *mut c_void, tgid: u32, stamp: u64, size: u64, css: u64) {
     // OOM reaper, and its kill wait for it).
     let first = stacks::enabled() && last < step;
     output(&ev, if first { WAKE } else { NO_WAKE });
-    if stacks::enabled() {
-        stacks::add_site(ctx, ev.task.memcg_id, tgid, size - last);
-    }
 }
 
 /// Writes a `PROC_CACHE` entry, key last (see `ramp`).

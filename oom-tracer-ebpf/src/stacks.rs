@@ -32,11 +32,10 @@ pub(crate) fn stack_id(ctx: *mut c_void, user: bool) -> i32 {
     id as i32
 }
 
-/// Adds `bytes` to the sum of the current user stack of process `tgid`
-/// in `memcg_id`.
+/// Adds `bytes` to the sum of user stack `id` (from [`stack_id`]; a
+/// negative one is counted lost) of process `tgid` in `memcg_id`.
 #[inline(always)]
-pub(crate) fn add_site(ctx: *mut c_void, memcg_id: u64, tgid: u32, bytes: u64) {
-    let id = stack_id(ctx, true);
+pub(crate) fn add_site(id: i32, memcg_id: u64, tgid: u32, bytes: u64) {
     if id < 0 {
         count(Counter::StackLost);
         return;

@@ -172,12 +172,14 @@ fn event(kind: EventKind) -> BoxedStrategy<RawEvent> {
                 })
             })
             .boxed(),
-        EventKind::Alloc => (header(kind), task(), any::<u64>())
-            .prop_map(|(hdr, task, anon_bytes)| {
+        EventKind::Alloc => (header(kind), task(), any::<u64>(), any::<i32>())
+            .prop_map(|(hdr, task, anon_bytes, stack_id)| {
                 RawEvent::Alloc(AllocEvent {
                     hdr,
                     task,
                     anon_bytes,
+                    stack_id,
+                    _pad: 0,
                 })
             })
             .boxed(),

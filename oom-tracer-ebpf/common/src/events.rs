@@ -96,6 +96,12 @@ pub struct AllocEvent {
     pub task: TaskInfo,
     /// Anonymous resident memory of the process, bytes.
     pub anon_bytes: u64,
+    /// With call sites on: the step's user stack in `STACKS`, whose sum in
+    /// `CALLSITES` the step's bytes went to (userspace learns the keys it
+    /// will look up at a kill from these), or the helper's negative errno
+    /// (no sum). 0 with call sites off.
+    pub stack_id: i32,
+    pub _pad: u32,
 }
 
 /// `MemcgGrowthEvent::kind`: page cache without shmem.
@@ -172,7 +178,7 @@ const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<TaskInfo>() == 32);
 const _: () = assert!(size_of::<ExecEvent>() == 48);
 const _: () = assert!(size_of::<ExitEvent>() == 56);
-const _: () = assert!(size_of::<AllocEvent>() == 56);
+const _: () = assert!(size_of::<AllocEvent>() == 64);
 const _: () = assert!(size_of::<MemcgGrowthEvent>() == 80);
 const _: () = assert!(size_of::<SignalEvent>() == 96);
 const _: () = assert!(size_of::<CgroupEvent>() == 304);

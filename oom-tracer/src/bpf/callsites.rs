@@ -5,6 +5,10 @@ use std::collections::HashSet;
 use aya::maps::{HashMap, MapData, StackTraceMap};
 use oom_tracer_common::{CALLSITES_MAX, CallsiteKey};
 
+/// Stacks kept read (a few hundred bytes each); the cache starts over
+/// when full.
+const STACKS_KEPT: usize = 1024;
+
 /// A stack as the kernel gave it: its frames' addresses, innermost first,
 /// or why there are none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +36,34 @@ pub(crate) struct RawCallsites {
 }
 
 /// The maps, where call sites are on.
+///
+/// A kill reads its memcg's sums by key, never by walking the map: every
+/// sum the kernel adds to comes with a growth record naming its key
+/// (`grew`), so the keys are known here. Only when records were lost (a
+/// full ring buffer) can a key be missing: the first kill after the loss
+/// was read walks the map once (about a millisecond per thousand entries)
+/// and knows them again (a kill in the very drain that lost records may
+/// miss the sites whose records were lost).
+///
+/// Stacks are read once per id: the kernel never changes the stack of an
+/// id (`bpf_get_stackid` without `BPF_F_REUSE_STACKID`), and only
+/// `forget` here removes one. A crash loop's kills share their kernel
+/// stack.
 pub(crate) struct CallsiteMaps {
     stacks: StackTraceMap<MapData>,
     sums: HashMap<MapData, CallsiteKey, u64>,
     /// Stacks of kills' triggers, by memcg, removed with the memcg.
     triggers: Vec<(u64, u32)>,
-    /// Processes that ended: their sums are dropped at the next walk (the
-    /// memory they grew went with them).
-    ended: HashSet<u32>,
+    /// The keys of the sums, by process.
+    known: std::collections::HashMap<u32, HashSet<CallsiteKey>>,
+    /// Keys in `known`.
+    known_len: usize,
+    /// `known` may miss keys: walk the map before it is used.
+    walk: bool,
+    /// The kernel's count of records lost when `known` was last whole.
+    losses_seen: u64,
+    /// Stacks read, by id.
+    read: std::collections::HashMap<u32, Vec<u64>>,
 }
 
 impl CallsiteMaps {
@@ -51,39 +75,106 @@ impl CallsiteMaps {
             stacks,
             sums,
             triggers: Vec::new(),
-            ended: HashSet::new(),
+            known: std::collections::HashMap::new(),
+            known_len: 0,
+            walk: false,
+            losses_seen: 0,
+            read: std::collections::HashMap::new(),
         }
     }
 
     /// The stack `id` (a negative id: the helper's errno).
-    pub(crate) fn stack(&self, id: i32) -> RawStack {
+    pub(crate) fn stack(&mut self, id: i32) -> RawStack {
         let Ok(key) = u32::try_from(id) else {
             return RawStack::NotTaken(-id);
         };
+        if let Some(ips) = self.read.get(&key) {
+            return RawStack::Frames(ips.clone());
+        }
         match self.stacks.get(&key, 0) {
-            Ok(s) => RawStack::Frames(s.frames().iter().map(|f| f.ip).collect()),
+            Ok(s) => {
+                let ips: Vec<u64> = s.frames().iter().map(|f| f.ip).collect();
+                if self.read.len() >= STACKS_KEPT {
+                    self.read.clear();
+                }
+                self.read.insert(key, ips.clone());
+                RawStack::Frames(ips)
+            }
             Err(_) => RawStack::Gone,
         }
     }
 
-    /// The `top` largest sites of the memcgs `memcgs`, with the total.
-    /// Walks the whole map (at most `CALLSITES_MAX` entries, two syscalls
-    /// each): about a millisecond per thousand entries.
-    pub(crate) fn sites(&mut self, memcgs: &[u64], top: usize) -> RawCallsites {
-        let mut mine: Vec<(u64, u32, u32)> = Vec::new();
-        let mut stale = Vec::new();
-        let entries = self.sums.iter().filter_map(Result::ok);
-        for (key, bytes) in entries.take(CALLSITES_MAX as usize) {
-            if self.ended.contains(&key.tgid) {
-                stale.push(key);
-            } else if memcgs.contains(&key.memcg_id) {
-                mine.push((bytes, key.tgid, key.stack_id));
+    /// A growth record: its bytes went to the sum of `stack_id` (negative:
+    /// none) of process `tgid` in `memcg`.
+    pub(crate) fn grew(&mut self, memcg: u64, tgid: u32, stack_id: i32) {
+        let Ok(stack_id) = u32::try_from(stack_id) else {
+            return;
+        };
+        // The kernel keeps at most `CALLSITES_MAX` (LRU): more known keys
+        // are stale ones; a walk finds the live ones.
+        if self.known_len >= 2 * CALLSITES_MAX as usize {
+            self.walk = true;
+            return;
+        }
+        let key = CallsiteKey {
+            memcg_id: memcg,
+            stack_id,
+            tgid,
+        };
+        if self.known.entry(tgid).or_default().insert(key) {
+            self.known_len += 1;
+        }
+    }
+
+    /// Records were lost (the kernel's count, `losses`): keys may be
+    /// missing from what the growth records said.
+    fn check_losses(&mut self, losses: u64) {
+        if losses != self.losses_seen {
+            self.losses_seen = losses;
+            self.walk = true;
+        }
+    }
+
+    /// Walks the map and knows its keys again.
+    fn rebuild(&mut self) {
+        self.known.clear();
+        self.known_len = 0;
+        let keys: Vec<CallsiteKey> = self
+            .sums
+            .keys()
+            .filter_map(Result::ok)
+            .take(CALLSITES_MAX as usize)
+            .collect();
+        for key in keys {
+            if self.known.entry(key.tgid).or_default().insert(key) {
+                self.known_len += 1;
             }
         }
-        for key in stale {
-            let _ = self.sums.remove(&key);
+        self.walk = false;
+    }
+
+    /// The `top` largest sites of the memcgs `memcgs`, with the total
+    /// (`losses`: the kernel's count of lost records).
+    pub(crate) fn sites(&mut self, memcgs: &[u64], top: usize, losses: u64) -> RawCallsites {
+        self.check_losses(losses);
+        if self.walk {
+            self.rebuild();
         }
-        self.ended.clear();
+        let mine_keys: Vec<CallsiteKey> = self
+            .known
+            .values()
+            .flatten()
+            .filter(|k| memcgs.contains(&k.memcg_id))
+            .copied()
+            .collect();
+        let mut mine: Vec<(u64, u32, u32)> = Vec::new();
+        for key in mine_keys {
+            match self.sums.get(&key, 0) {
+                Ok(bytes) => mine.push((bytes, key.tgid, key.stack_id)),
+                // Evicted (LRU): known no more.
+                Err(_) => self.unknow(&key),
+            }
+        }
         // One stack of one process in two memcgs (it moved): summed.
         mine.sort_unstable_by_key(|&(_, tgid, id)| (tgid, id));
         mine.dedup_by(|b, a| {
@@ -106,14 +197,26 @@ impl CallsiteMaps {
         }
     }
 
-    /// Process `tgid` ended (or, with `false`, grows again: a pid reused).
-    pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
-        if ended {
-            if self.ended.len() < CALLSITES_MAX as usize {
-                self.ended.insert(tgid);
+    fn unknow(&mut self, key: &CallsiteKey) {
+        if let Some(keys) = self.known.get_mut(&key.tgid)
+            && keys.remove(key)
+        {
+            self.known_len -= 1;
+            if keys.is_empty() {
+                self.known.remove(&key.tgid);
             }
-        } else {
-            self.ended.remove(&tgid);
+        }
+    }
+
+    /// Process `tgid` ended: its sums go (the memory they grew went with
+    /// it).
+    pub(crate) fn process_ended(&mut self, tgid: u32) {
+        let Some(keys) = self.known.remove(&tgid) else {
+            return;
+        };
+        self.known_len -= keys.len();
+        for key in keys {
+            let _ = self.sums.remove(&key);
         }
     }
 
@@ -132,14 +235,19 @@ impl CallsiteMaps {
     /// The memcg is gone: drop its sums, and its stacks that no other
     /// memcg's sums use (the stack map has a bucket per id and no LRU).
     pub(crate) fn forget(&mut self, memcg: u64) {
+        if self.walk {
+            self.rebuild();
+        }
         let (mine, others): (Vec<CallsiteKey>, Vec<CallsiteKey>) = self
-            .sums
-            .keys()
-            .filter_map(Result::ok)
+            .known
+            .values()
+            .flatten()
+            .copied()
             .partition(|k| k.memcg_id == memcg);
         let mut ids: Vec<u32> = mine.iter().map(|k| k.stack_id).collect();
-        for k in mine {
-            let _ = self.sums.remove(&k);
+        for k in &mine {
+            let _ = self.sums.remove(k);
+            self.unknow(k);
         }
         self.triggers.retain(|&(m, id)| {
             if m == memcg {
@@ -147,11 +255,14 @@ impl CallsiteMaps {
             }
             m != memcg
         });
+        ids.sort_unstable();
+        ids.dedup();
         for id in ids {
             let used = others.iter().any(|k| k.stack_id == id)
                 || self.triggers.iter().any(|&(_, t)| t == id);
             if !used {
                 let _ = self.stacks.remove(&id);
+                self.read.remove(&id);
             }
         }
     }

@@ -491,6 +491,7 @@ fn take_maps(
         hooks: report.status,
         startup,
         stale_records: 0,
+        losses_seen: std::cell::Cell::new(0),
         ebpf,
     })
 }

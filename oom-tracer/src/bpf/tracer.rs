@@ -61,6 +61,9 @@ pub(crate) struct Tracer {
     pub(super) startup: std::time::Duration,
     /// Records that carried bytes the programs should have zeroed.
     pub(super) stale_records: u64,
+    /// Records lost to a full ring buffer, as last read (every drain reads
+    /// the counters after its records; a kill uses this, not a read of its own).
+    pub(super) losses_seen: std::cell::Cell<u64>,
     // Last: the programs stay attached while the Ebpf lives.
     pub(super) ebpf: Ebpf,
 }
@@ -78,8 +81,9 @@ impl Tracer {
         memcgs: &[u64],
         top: usize,
     ) -> Option<super::callsites::RawCallsites> {
+        let losses = self.losses_seen.get();
         let maps = self.callsites.as_mut()?;
-        let mut raw = maps.sites(memcgs, top);
+        let mut raw = maps.sites(memcgs, top, losses);
         if e.flags & oom_tracer_common::OOM_STACKS != 0 {
             let memcg = memcgs.first().copied().unwrap_or(0);
             raw.trigger = Some(maps.trigger(memcg, e.user_stack_id, e.kernel_stack_id));
@@ -91,9 +95,15 @@ impl Tracer {
         self.callsites.is_some()
     }
 
-    pub(crate) fn process_ended(&mut self, tgid: u32, ended: bool) {
+    pub(crate) fn process_ended(&mut self, tgid: u32) {
         if let Some(maps) = self.callsites.as_mut() {
-            maps.process_ended(tgid, ended);
+            maps.process_ended(tgid);
+        }
+    }
+
+    pub(crate) fn site_grew(&mut self, memcg: u64, tgid: u32, stack_id: i32) {
+        if let Some(maps) = self.callsites.as_mut() {
+            maps.grew(memcg, tgid, stack_id);
         }
     }
 
@@ -231,8 +241,10 @@ impl Tracer {
                 .map(|v| v.iter().copied().sum())
                 .unwrap_or(0)
         };
+        let ringbuf_full = sum(Counter::RingbufFull);
+        self.losses_seen.set(ringbuf_full);
         KernelCounters {
-            ringbuf_full: sum(Counter::RingbufFull),
+            ringbuf_full,
             read_errors: sum(Counter::ReadError),
         }
     }

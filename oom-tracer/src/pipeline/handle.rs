@@ -279,11 +279,13 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             return None;
         }
         match ev {
-            RawEvent::Alloc(a) if self.symbols.learn(a.task.tgid) => {
-                self.kernel.process_ended(a.task.tgid, false);
+            RawEvent::Alloc(a) => {
+                self.symbols.learn(a.task.tgid);
+                self.kernel.site_grew(memcg, a.task.tgid, a.stack_id);
             }
-            RawEvent::Exit(x) if x.task.pid == x.task.tgid && self.symbols.forget(x.task.tgid) => {
-                self.kernel.process_ended(x.task.tgid, true);
+            RawEvent::Exit(x) if x.task.pid == x.task.tgid => {
+                self.symbols.forget(x.task.tgid);
+                self.kernel.process_ended(x.task.tgid);
             }
             RawEvent::Oom(e) => {
                 let memcgs = callsites::memcgs_of(e, memcg);

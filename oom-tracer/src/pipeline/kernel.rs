@@ -47,8 +47,11 @@ pub(crate) trait Kernel {
     }
     /// The memcg is gone: drop its call sites.
     fn forget_callsites(&mut self, _memcg: u64) {}
-    /// Process `tgid` ended (its sites go), or grows (`false`).
-    fn process_ended(&mut self, _tgid: u32, _ended: bool) {}
+    /// Process `tgid` ended: its sites go.
+    fn process_ended(&mut self, _tgid: u32) {}
+    /// A growth step of process `tgid` in `memcg` went to the sum of user
+    /// stack `stack_id` (its `alloc` record's).
+    fn site_grew(&mut self, _memcg: u64, _tgid: u32, _stack_id: i32) {}
 }
 
 impl Kernel for Tracer {
@@ -116,8 +119,12 @@ impl Kernel for Tracer {
         Tracer::forget_callsites(self, memcg);
     }
 
-    fn process_ended(&mut self, tgid: u32, ended: bool) {
-        Tracer::process_ended(self, tgid, ended);
+    fn process_ended(&mut self, tgid: u32) {
+        Tracer::process_ended(self, tgid);
+    }
+
+    fn site_grew(&mut self, memcg: u64, tgid: u32, stack_id: i32) {
+        Tracer::site_grew(self, memcg, tgid, stack_id);
     }
 
     fn has_callsites(&self) -> bool {

@@ -3,7 +3,7 @@
 //! the `pretty.rs` timeline), the Prometheus metrics (`metrics.rs`) and the
 //! Kubernetes Events (`events.rs`). A new consumer is one new [`Sink`],
 //! added where the mode builds its [`Sinks`].
-use crate::schema::{ContainerRef, PodRef, Record};
+use crate::schema::{Body, ContainerRef, PodRef, Record};
 
 pub(crate) mod events;
 pub(crate) mod metrics;
@@ -48,7 +48,9 @@ pub(crate) trait Sink {
 /// Outside a batch every record is flushed at once. Inside one (a drain of
 /// the ring buffer, see [`Sinks::batch`]) the sinks are flushed once at
 /// its end: one `write(2)` for all of a drain's lines, so that the reader
-/// of stdout is woken once, with the OOM kill and what came before it.
+/// of stdout is woken once per drain. An `oom_kill` does not wait for the
+/// end: it is flushed at once, with the lines before it, and the rest of
+/// the drain (its victim's exit, the restart) follows in a second write.
 #[derive(Default)]
 pub(crate) struct Sinks {
     sinks: Vec<Box<dyn Sink>>,
@@ -73,7 +75,7 @@ impl Sinks {
         for s in &mut self.sinks {
             s.write(r)?;
         }
-        if self.batches == 0 {
+        if self.batches == 0 || matches!(r.body, Body::OomKill(_)) {
             self.flush()?;
         }
         Ok(())
@@ -128,6 +130,30 @@ mod tests {
             self.0.borrow_mut().push(r.event().to_owned());
             Ok(())
         }
+
+        fn flush(&mut self) -> Result<(), SinkError> {
+            self.0.borrow_mut().push("flush".to_owned());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_is_flushed_at_its_end_and_at_a_kill() {
+        let seen = Rc::default();
+        let mut sinks = Sinks::new().with(Collect(Rc::clone(&seen)));
+        let samples = crate::schema::tests::samples();
+        let of = |name: &str| samples.iter().find(|r| r.event() == name).unwrap();
+        sinks.batch();
+        for name in ["exec", "oom_kill", "exit", "restart"] {
+            sinks.write(of(name)).unwrap();
+        }
+        assert_eq!(
+            *seen.borrow(),
+            ["exec", "oom_kill", "flush", "exit", "restart"]
+        );
+        sinks.end_batch().unwrap();
+        assert_eq!(seen.borrow().last().unwrap(), "flush");
+        assert_eq!(seen.borrow().len(), 6);
     }
 
     #[test]
@@ -139,8 +165,14 @@ mod tests {
         for r in crate::schema::tests::samples() {
             sinks.write(&r).unwrap();
         }
-        assert_eq!(*a.borrow(), crate::schema::Body::NAMES);
+        let names: Vec<String> = a
+            .borrow()
+            .iter()
+            .filter(|n| *n != "flush")
+            .cloned()
+            .collect();
+        assert_eq!(names, Body::NAMES);
         assert_eq!(a, b);
-        assert_eq!(sinks.written(), crate::schema::Body::NAMES.len() as u64);
+        assert_eq!(sinks.written(), Body::NAMES.len() as u64);
     }
 }

@@ -94,27 +94,22 @@ impl Symbols {
     }
 
     /// Has the mappings of process `tgid` remembered and its binaries read
-    /// ahead, once (its first growth step), beside the drain. Returns
-    /// whether it was new.
-    pub(crate) fn learn(&mut self, tgid: u32) -> bool {
+    /// ahead, once (its first growth step), beside the drain.
+    pub(crate) fn learn(&mut self, tgid: u32) {
         if self.learned.contains(&tgid) || self.learned.len() >= LEARNED_MAX {
-            return false;
+            return;
         }
         self.learned.insert(tgid);
         self.worker().learn(tgid);
-        true
     }
 
-    /// The process ended: its pid may be reused. Returns whether it was
-    /// known (it grew).
-    pub(crate) fn forget(&mut self, tgid: u32) -> bool {
-        if !self.learned.remove(&tgid) {
-            return false;
-        }
-        if let Some(w) = &self.worker {
+    /// The process ended: its pid may be reused.
+    pub(crate) fn forget(&mut self, tgid: u32) {
+        if self.learned.remove(&tgid)
+            && let Some(w) = &self.worker
+        {
             w.forget(tgid);
         }
-        true
     }
 
     /// The frames of every stack of a kill, in one ask: named as far as
