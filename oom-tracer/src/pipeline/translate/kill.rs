@@ -66,8 +66,6 @@ impl Translator {
         };
         let victim_memcg = victim_memcg(e);
         let container = who(victim_memcg);
-        let memcg =
-            has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e, victim_memcg, container.as_ref()));
         let version = self.index.hierarchy().map(|h| h.version);
         let stats = |flag: u32, s| {
             let layout = self.layout.as_ref().filter(|_| has(flag))?;
@@ -75,6 +73,11 @@ impl Translator {
         };
         let breakdown = stats(OOM_LIMIT_STATS, &e.limit_stats);
         let victim_breakdown = stats(OOM_VICTIM_STATS, &e.victim_stats);
+        // The limit was hit, so its `max` count is at least 1 where the
+        // kernel read it.
+        let hits = breakdown.as_ref().map(|b| b.events.max).filter(|&n| n > 0);
+        let memcg =
+            has(OOM_MEMCG_FOUND).then(|| self.oom_memcg(e, victim_memcg, container.as_ref(), hits));
         let victim_rss = victim
             .anon_rss_bytes
             .zip(victim.file_rss_bytes)
@@ -124,13 +127,21 @@ impl Translator {
     }
 
     /// The memcg that hit its limit, as the kernel read it at the kill, and
-    /// its level as seen from the victim's container.
-    fn oom_memcg(&mut self, e: &OomEvent, victim_memcg: u64, c: Option<&Container>) -> Memcg {
+    /// its level as seen from the victim's container (`hits`: its
+    /// `memory.events` `max` count, where the kernel read it at the kill).
+    fn oom_memcg(
+        &mut self,
+        e: &OomEvent,
+        victim_memcg: u64,
+        c: Option<&Container>,
+        hits: Option<u64>,
+    ) -> Memcg {
         let path = self.index.resolve(e.oom_memcg_id);
         let failcnt = match self.index.hierarchy() {
-            // v2 keeps no failcnt: memory.events `max` counts the same thing.
+            // v2 keeps no failcnt: memory.events `max` counts the same
+            // thing; read from the file only where the kernel did not.
             Some(h) if h.version == CgroupVersion::V2 => {
-                path.as_deref().and_then(|p| read_limit_hits(h, &h.dir(p)))
+                hits.or_else(|| path.as_deref().and_then(|p| read_limit_hits(h, &h.dir(p))))
             }
             _ => Some(e.failcnt),
         };
@@ -160,9 +171,43 @@ mod tests {
 
     use super::*;
     use crate::{
-        cgroup::index::CgroupIndex, host::clock::BootClock, pipeline::translate::tests::oom_event,
+        cgroup::{MemoryHierarchy, index::CgroupIndex},
+        host::clock::BootClock,
+        pipeline::translate::{memory::tests::layout, tests::oom_event},
         pods::fake::example_container,
     };
+
+    /// On cgroup v2 the limit's hits come from the kernel's read at the
+    /// kill; `memory.events` is read only where the kernel gave none.
+    #[test]
+    fn v2_limit_hits_from_the_kernel_not_the_file() {
+        let root = std::env::temp_dir().join(format!("oom-tracer-hits-{}", std::process::id()));
+        let dir = root.join("kubepods/pod-a");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 7\noom 1\n").unwrap();
+        let h = MemoryHierarchy {
+            version: CgroupVersion::V2,
+            mount: root.clone(),
+            hierarchy_id: 0,
+            root: "/".into(),
+        };
+        let mut t = Translator::new(BootClock::from_offset(0), CgroupIndex::new(Some(h)));
+        t.index.insert(100, "/kubepods/pod-a");
+        t.set_layout(Some(layout()));
+        let mut e = oom_event(42, 100, 100);
+        e.limit_stats.state_len = 6;
+        e.limit_stats.events[2..5].copy_from_slice(&[42, 1, 1]);
+        e.limit_stats.flags = oom_tracer_common::STATS_STATE | oom_tracer_common::STATS_EVENTS;
+        let mut failcnt = |e: &OomEvent| {
+            let body = t.oom_kill(e, KillInputs::default());
+            serde_json::to_value(&body).unwrap()["memcg"]["failcnt"].clone()
+        };
+        e.flags |= OOM_LIMIT_STATS;
+        assert_eq!(failcnt(&e), 42, "the kernel's count at the kill");
+        e.flags &= !OOM_LIMIT_STATS;
+        assert_eq!(failcnt(&e), 7, "no breakdown: the file");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn the_level_of_the_limit_that_was_hit() {

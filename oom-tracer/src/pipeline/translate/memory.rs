@@ -80,10 +80,10 @@ pub(crate) fn tasks(e: &OomTasksEvent, page_size: u64) -> Vec<(u64, OomTask)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn layout() -> StatLayout {
+    pub(crate) fn layout() -> StatLayout {
         StatLayout {
             index: vec![
                 (StatItem::Anon, 0),
