@@ -1,8 +1,9 @@
 //! Records on stdout: NDJSON (the default, for tools) or a readable
 //! timeline (for people). Lines are held only until the end of a batch (a
-//! drain of the ring buffer) and then written with one `write(2)`: an OOM
-//! kill reaches `kubectl logs` or a pipe without waiting for a timer, and
-//! the reader is woken once per drain, not once per line.
+//! drain of the ring buffer), or until an `oom_kill` (see [`super::Sinks`]),
+//! and then written with one `write(2)`: an OOM kill reaches `kubectl logs`
+//! or a pipe without waiting for a timer or the rest of its drain, and the
+//! reader is woken about once per drain, not once per line.
 use std::io::{IsTerminal as _, Write as _};
 
 use super::{Sink, SinkError, pretty};
