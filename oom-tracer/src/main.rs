@@ -13,6 +13,7 @@
 //! - the output types: `schema/` (docs/schema.md);
 //! - below them: `cgroup/`, `host/`, `tracefs.rs`, `quantity.rs`,
 //!   `backoff.rs`, `errors.rs`, `logging.rs`, `health/`.
+#[cfg(feature = "agent")]
 mod agent;
 mod analyse;
 mod backoff;
@@ -23,6 +24,7 @@ mod cli;
 mod errors;
 mod health;
 mod host;
+#[cfg(feature = "agent")]
 mod kubepath;
 mod logging;
 mod pipeline;
@@ -71,7 +73,13 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Report(args) => report::run(&args).map_err(Into::into),
+        #[cfg(feature = "agent")]
         cli::Command::Agent(args) => rt.block_on(agent::run(args)).map_err(Into::into),
+        #[cfg(not(feature = "agent"))]
+        cli::Command::Agent(_) => Err(anyhow::anyhow!(
+            "this oom-tracer was built without the node agent (`cargo xtask demo` builds it so); \
+             `cargo build -p oom-tracer` builds it with"
+        )),
         cli::Command::Run(args) => rt.block_on(run::run(args)).map_err(Into::into),
     };
     match result {

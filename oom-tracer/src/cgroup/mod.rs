@@ -151,6 +151,7 @@ impl MemoryHierarchy {
     }
 
     /// The memory limit of the cgroup at `path` (`None`: unlimited or unreadable).
+    #[cfg_attr(not(feature = "agent"), expect(dead_code, reason = "the agent's"))]
     pub(crate) fn limit_of(&self, path: &str) -> Option<u64> {
         let file = match self.version {
             CgroupVersion::V1 => "memory.limit_in_bytes",

@@ -11,7 +11,9 @@ mod run;
 mod trace;
 mod values;
 
-pub(crate) use agent::{AgentArgs, KubeApi};
+pub(crate) use agent::AgentArgs;
+#[cfg(feature = "agent")]
+pub(crate) use agent::KubeApi;
 pub(crate) use check::CheckArgs;
 pub(crate) use report::ReportArgs;
 pub(crate) use run::{RestartPolicy, RunArgs, WorkloadOutput};

@@ -50,12 +50,17 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Whether a cgroup under which pods live is watched.
+    #[cfg_attr(
+        all(not(feature = "agent"), not(test)),
+        expect(dead_code, reason = "the agent's")
+    )]
     pub(crate) fn has_pod_roots(&self) -> bool {
         !self.roots.is_empty()
     }
 
     /// Looks for new pod roots (the kubelet may start after the agent) and
     /// asks the metadata sources to re-read (answered beside the drain).
+    #[cfg_attr(not(feature = "agent"), expect(dead_code, reason = "the agent's"))]
     pub(crate) fn rescan(&mut self) -> Result<(), PipelineError> {
         self.translator.index.scan();
         let roots: Vec<(u64, String)> = self
@@ -75,6 +80,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Waits at most `limit` for the pod sources to answer, draining the ring
     /// buffer meanwhile (the agent's startup: running containers are
     /// reported with their names when the runtime answers in time).
+    #[cfg_attr(not(feature = "agent"), expect(dead_code, reason = "the agent's"))]
     pub(crate) async fn await_pods(&mut self, limit: Duration) -> Result<(), PipelineError> {
         self.pods.refresh();
         let end = tokio::time::Instant::now() + limit;
@@ -93,6 +99,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     /// Containers already running: found in the cgroup tree, reported with
     /// `discovered: true`, their lowest pid taken as the main process.
     /// Returns how many.
+    #[cfg_attr(not(feature = "agent"), expect(dead_code, reason = "the agent's"))]
     pub(crate) fn discover(&mut self) -> Result<usize, PipelineError> {
         self.discovered = true;
         self.discover_under(None)

@@ -9,12 +9,16 @@
 //! - tests: `fake::FakePods`.
 use crate::schema::{ContainerRef, PodRef};
 
+#[cfg(feature = "agent")]
 pub(crate) mod cri;
 #[cfg(test)]
 pub(crate) mod fake;
 pub(crate) mod fixed;
+#[cfg(feature = "agent")]
 pub(crate) mod kube;
+#[cfg(feature = "agent")]
 pub(crate) mod lister;
+#[cfg(feature = "agent")]
 pub(crate) mod node;
 
 /// What records of a container's cgroup are enriched with.
@@ -38,6 +42,10 @@ pub(crate) enum Learned {
     /// A container: [`PodAccessor::container`] now answers for it.
     Container,
     /// A pod sandbox (pause) or a runtime helper: its records are dropped.
+    #[cfg_attr(
+        all(not(feature = "agent"), not(test)),
+        expect(dead_code, reason = "the agent's")
+    )]
     Ignored,
     /// Not a container (a node service, a cgroup outside Kubernetes): its
     /// records are reported without pod and container.

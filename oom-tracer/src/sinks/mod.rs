@@ -5,6 +5,7 @@
 //! added where the mode builds its [`Sinks`].
 use crate::schema::{Body, ContainerRef, PodRef, Record};
 
+#[cfg(feature = "agent")]
 pub(crate) mod events;
 pub(crate) mod metrics;
 mod pretty;
