@@ -317,31 +317,28 @@ fn lint(bin: &Path) -> anyhow::Result<()> {
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
     run(&mut fmt).context("formatting differs: run `cargo +nightly fmt --all`")?;
-    let mut clippy = cargo();
-    clippy
-        .args([
-            "clippy",
-            "--workspace",
-            "--exclude",
-            "oom-tracer-ebpf",
-            "--all-targets",
-        ])
-        .args(["--", "-D", "warnings"]);
-    with_path(&mut clippy, bin);
-    run(&mut clippy).context("clippy found warnings (they are errors here)")?;
-    // The demo's build: oom-tracer without the node agent.
-    let mut clippy = cargo();
-    clippy
-        .args([
-            "clippy",
-            "--package",
-            "oom-tracer",
-            "--no-default-features",
-            "--bins",
-        ])
-        .args(["--", "-D", "warnings"]);
-    with_path(&mut clippy, bin);
-    run(&mut clippy).context("clippy found warnings in the build without the agent")?;
+    // The host crates, then the demo's build (oom-tracer without the node
+    // agent).
+    let host: &[&str] = &[
+        "--workspace",
+        "--exclude",
+        "oom-tracer-ebpf",
+        "--all-targets",
+    ];
+    let demo: &[&str] = &["--package", "oom-tracer", "--no-default-features", "--bins"];
+    for (targets, what) in [
+        (host, "the host crates"),
+        (demo, "the build without the agent"),
+    ] {
+        let mut clippy = cargo();
+        clippy
+            .arg("clippy")
+            .args(targets)
+            .args(["--", "-D", "warnings"]);
+        with_path(&mut clippy, bin);
+        run(&mut clippy)
+            .with_context(|| format!("clippy found warnings in {what} (they are errors here)"))?;
+    }
     let mut ebpf = ebpf_cargo(bin, "clippy");
     ebpf.args(["--", "-D", "warnings"]);
     run(&mut ebpf).context("clippy found warnings in the eBPF crate (they are errors here)")

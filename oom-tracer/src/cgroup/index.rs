@@ -239,12 +239,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("oom-tracer-index-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
-        let h = MemoryHierarchy {
-            version: super::super::CgroupVersion::V2,
-            mount: root.clone(),
-            hierarchy_id: 0,
-            root: "/".into(),
-        };
+        let h = MemoryHierarchy::fixture(super::super::CgroupVersion::V2, &root);
         let id = cgroup_id(&root.join("kubepods/burstable/pod-x/ctr with space")).unwrap();
         let mut ix = CgroupIndex::new(Some(h));
         assert_eq!(
@@ -261,12 +256,7 @@ mod tests {
         let mount = std::env::temp_dir().join(format!("oom-tracer-view-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&mount);
         std::fs::create_dir_all(mount.join("kubepods/podx/ctr")).unwrap();
-        let h = MemoryHierarchy {
-            version: super::super::CgroupVersion::V1,
-            mount: mount.clone(),
-            hierarchy_id: 4,
-            root: "/".into(),
-        };
+        let h = MemoryHierarchy::fixture(super::super::CgroupVersion::V1, &mount);
         let id = cgroup_id(&mount.join("kubepods/podx/ctr")).unwrap();
         let mut ix = CgroupIndex::new(Some(h));
         assert_eq!(ix.view_level(3), 3, "nothing learnt yet");
@@ -302,12 +292,7 @@ mod tests {
         let pod = "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod5f0c1b2a_3d4e_4f60_8a9b_0c1d2e3f4a5b.slice";
         let ctr = format!("{pod}/cri-containerd-{}.scope", "7a".repeat(32));
         std::fs::create_dir_all(mount.join(&ctr[1..])).unwrap();
-        let h = MemoryHierarchy {
-            version: super::super::CgroupVersion::V1,
-            mount: mount.clone(),
-            hierarchy_id: 4,
-            root: "/".into(),
-        };
+        let h = MemoryHierarchy::fixture(super::super::CgroupVersion::V1, &mount);
         let node = "/oom-tracer-test/layouts-16218/node-kind";
         let mut ix = CgroupIndex::new(Some(h));
         let pod_id = cgroup_id(&mount.join(&pod[1..])).unwrap();

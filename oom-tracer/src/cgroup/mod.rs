@@ -76,6 +76,20 @@ pub(crate) struct MemoryHierarchy {
 /// Bound on a walk of the view: directories visited.
 const WALK_LIMIT: usize = 100_000;
 
+#[cfg(test)]
+impl MemoryHierarchy {
+    /// Tests: a hierarchy of `version` mounted at `mount` (a fixture
+    /// directory), rooted at `/` (hierarchy id 4 on v1, 0 on v2).
+    pub(crate) fn fixture(version: CgroupVersion, mount: &Path) -> Self {
+        Self {
+            version,
+            mount: mount.to_path_buf(),
+            hierarchy_id: if version == CgroupVersion::V1 { 4 } else { 0 },
+            root: "/".into(),
+        }
+    }
+}
+
 impl MemoryHierarchy {
     /// Detects the memory controller from /proc/self/mountinfo and /proc/cgroups.
     pub(crate) fn detect() -> Result<Self, CgroupError> {

@@ -280,12 +280,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
-        let h = MemoryHierarchy {
-            version: CgroupVersion::V2,
-            mount: root.clone(),
-            hierarchy_id: 0,
-            root: "/".into(),
-        };
+        let h = MemoryHierarchy::fixture(CgroupVersion::V2, &root);
         // On a real cgroupfs the kernel creates control files in new
         // directories; on the fixture, create them as the kernel would.
         std::fs::create_dir_all(root.join("parent")).unwrap();

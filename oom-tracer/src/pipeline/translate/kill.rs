@@ -185,12 +185,7 @@ mod tests {
         let dir = root.join("kubepods/pod-a");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 7\noom 1\n").unwrap();
-        let h = MemoryHierarchy {
-            version: CgroupVersion::V2,
-            mount: root.clone(),
-            hierarchy_id: 0,
-            root: "/".into(),
-        };
+        let h = MemoryHierarchy::fixture(CgroupVersion::V2, &root);
         let mut t = Translator::new(BootClock::from_offset(0), CgroupIndex::new(Some(h)));
         t.index.insert(100, "/kubepods/pod-a");
         t.set_layout(Some(layout()));
