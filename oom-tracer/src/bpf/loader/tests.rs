@@ -2,6 +2,7 @@
 use oom_tracer_common::names::{GLOBALS, MAPS, PROGRAMS};
 
 use super::OBJECT;
+use crate::bpf::hooks;
 
 /// The object defines every name the loader and the hook table use.
 #[test]
@@ -14,10 +15,10 @@ fn the_object_has_every_name_the_loader_uses() {
     for name in MAPS.iter().chain(&GLOBALS).chain(&PROGRAMS) {
         assert!(has(name), "{name} is not in the eBPF object");
     }
-    for hook in super::LIFECYCLE.iter().chain([
-        &super::MARK_VICTIM_BTF,
-        &super::MARK_VICTIM_TP,
-        &super::RSS_STAT_TP,
+    for hook in hooks::LIFECYCLE.iter().chain([
+        &hooks::MARK_VICTIM_BTF,
+        &hooks::MARK_VICTIM_TP,
+        &hooks::RSS_STAT_TP,
     ]) {
         assert!(PROGRAMS.contains(&hook.program), "{}", hook.program);
     }
