@@ -1,6 +1,6 @@
 //! Call sites, as the kernel keeps them: the stacks (`STACKS`) and the
 //! ramp's bytes per (memcg, user stack) (`CALLSITES`). Read at a kill.
-use std::collections::HashSet;
+use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, MapData, StackTraceMap};
 use oom_tracer_common::{CALLSITES_MAX, CallsiteKey};
@@ -55,7 +55,7 @@ pub(crate) struct CallsiteMaps {
     /// Stacks of kills' triggers, by memcg, removed with the memcg.
     triggers: Vec<(u64, u32)>,
     /// The keys of the sums, by process.
-    known: std::collections::HashMap<u32, HashSet<CallsiteKey>>,
+    known: StdHashMap<u32, HashSet<CallsiteKey>>,
     /// Keys in `known`.
     known_len: usize,
     /// `known` may miss keys: walk the map before it is used.
@@ -63,7 +63,7 @@ pub(crate) struct CallsiteMaps {
     /// The kernel's count of records lost when `known` was last whole.
     losses_seen: u64,
     /// Stacks read, by id.
-    read: std::collections::HashMap<u32, Vec<u64>>,
+    read: StdHashMap<u32, Vec<u64>>,
 }
 
 impl CallsiteMaps {
@@ -75,11 +75,11 @@ impl CallsiteMaps {
             stacks,
             sums,
             triggers: Vec::new(),
-            known: std::collections::HashMap::new(),
+            known: StdHashMap::new(),
             known_len: 0,
             walk: false,
             losses_seen: 0,
-            read: std::collections::HashMap::new(),
+            read: StdHashMap::new(),
         }
     }
 
