@@ -77,7 +77,11 @@ fn try_sigkill(ctx: &BtfTracePointContext) -> ReadResult<()> {
         result: ctx.arg(4),
         _pad: 0,
     };
-    output(&ev, NO_WAKE);
+    // The kernel's own SIGKILL (the OOM killer's comes microseconds before
+    // its `mark_victim`) wakes the reader: it is on a CPU, with what came
+    // before the kill drained, by the time the kill's record arrives, and
+    // ahead of other readers woken at the kill.
+    output(&ev, if code == SI_KERNEL { WAKE } else { NO_WAKE });
     Ok(())
 }
 

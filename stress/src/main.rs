@@ -60,6 +60,11 @@ struct Args {
     /// Step lines carry `fast_bytes` and `slow_bytes`.
     #[arg(long, env = "STRESS_TWO_SITES")]
     two_sites: bool,
+    /// Before anything else, wait until this file exists (a benchmark
+    /// starts the workload once every tracer is attached; a restart finds
+    /// the file and goes on at once).
+    #[arg(long, env = "STRESS_WAIT_FOR")]
+    wait_for: Option<std::path::PathBuf>,
 }
 
 /// Runs the allocation in a child copy of this program and outlives it.
@@ -247,6 +252,11 @@ fn append(file: &mut std::fs::File, bytes: u64) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.wait_for {
+        while !path.exists() {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
     if let Some(adj) = args.oom_score_adj
         && let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string())
     {

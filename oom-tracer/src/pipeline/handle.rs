@@ -5,7 +5,10 @@
 //! behind it (the output stays in kernel order), for two bounded reasons:
 //!
 //! - an `oom_kill` waits for its task list, which follows it in the ring
-//!   buffer (at most to the end of the drain that read it);
+//!   buffer microseconds later: to the end of the drain that read it, and
+//!   where that drain came between the two (the reader is woken at the
+//!   kill's SIGKILL, before the kill), at most [`TASKS_WAIT_NS`] from the
+//!   kill;
 //! - the records of a container whose names are not known yet wait for
 //!   them at most [`NAMES_WAIT`] from the container's first record
 //!   (Tetragon's eventcache), and then go with the ids the cgroup path
@@ -30,6 +33,11 @@ use crate::{
 /// kernel time of its first record: an `oom_kill` is on stdout within
 /// about this much of the kill, whatever the runtime does.
 pub(super) const NAMES_WAIT_NS: u64 = 50_000_000;
+
+/// How long an `oom_kill` read without its task list waits for it, from
+/// the kernel time of the kill: the list is written by the next program on
+/// the same tracepoint, and its record wakes the reader.
+pub(super) const TASKS_WAIT_NS: u64 = 2_000_000;
 
 /// How long an `oom_kill` read during the startup check waits for its
 /// verdict, from the kernel time of the kill.
@@ -57,8 +65,9 @@ pub(super) struct Held {
     staged: Staged,
     /// Waiting for the names of its container until this boot time (ns).
     names_until: Option<u64>,
-    /// A kill waiting for its task list (the victim's pid).
-    tasks_for: Option<u32>,
+    /// A kill waiting for its task list: the victim's pid, and until when
+    /// (boot ns) once a drain ended without it.
+    tasks_for: Option<(u32, u64)>,
     /// A kill waiting for the startup check's verdict until this boot time (ns).
     check_until: Option<u64>,
     behind: Vec<RawEvent>,
@@ -70,10 +79,8 @@ impl Held {
         let check = self
             .check_until
             .map(|t| t.min(BootClock::boot_now_ns().saturating_add(CHECK_POLL_NS)));
-        match (self.names_until, check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let tasks = self.tasks_for.map(|(_, until)| until);
+        [self.names_until, check, tasks].into_iter().flatten().min()
     }
 }
 
@@ -140,7 +147,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
         };
         let names_until = self.names_until(memcg);
         let tasks_for = match ev {
-            RawEvent::Oom(e) if self.kernel.has_task_list() => Some(e.victim.pid),
+            RawEvent::Oom(e) if self.kernel.has_task_list() => {
+                Some((e.victim.pid, e.hdr.boot_ns.saturating_add(TASKS_WAIT_NS)))
+            }
             _ => None,
         };
         let check_until = match ev {
@@ -180,7 +189,7 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
             tracing::debug!("a task list without its kill (victim {})", t.victim_pid);
             return Ok(());
         };
-        if h.tasks_for == Some(t.victim_pid) {
+        if h.tasks_for.is_some_and(|(pid, _)| pid == t.victim_pid) {
             h.staged.tasks = Some(Box::new(*t));
             h.tasks_for = None;
             return self.settle(false);
@@ -190,13 +199,18 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Writes the record held back once it waits for nothing more (with
-    /// `drained`, the task list of a kill is not coming in this drain);
-    /// the records behind it are handled next (see `process`).
+    /// `drained`, the ring buffer is empty: a kill's task list not read yet
+    /// is waited for until its deadline); the records behind it are handled
+    /// next (see `process`).
     pub(super) fn settle(&mut self, drained: bool) -> Result<(), PipelineError> {
+        let stopping = self.stopping;
         let Some(h) = self.held.as_mut() else {
             return Ok(());
         };
-        if drained {
+        if drained
+            && h.tasks_for
+                .is_some_and(|(_, until)| stopping || BootClock::boot_now_ns() >= until)
+        {
             h.tasks_for = None;
         }
         let memcg = h.staged.memcg;

@@ -185,9 +185,9 @@ impl<K: Kernel, P: PodAccessor> Pipeline<K, P> {
     }
 
     /// Handles `queue` in order. The records behind one held back come
-    /// back here when it is written; at the end, a kill whose task list
-    /// did not come goes without, and a record still waiting for names
-    /// stays held (its deadline wakes `trace_until`).
+    /// back here when it is written; at the end, a record still waiting
+    /// (for names, for a kill's task list) stays held, and its deadline
+    /// wakes `trace_until`.
     fn process(&mut self, mut queue: VecDeque<RawEvent>) -> Result<(), PipelineError> {
         loop {
             while let Some(ev) = queue.pop_front() {

@@ -24,6 +24,7 @@ use crate::{
 
 mod held;
 mod late_restart;
+mod tasks;
 
 /// Raw records and counters, as the ring buffer would hand them over.
 #[derive(Default)]

@@ -20,7 +20,9 @@
 //!   - `cgroup_churn`: 200 × (mkdir, two attaches, rmdir) under the watched pod;
 //! - OOM latency: `--kills` OOM kills under `oom-tracer run`, kill → record
 //!   on stdout, p50/p99; bpftrace runs at the same time and its
-//!   `oom_kill` lines for the same victims are timed too; then one more run
+//!   `oom_kill` lines for the same victims are timed too (the runs
+//!   alternate which tool attaches first: at a kill the one attached first
+//!   is woken first); then one more run
 //!   traced from outside (`breakdown.rs`, xtask/src/latency.bt) splits that time
 //!   into the kernel's wake-up, the tracer's work and the pipe;
 //! - OOM storm: `--storm` cgroups OOM-killed at once under the agent (and
@@ -346,22 +348,20 @@ pub(crate) fn bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
 
     // OOM phases: bpftrace traces alongside oom-tracer.
     let mut bt_lost = 0;
-    if args.wants(Phase::Latency) || args.wants(Phase::Storm) {
+    if args.wants(Phase::Latency) {
+        let t = Instant::now();
+        bt_lost += ctx.latency()?;
+        phases.insert("oom_latency_s".into(), t.elapsed().as_secs_f64().into());
+    }
+    if args.wants(Phase::Storm) {
         let mut bt = ctx.spawn(Tool::Bpftrace)?;
         bt.wait_for(0, Duration::from_secs(60), |l| l.text.starts_with("ready "))?;
         let bt_progs = ctx.programs_of(Tool::Bpftrace, &bt, false)?;
-        if args.wants(Phase::Latency) {
-            let t = Instant::now();
-            ctx.latency(&bt)?;
-            phases.insert("oom_latency_s".into(), t.elapsed().as_secs_f64().into());
-        }
-        if args.wants(Phase::Storm) {
-            let t = Instant::now();
-            ctx.oom_storm(&bt, &bt_progs)?;
-            phases.insert("oom_storm_s".into(), t.elapsed().as_secs_f64().into());
-        }
+        let t = Instant::now();
+        ctx.oom_storm(&bt, &bt_progs)?;
+        phases.insert("oom_storm_s".into(), t.elapsed().as_secs_f64().into());
         let bt_lines = stop_tool(Tool::Bpftrace, bt)?;
-        bt_lost = lost_events(Tool::Bpftrace, &bt_lines)?;
+        bt_lost += lost_events(Tool::Bpftrace, &bt_lines)?;
     }
 
     let breakdown = if args.wants(Phase::Breakdown) {

@@ -41,32 +41,54 @@ impl Ctx {
         Ok(())
     }
 
-    /// OOM kill → stdout latency: `--kills` kills under `oom-tracer run`,
-    /// per run; bpftrace (`bt`, already running) times its own lines for
-    /// the same victims.
-    pub(super) fn latency(&mut self, bt: &Proc) -> anyhow::Result<()> {
+    /// OOM kill → stdout latency: `--kills` kills under `oom-tracer run`
+    /// per run, beside a bpftrace started for the run that times its own
+    /// lines for the same victims. At a kill the tool attached first is
+    /// woken first, so the runs alternate which tool attaches first
+    /// (bpftrace in the first run); the workload waits until both are.
+    /// Returns the events bpftrace lost.
+    pub(super) fn latency(&mut self) -> anyhow::Result<u64> {
         let parent = sys::cgroup_path(&self.own);
         let kills = self.args.kills.max(1);
+        let go = self.out.join("latency.go");
+        let mut bt_lost = 0;
         for r in 0..self.args.runs {
+            let first = if r % 2 == 0 {
+                Tool::Bpftrace
+            } else {
+                Tool::OomTracer
+            };
             eprintln!(
-                "xtask: bench: OOM latency, run {}/{}: {kills} kills",
+                "xtask: bench: OOM latency, run {}/{}: {kills} kills, {} attached first",
                 r + 1,
-                self.args.runs
+                self.args.runs,
+                first.name()
             );
-            let mark = bt.mark();
+            let _ = std::fs::remove_file(&go);
             let mut c = Command::new(&self.tracer);
             c.args(["run", "--cgroup-parent", &parent])
                 .args(["--memory-limit", "20Mi", "--restart-policy", "Always"])
                 .args(["--max-restarts", &(kills - 1).to_string()])
                 .args(["--backoff-initial", "100ms", "--backoff-max", "100ms", "--"])
                 .arg(&self.stress)
-                .args(["--step", "5Mi", "--interval", "1ms"])
+                .args(["--step", "5Mi", "--interval", "1ms", "--wait-for"])
+                .arg(&go)
                 .env("OOM_TRACER_LOG", "warn");
-            let mut p = Proc::spawn("oom-tracer run", c, &self.out.join("oom-tracer-run.stderr"))?;
+            let stderr = self.out.join("oom-tracer-run.stderr");
+            let (bt, mut p) = if first == Tool::Bpftrace {
+                let bt = self.ready_bpftrace()?;
+                (bt, Self::ready_run(c, &stderr)?)
+            } else {
+                let p = Self::ready_run(c, &stderr)?;
+                (self.ready_bpftrace()?, p)
+            };
+            std::fs::write(&go, b"").with_context(|| format!("creating {}", go.display()))?;
             p.wait_for(0, Duration::from_secs(120), |l| is_event(&l.text, "stop"))?;
             let lines = p.finish(None, Duration::from_secs(10))?;
-            let mut lat = Vec::new();
-            let mut pids = BTreeSet::new();
+            sys::sleep(Duration::from_millis(300))?;
+            let bt_lines = stop_tool(Tool::Bpftrace, bt)?;
+            bt_lost += lost_events(Tool::Bpftrace, &bt_lines)?;
+            let mut ours = BTreeMap::new();
             for l in &lines {
                 if !is_event(&l.text, "oom_kill") {
                     continue;
@@ -76,36 +98,67 @@ impl Ctx {
                     .as_str()
                     .and_then(sys::parse_rfc3339_ns)
                     .context("oom_kill without a time")?;
-                lat.push((l.real_ns as f64 - t as f64) / 1e6);
                 if let Some(pid) = v["victim"]["pid"].as_u64() {
-                    pids.insert(pid);
+                    ours.insert(pid, (l.real_ns as f64 - t as f64) / 1e6);
                 }
             }
-            sys::sleep(Duration::from_millis(300))?;
-            let bt_lat: Vec<f64> = bt.with_lines(mark, |ls| {
-                ls.iter()
-                    .filter_map(|l| {
-                        let f: Vec<&str> = l.text.split_whitespace().collect();
-                        if f.first() != Some(&"oom_kill") {
-                            return None;
-                        }
-                        let ns: u64 = f.get(1)?.parse().ok()?;
-                        let pid: u64 = f.get(2)?.parse().ok()?;
-                        pids.contains(&pid)
-                            .then(|| (l.mono_ns as f64 - ns as f64) / 1e6)
-                    })
-                    .collect()
-            });
+            let theirs: BTreeMap<u64, f64> = bt_lines
+                .iter()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.text.split_whitespace().collect();
+                    if f.first() != Some(&"oom_kill") {
+                        return None;
+                    }
+                    let ns: u64 = f.get(1)?.parse().ok()?;
+                    let pid: u64 = f.get(2)?.parse().ok()?;
+                    Some((pid, (l.mono_ns as f64 - ns as f64) / 1e6))
+                })
+                .collect();
+            // The kills both tools saw.
+            let lat: Vec<f64> = ours
+                .iter()
+                .filter(|(pid, _)| theirs.contains_key(pid))
+                .map(|(_, &ms)| ms)
+                .collect();
+            let bt_lat: Vec<f64> = theirs
+                .iter()
+                .filter(|(pid, _)| ours.contains_key(pid))
+                .map(|(_, &ms)| ms)
+                .collect();
+            let mut p50 = Vec::new();
             for (tool, mut v) in [(Tool::OomTracer, lat), (Tool::Bpftrace, bt_lat)] {
                 self.samples.add(tool, "latency.kills", v.len() as f64);
-                self.samples
-                    .add(tool, "latency.p50_ms", percentile(&mut v, 50.0));
+                let m = percentile(&mut v, 50.0);
+                p50.push(m);
+                self.samples.add(tool, "latency.p50_ms", m);
                 self.samples
                     .add(tool, "latency.p99_ms", percentile(&mut v, 99.0));
                 self.latencies.entry(tool).or_default().extend(v);
             }
+            self.notes.push(format!(
+                "OOM latency run {}: {} attached first; p50 oom-tracer {:.3} ms, bpftrace {:.3} ms",
+                r + 1,
+                first.name(),
+                p50[0],
+                p50[1]
+            ));
         }
-        Ok(())
+        let _ = std::fs::remove_file(&go);
+        Ok(bt_lost)
+    }
+
+    /// bpftrace, started and attached.
+    fn ready_bpftrace(&self) -> anyhow::Result<Proc> {
+        let mut bt = self.spawn(Tool::Bpftrace)?;
+        bt.wait_for(0, Duration::from_secs(60), |l| l.text.starts_with("ready "))?;
+        Ok(bt)
+    }
+
+    /// `oom-tracer run`, started and attached (its `start` record).
+    fn ready_run(c: Command, stderr: &Path) -> anyhow::Result<Proc> {
+        let mut p = Proc::spawn("oom-tracer run", c, stderr)?;
+        p.wait_for(0, Duration::from_secs(60), |l| is_event(&l.text, "start"))?;
+        Ok(p)
     }
 
     /// A new pod below `burstable` with `n` container cgroups, each limited

@@ -63,7 +63,11 @@ printf 18.5 µs.
 - The tools run one at a time for startup, idle RSS and the storms, with the \
 order alternating between runs. In the OOM phases bpftrace runs alongside \
 oom-tracer: `oom-tracer run` drives the latency kills, and the agent traces the \
-storm. Latency: oom-tracer's is CLOCK_REALTIME at the read minus the record's \
+storm. Each latency run has its own bpftrace, and the runs alternate which tool attaches \
+first (bpftrace in the first run; the notes give each run's order and p50): programs on \
+the same tracepoint run in attach order, so at a kill the tool attached first is woken \
+first. oom-tracer is also woken at the OOM killer's SIGKILL, microseconds before the \
+kill; bench.bt prints that SIGKILL too. Latency: oom-tracer's is CLOCK_REALTIME at the read minus the record's \
 `time`; bpftrace's is CLOCK_MONOTONIC at the read minus its `nsecs`.
 - OOM latency on a VM with a serial console (`console=ttyS0`) and a console log level \
 above 3 (/proc/sys/kernel/printk; bench.json `machine`): the OOM killer writes each kill's \
