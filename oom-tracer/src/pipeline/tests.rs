@@ -179,9 +179,22 @@ fn task(pid: u32, memcg: u64) -> TaskInfo {
 
 fn run_to_completion<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// The OOM killer's SIGKILL of `pid` in `CTR`.
+fn kernel_sigkill(hdr: EventHeader, pid: u32) -> SignalEvent {
+    SignalEvent {
+        hdr,
+        target: task(pid, CTR),
+        sender: task(pid, CTR),
+        sig: 9,
+        code: SI_KERNEL,
+        ..Default::default()
+    }
 }
 
 /// exec → kill → exit 137 of the main process, as a shell reports its
@@ -196,14 +209,7 @@ fn oom_then_exit_at(k: &mut FakeKernel, exit_code: u32, base_ms: u64) {
         hdr: header(EventKind::Exec, base_ms + 1),
         task: task(7, CTR),
     });
-    k.push(&SignalEvent {
-        hdr: header(EventKind::Signal, base_ms + 5),
-        target: task(8, CTR),
-        sender: task(8, CTR),
-        sig: 9,
-        code: SI_KERNEL,
-        ..Default::default()
-    });
+    k.push(&kernel_sigkill(header(EventKind::Signal, base_ms + 5), 8));
     let mut oom = translate::tests::oom_event(8, CTR, CTR);
     oom.hdr = header(EventKind::Oom, base_ms + 5);
     k.push(&oom);
@@ -242,11 +248,7 @@ async fn pump_while_held(p: &mut TestPipeline, max: Duration) {
 /// a last pump and the stop.
 fn kill_during_check(after: Duration, then: impl FnOnce(&TestPipeline)) -> Collect {
     let (mut p, out) = pipeline(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    run_to_completion(async {
         p.fake_check(after, Ok(()));
         p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
         oom_then_exit_now(&mut p.kernel);

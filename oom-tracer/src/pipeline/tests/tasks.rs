@@ -3,7 +3,7 @@
 //! kill's SIGKILL): the kill waits for it, a bounded time.
 use std::time::{Duration, Instant};
 
-use oom_tracer_common::{EventKind, ExecEvent, OomTask, OomTasksEvent, SI_KERNEL, SignalEvent};
+use oom_tracer_common::{EventKind, ExecEvent, OomTask, OomTasksEvent};
 
 use super::{held::now_header, *};
 
@@ -13,14 +13,7 @@ fn exec_signal_kill(k: &mut FakeKernel) {
         hdr: now_header(EventKind::Exec),
         task: task(7, CTR),
     });
-    k.push(&SignalEvent {
-        hdr: now_header(EventKind::Signal),
-        target: task(8, CTR),
-        sender: task(8, CTR),
-        sig: 9,
-        code: SI_KERNEL,
-        ..Default::default()
-    });
+    k.push(&kernel_sigkill(now_header(EventKind::Signal), 8));
     let mut oom = translate::tests::oom_event(8, CTR, CTR);
     oom.hdr = now_header(EventKind::Oom);
     k.push(&oom);
@@ -48,11 +41,7 @@ fn task_list(victim: u32) -> OomTasksEvent {
 fn a_kill_read_a_drain_before_its_task_list_waits_for_it() {
     let (mut p, out) = pipeline(None);
     p.kernel.task_list = true;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    run_to_completion(async {
         p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
         exec_signal_kill(&mut p.kernel);
         p.pump().await.unwrap();
@@ -76,12 +65,8 @@ fn a_kill_read_a_drain_before_its_task_list_waits_for_it() {
 fn a_task_list_that_does_not_come_holds_its_kill_a_bounded_time() {
     let (mut p, out) = pipeline(None);
     p.kernel.task_list = true;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
     let started = Instant::now();
-    rt.block_on(async {
+    run_to_completion(async {
         p.start(Mode::Agent, Some(CgroupVersion::V1)).await.unwrap();
         exec_signal_kill(&mut p.kernel);
         pump_while_held(&mut p, Duration::from_secs(5)).await;
