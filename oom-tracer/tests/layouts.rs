@@ -160,3 +160,28 @@ fn a_check_that_cannot_run_costs_only_the_breakdown() {
         "{kill:#}"
     );
 }
+
+/// `/oom-tracer`, where the startup check makes its probe cgroup, is
+/// oom-tracer's own: an agent removes it when its probe leaves it empty,
+/// also where another agent made it (two agents starting together each
+/// left it to the other).
+#[test]
+fn the_probe_parent_goes_when_it_is_left_empty() {
+    require_root();
+    let _g = serial();
+    let view = View::Namespace { read_only: false };
+    let node = Node::new(view, Names::Cgroupfs);
+    let parent = node.dir("/oom-tracer");
+    // As another agent would have made it.
+    std::fs::create_dir(&parent).unwrap();
+    let agent = node.agent();
+    let check = verdict(&agent, view);
+    assert_eq!(check["enabled"], true, "{check:#}\n{}", agent.stderr_text());
+    let stderr = agent.stderr_text();
+    agent.stop();
+    assert!(
+        !parent.exists(),
+        "{} was left behind:\n{stderr}",
+        parent.display()
+    );
+}

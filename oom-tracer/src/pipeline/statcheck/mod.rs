@@ -41,7 +41,8 @@ pub(crate) use child::{SUBCOMMAND, serve as serve_child};
 pub(crate) struct ProbeSite {
     /// Its parent, a path of the tracer's view (`/oom-tracer`).
     pub parent: String,
-    /// Remove the parent too, if the check made it.
+    /// Remove the parent too when the probe leaves it empty (it is
+    /// oom-tracer's own: the last agent out removes it).
     pub remove_parent: bool,
 }
 

@@ -65,7 +65,7 @@ pub(super) fn run(req: Request, answers: Receiver<MemcgStats>, verdict: Sender<V
 struct Made {
     child: ProbeChild,
     cgroup: Option<OwnedCgroup>,
-    /// The probe cgroup's parent, made for it (removed with it).
+    /// The probe cgroup's parent, removed with it if left empty.
     parent: Option<PathBuf>,
     /// Why the child shares the tracer's cgroup, if it does.
     why_shared: Option<String>,
@@ -157,14 +157,18 @@ fn check(
 }
 
 /// Makes `<parent>/probe-<pid>` and puts the child there. On failure, the
-/// error and the parent if it was made for the probe (to remove).
+/// error; either way the parent to remove once the probe is gone, if the
+/// site says so (`remove_parent`).
 fn probe_cgroup(
     h: &MemoryHierarchy,
     site: &ProbeSite,
     child: u32,
 ) -> Result<(OwnedCgroup, Option<PathBuf>), (CheckError, Option<PathBuf>)> {
     let parent_dir = h.dir(&site.parent);
-    let parent_made = (site.remove_parent && !parent_dir.exists()).then(|| parent_dir.clone());
+    // Removed if it is left empty, whoever made it: agents starting together
+    // share it, and the one that made it may end while another's probe is
+    // inside.
+    let parent_made = site.remove_parent.then(|| parent_dir.clone());
     let name = format!("probe-{}", std::process::id());
     let pods = PodCgroups::create(h, &site.parent, &name, None)
         .map_err(|e| (CheckError::Cgroup(e), parent_made.clone()))?;
