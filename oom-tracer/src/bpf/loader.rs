@@ -306,9 +306,7 @@ fn take_maps(
     })
 }
 
-#[path = "loader/attach.rs"]
 mod attach;
 
 #[cfg(test)]
-#[path = "loader/tests.rs"]
 mod tests;
